@@ -1,0 +1,3 @@
+from crmflow.cli import main
+
+main()

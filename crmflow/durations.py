@@ -1,0 +1,121 @@
+"""Durations and signed offsets: `30s`, `15m`, `2h`, `14d`, `2w`, `1y`, ISO 8601 `P14D`.
+
+Days, weeks, months and years are calendar units applied to the wall clock of a time
+zone (a day across a DST change is 23 or 25 hours); hours, minutes and seconds are
+exact elapsed time.
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, tzinfo
+
+from crmflow.timeutil import localize
+
+_SHORT_RE = re.compile(r"(\d+)\s*(s|m|h|d|w|y)")
+_SHORT_FULL_RE = re.compile(r"(?:\d+\s*(?:s|m|h|d|w|y)\s*)+")
+_ISO_RE = re.compile(
+    r"P(?!$)(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?"
+    r"(?:T(?=\d)(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?"
+)
+
+# The pattern the JSON Schema uses; parse() is the authority, this only guides editors.
+DURATION_PATTERN = (
+    r"^\s*(?:(?:\d+\s*[smhdwy]\s*)+"
+    r"|P(?!$)(?:\d+Y)?(?:\d+M)?(?:\d+W)?(?:\d+D)?(?:T(?=\d)(?:\d+H)?(?:\d+M)?(?:\d+(?:\.\d+)?S)?)?)\s*$"
+)
+OFFSET_PATTERN = DURATION_PATTERN.replace(r"^\s*(?:", r"^\s*[+-]?\s*(?:", 1)
+
+
+@dataclass(frozen=True, slots=True)
+class Duration:
+    """A signed span: calendar months and days plus exact seconds."""
+
+    months: int = 0
+    days: int = 0
+    seconds: float = 0.0
+    text: str = ""
+
+    @property
+    def is_zero(self) -> bool:
+        return not (self.months or self.days or self.seconds)
+
+    @property
+    def negative(self) -> bool:
+        return self.months < 0 or self.days < 0 or self.seconds < 0
+
+    def approx_seconds(self) -> float:
+        """Length in seconds with 30-day months, for comparisons that need no calendar."""
+        return self.months * 30 * 86400 + self.days * 86400 + self.seconds
+
+    def add_to(self, moment: datetime, tz: tzinfo) -> datetime:
+        """`moment` moved by this duration; calendar parts on the wall clock of `tz`."""
+        result = moment
+        if self.months or self.days:
+            local = moment.astimezone(tz).replace(tzinfo=None)
+            if self.months:
+                local = _add_months(local, self.months)
+            if self.days:
+                local += timedelta(days=self.days)
+            result = localize(local, tz)
+        if self.seconds:
+            result = (result.astimezone(UTC) + timedelta(seconds=self.seconds)).astimezone(
+                moment.tzinfo
+            )
+        return result
+
+    def __str__(self) -> str:
+        return self.text or f"P{self.months}M{self.days}DT{self.seconds}S"
+
+
+def _add_months(moment: datetime, months: int) -> datetime:
+    total = moment.year * 12 + (moment.month - 1) + months
+    year, month = divmod(total, 12)
+    month += 1
+    day = min(moment.day, calendar.monthrange(year, month)[1])
+    return moment.replace(year=year, month=month, day=day)
+
+
+def parse(text: str, *, signed: bool = False) -> Duration:
+    """Parse a duration (or, with `signed`, an offset with an optional sign).
+
+    Raises ValueError with a message that shows the accepted forms.
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"a duration is a string such as 14d, not {text!r}")
+    raw = text.strip()
+    sign = 1
+    if raw[:1] in "+-" and raw:
+        if not signed:
+            raise ValueError(f"{text!r}: a duration takes no sign here")
+        sign = -1 if raw[0] == "-" else 1
+        raw = raw[1:].strip()
+    months = days = 0
+    seconds = 0.0
+    if _SHORT_FULL_RE.fullmatch(raw):
+        for amount, unit in _SHORT_RE.findall(raw):
+            n = int(amount)
+            if unit == "s":
+                seconds += n
+            elif unit == "m":
+                seconds += 60 * n
+            elif unit == "h":
+                seconds += 3600 * n
+            elif unit == "d":
+                days += n
+            elif unit == "w":
+                days += 7 * n
+            else:
+                months += 12 * n
+    elif (m := _ISO_RE.fullmatch(raw)) is not None:
+        y, mo, w, d, h, mi, s = m.groups()
+        months = int(y or 0) * 12 + int(mo or 0)
+        days = int(w or 0) * 7 + int(d or 0)
+        seconds = int(h or 0) * 3600 + int(mi or 0) * 60 + float(s or 0)
+    else:
+        raise ValueError(
+            f"{text!r} is not a duration (write 30s, 15m, 2h, 14d, 2w, 1y or ISO 8601 like P14D)"
+        )
+    return Duration(sign * months, sign * days, sign * seconds, text.strip())

@@ -1,0 +1,73 @@
+"""The error hierarchy: what went wrong, where, and which exit code it means.
+
+Configuration errors (bad workflow files, bad events, bad settings) exit 2; findings of
+`lint` exit 1; actions that fail at run time exit 3. Every user-facing error renders as one
+line naming a file position or a field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+EXIT_OK = 0
+EXIT_FINDINGS = 1
+EXIT_BAD_INPUT = 2
+EXIT_ACTION_FAILED = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    file: str
+    line: int = 1
+    column: int = 1
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+class CrmflowError(Exception):
+    """Base of every error crmflow reports to a user."""
+
+    exit_code = EXIT_BAD_INPUT
+
+    def __init__(self, message: str, location: Location | None = None, code: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.location = location
+        self.code = code
+
+    def __str__(self) -> str:
+        where = f"{self.location}: " if self.location else ""
+        code = f"{self.code} " if self.code else ""
+        return f"{where}{code}{self.message}"
+
+
+class ConfigError(CrmflowError):
+    """Bad configuration: a workflow file, crmflow.yaml, a test file, an option."""
+
+
+class YamlError(ConfigError):
+    """A YAML file that does not load."""
+
+    def __init__(self, location: Location, message: str, code: str = "CF001") -> None:
+        super().__init__(message, location, code)
+
+
+class WorkflowError(ConfigError):
+    """Workflow files that fail validation; carries every finding."""
+
+    def __init__(self, findings: list) -> None:  # list[Finding]; typed loosely to avoid a cycle
+        first = findings[0]
+        more = f" (and {len(findings) - 1} more; run crmflow lint)" if len(findings) > 1 else ""
+        super().__init__(f"{first.message}{more}", first.location, first.code)
+        self.findings = findings
+
+
+class EventError(ConfigError):
+    """An input event that is not valid."""
+
+
+class ActionError(CrmflowError):
+    """An action that failed while being carried out."""
+
+    exit_code = EXIT_ACTION_FAILED

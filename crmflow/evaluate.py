@@ -1,0 +1,235 @@
+"""The evaluator: event + workflows + now -> plan. Pure: it reads, it never acts.
+
+Everything time-dependent takes `now` as an argument, and generated codes come from the
+random generator handed in, so the same input gives the same plan.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
+from typing import Any
+
+from crmflow.conditions import Facts, Resolver, Trace
+from crmflow.events import Event
+from crmflow.ruleset import RuleSet
+from crmflow.templates import Record, TemplateFailure, render_tree
+from crmflow.timeutil import format_utc
+from crmflow.values import same
+from crmflow.workflow import Action, Workflow
+
+
+@dataclass(slots=True)
+class PlannedAction:
+    type: str
+    index: int
+    due: datetime | None
+    id: str | None = None
+    params: Any = None
+    error: str | None = None
+    skipped: str | None = None
+    after_wait: bool = False
+    output: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"type": self.type,
+                                "due": format_utc(self.due) if self.due else None}
+        if self.error is not None:
+            data["error"] = self.error
+        elif self.skipped is not None:
+            data["skipped"] = self.skipped
+        else:
+            data["params"] = self.params
+        if self.after_wait:
+            data["after_wait"] = True
+        return data
+
+
+@dataclass(slots=True)
+class RulePlan:
+    rule: str
+    matched: bool
+    reason: str | None = None
+    actions: list[PlannedAction] = field(default_factory=list)
+    trace: Trace | None = None
+    workflow: Workflow | None = None
+    # What the change clauses said at trigger time, for delayed re-checks.
+    kept: dict[int, bool] | None = None
+    # When the actions count from: the event's time, or a date trigger's fire time.
+    start: datetime | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        if self.matched:
+            return {"rule": self.rule, "matched": True,
+                    "actions": [a.to_json() for a in self.actions]}
+        return {"rule": self.rule, "matched": False, "reason": self.reason}
+
+
+@dataclass(slots=True)
+class Plan:
+    event: Event
+    now: datetime
+    rules: list[RulePlan]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "event": {"entity": self.event.entity, "event": self.event.event,
+                      "id": self.event.id},
+            "rules": [r.to_json() for r in self.rules],
+        }
+
+    @property
+    def matched(self) -> list[RulePlan]:
+        return [r for r in self.rules if r.matched]
+
+
+class Cooldowns:
+    """When each workflow last fired for each record (in memory; the daemon persists it)."""
+
+    def __init__(self) -> None:
+        self._last: dict[tuple[str, str, Any], datetime] = {}
+
+    def last(self, rule: str, entity: str, record_id: Any) -> datetime | None:
+        return self._last.get((rule, entity, _hashable(record_id)))
+
+    def fired(self, rule: str, entity: str, record_id: Any, at: datetime) -> None:
+        self._last[(rule, entity, _hashable(record_id))] = at
+
+
+def _hashable(value: Any) -> Any:
+    return value if isinstance(value, (str, int, float, type(None))) else repr(value)
+
+
+def changes_of(record: dict[str, Any], previous: dict[str, Any] | None) -> dict[str, list[Any]]:
+    if previous is None:
+        return {}
+    keys = list(record) + [k for k in previous if k not in record]
+    return {k: [previous.get(k), record.get(k)] for k in keys
+            if not same(previous.get(k), record.get(k))}
+
+
+class Evaluator:
+    """Evaluates events against a rule set; one per stream (it holds cooldowns and codes)."""
+
+    def __init__(self, rules: RuleSet, tz: tzinfo, *, seed: int | None = None,
+                 cooldowns: Cooldowns | None = None, resolver: Resolver | None = None,
+                 explain: bool = False) -> None:
+        self.rules = rules
+        self.tz = tz
+        self.rng: random.Random = random.Random(seed) if seed is not None else random.SystemRandom()
+        self.cooldowns = cooldowns if cooldowns is not None else Cooldowns()
+        self.resolver = resolver
+        self.explain = explain
+
+    def evaluate(self, event: Event, now: datetime) -> Plan:
+        at = event.at or now
+        facts = Facts(event.entity, event.event, event.record, event.previous, at, self.tz,
+                      event.actor, self.resolver)
+        plans = []
+        context: dict[str, Any] | None = None
+        for entry in self.rules.entries(event.entity, event.event):
+            workflow = entry.workflow
+            if not entry.reacts:
+                plans.append(RulePlan(workflow.id, False, entry.static_reason, workflow=workflow))
+                continue
+            if event.rule is not None and event.event == "tick" and event.rule != workflow.id:
+                plans.append(RulePlan(workflow.id, False, f"tick for {event.rule}",
+                                      workflow=workflow))
+                continue
+            plan = self._match(workflow, facts, event, at)
+            if plan.matched:
+                if context is None:
+                    context = self._context(event, at)
+                self._plan_actions(workflow, plan, facts, context, plan.start or at)
+            plans.append(plan)
+        return Plan(event, at, plans)
+
+    def _match(self, workflow: Workflow, facts: Facts, event: Event, at: datetime) -> RulePlan:
+        trigger = workflow.trigger
+        reason = trigger.reject(facts)
+        if reason is not None:
+            return RulePlan(workflow.id, False, reason, workflow=workflow)
+        start = None
+        if trigger.kind == "date":
+            fire = trigger.fire_time(facts, self.tz)
+            if isinstance(fire, str):
+                return RulePlan(workflow.id, False, fire, workflow=workflow)
+            if fire <= at:
+                return RulePlan(workflow.id, False,
+                                f"trigger {trigger.describe}: {format_utc(fire)} is already past",
+                                workflow=workflow)
+            start = fire
+        if workflow.cooldown is not None:
+            last = self.cooldowns.last(workflow.id, event.entity, event.id)
+            if last is not None:
+                until = workflow.cooldown.add_to(last, self.tz)
+                if at < until:
+                    return RulePlan(workflow.id, False,
+                                    f"cooldown {workflow.cooldown}: fired {format_utc(last)}, "
+                                    f"not again before {format_utc(until)}", workflow=workflow)
+        condition = workflow.condition
+        if self.explain:
+            trace = condition.explain(facts)
+            if not trace.ok:
+                return RulePlan(workflow.id, False, trace.reason(), trace=trace, workflow=workflow)
+        elif not condition.check(facts):
+            trace = condition.explain(facts)
+            return RulePlan(workflow.id, False, trace.reason(), workflow=workflow)
+        else:
+            trace = None
+        kept = {c.uid: c.check(facts) for c in condition.change_clauses()} or None
+        if workflow.cooldown is not None:
+            self.cooldowns.fired(workflow.id, event.entity, event.id, at)
+        return RulePlan(workflow.id, True, trace=trace, workflow=workflow, kept=kept, start=start)
+
+    def _context(self, event: Event, at: datetime) -> dict[str, Any]:
+        record = Record(event.record)
+        previous = Record(event.previous) if event.previous is not None else None
+        return {
+            "record": record,
+            event.entity: record,
+            "previous": previous,
+            "changes": Record(changes_of(event.record, event.previous)),
+            "actor": event.actor,
+            "now": at.astimezone(self.tz),
+        }
+
+    def _plan_actions(self, workflow: Workflow, plan: RulePlan, facts: Facts,
+                      shared: dict[str, Any], start: datetime) -> None:
+        steps: dict[str, Any] = {}
+        context = dict(shared)
+        context["rule"] = {"id": workflow.id, "name": workflow.title}
+        context["steps"] = Record(steps)
+        base: datetime | None = start
+        waited = False
+        for action in workflow.actions:
+            due = None if base is None else _after(base, action, self.tz)
+            planned = PlannedAction(action.type, action.index, due, action.id, after_wait=waited)
+            plan.actions.append(planned)
+            if action.condition is not None and not action.condition.check(facts):
+                planned.skipped = "if: " + action.condition.explain(facts).reason()
+                if action.id:
+                    steps[action.id] = {}
+                continue
+            if action.type == "wait":
+                planned.params = action.raw
+                base = None if action.wait_for is None or due is None else \
+                    action.wait_for.add_to(due, self.tz)
+                waited = True
+                continue
+            try:
+                params = render_tree(action.params, context)
+            except TemplateFailure as exc:
+                planned.error = str(exc)
+                if action.id:
+                    steps[action.id] = {}
+                continue
+            planned.params = params
+            planned.output = action.definition.dry_output(params, self.rng)
+            if action.id:
+                steps[action.id] = planned.output
+
+
+def _after(base: datetime, action: Action, tz: tzinfo) -> datetime:
+    return action.delay.add_to(base, tz) if action.delay is not None else base

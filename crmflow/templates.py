@@ -1,0 +1,254 @@
+"""Action templates: Jinja2 in an immutable sandbox, compiled once, never from CRM data.
+
+Every string in an action is a template. A string that is exactly one `{{ expression }}`
+keeps the expression's type; any other renders to a string with null as "". A missing
+field of a record is null; any other undefined name is an error (StrictUndefined).
+Only strings from workflow files are ever compiled; values from the CRM are data.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from datetime import UTC, date, datetime, tzinfo
+from functools import cache
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateSyntaxError, nodes, pass_context
+from jinja2.exceptions import SecurityError, TemplateError, UndefinedError
+from jinja2.runtime import Undefined
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from crmflow import durations
+from crmflow.timeutil import parse_temporal, to_instant
+
+CONTEXT_NAMES = ("record", "previous", "changes", "actor", "now", "rule", "steps")
+_SINGLE_RE = re.compile(r"\{\{((?:(?!\{\{|\}\}|\{%|\{#).)*)\}\}", re.DOTALL)
+_MARKERS = ("{{", "{%", "{#")
+
+
+class TemplateFailure(Exception):
+    """A template that does not compile or render; the message is one line."""
+
+
+class Record(Mapping[str, Any]):
+    """A record as templates see it: `deal.name`, missing fields are null."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        self._data = data
+
+    def __getitem__(self, key: str) -> Any:
+        return wrap(self._data.get(key))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __repr__(self) -> str:
+        return repr(dict(self._data))
+
+    def __str__(self) -> str:
+        return str(dict(self._data))
+
+
+def wrap(value: Any) -> Any:
+    if isinstance(value, dict):
+        return Record(value)
+    if isinstance(value, list) and any(isinstance(v, dict) for v in value):
+        return [wrap(v) for v in value]
+    return value
+
+
+def unwrap(value: Any) -> Any:
+    """Plain JSON-able data back from what an expression returned."""
+    if isinstance(value, Record):
+        return {k: unwrap(v) for k, v in value._data.items()}
+    if isinstance(value, Mapping):
+        return {str(k): unwrap(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [unwrap(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+class _Environment(ImmutableSandboxedEnvironment):
+    """The sandbox, plus record semantics: `.field` reads the field, null propagates."""
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if isinstance(obj, Record):
+            return obj[attribute]
+        if obj is None:
+            return None
+        return super().getattr(obj, attribute)
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        if isinstance(obj, Record) and isinstance(argument, str):
+            return obj[argument]
+        if obj is None:
+            return None
+        return super().getitem(obj, argument)
+
+
+def _zone(context: Any) -> tzinfo:
+    # `now` is rendered in the configured time zone, so it carries the zone to filters.
+    now = context.get("now")
+    return now.tzinfo if isinstance(now, datetime) and now.tzinfo else UTC
+
+
+@pass_context
+def _shift(context: Any, value: Any, offset: str) -> datetime | None:
+    """`{{ now | shift('14d') }}`: a date or time moved by a signed offset."""
+    moment = parse_temporal(value)
+    if moment is None:
+        return None
+    tz = _zone(context)
+    return durations.parse(offset, signed=True).add_to(to_instant(moment, tz), tz)
+
+
+@pass_context
+def _date(context: Any, value: Any, fmt: str = "%Y-%m-%d") -> str:
+    """`{{ deal.expected_close_date | date('%d.%m.%Y') }}`: format a date or time."""
+    moment = parse_temporal(value)
+    if moment is None:
+        return ""
+    if isinstance(moment, datetime):
+        moment = moment.astimezone(_zone(context))
+    return moment.strftime(fmt)
+
+
+@cache
+def environment() -> _Environment:
+    env = _Environment(
+        undefined=StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+        finalize=lambda value: "" if value is None else value,
+    )
+    env.filters["shift"] = _shift
+    env.filters["date"] = _date
+    return env
+
+
+class Template:
+    """One compiled string of an action (compiled lazily, at most once)."""
+
+    __slots__ = ("_render", "source")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self._render: Any = None
+
+    def compile(self) -> None:
+        if self._render is not None:
+            return
+        env = environment()
+        single = _SINGLE_RE.fullmatch(self.source)
+        try:
+            if single is not None:
+                expression = env.compile_expression(single.group(1), undefined_to_none=False)
+
+                def render_value(context: dict[str, Any]) -> Any:
+                    result = expression(**context)
+                    if isinstance(result, Undefined):
+                        result._fail_with_undefined_error()
+                    return unwrap(result)
+
+                self._render = render_value
+            else:
+                template = env.from_string(self.source)
+                self._render = lambda context: template.render(context)
+        except TemplateSyntaxError as exc:
+            raise TemplateFailure(f"template syntax error: {exc.message}") from None
+
+    def render(self, context: dict[str, Any]) -> Any:
+        if self._render is None:
+            self.compile()
+        try:
+            return self._render(context)
+        except UndefinedError as exc:
+            raise TemplateFailure(f"undefined in template: {exc.message}") from None
+        except SecurityError as exc:
+            raise TemplateFailure(f"refused by the template sandbox: {exc}") from None
+        except TemplateError as exc:
+            raise TemplateFailure(f"template error: {exc}") from None
+        except Exception as exc:  # a filter or operation failing on CRM data
+            raise TemplateFailure(f"template error: {type(exc).__name__}: {exc}") from None
+
+
+def is_template(text: str) -> bool:
+    return any(marker in text for marker in _MARKERS)
+
+
+def compile_tree(value: Any) -> Any:
+    """Action parameters with every template string replaced by a Template."""
+    if isinstance(value, str):
+        return Template(value) if is_template(value) else value
+    if isinstance(value, dict):
+        return {k: compile_tree(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [compile_tree(v) for v in value]
+    return value
+
+
+def render_tree(value: Any, context: dict[str, Any]) -> Any:
+    if type(value) is Template:
+        return value.render(context)
+    if type(value) is dict:
+        return {k: render_tree(v, context) for k, v in value.items()}
+    if type(value) is list:
+        return [render_tree(v, context) for v in value]
+    return value
+
+
+def iter_templates(value: Any, path: tuple[str | int, ...] = ()) -> Iterator[tuple[tuple[str | int, ...], Template]]:
+    if isinstance(value, Template):
+        yield path, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from iter_templates(v, (*path, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from iter_templates(v, (*path, i))
+
+
+def references(source: str) -> tuple[set[str], list[tuple[str, ...]]]:
+    """Free names of a template and the attribute chains read from them, for lint.
+
+    `{{ deal.company.name }}` gives ({"deal"}, [("deal", "company", "name")]).
+    """
+    from jinja2 import meta
+
+    env = environment()
+    single = _SINGLE_RE.fullmatch(source)
+    text = source if single is None else "{{" + single.group(1) + "}}"
+    tree = env.parse(text)
+    names = meta.find_undeclared_variables(tree)
+    chains: list[tuple[str, ...]] = []
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        chain: list[str] = []
+        current: nodes.Node = node
+        while isinstance(current, (nodes.Getattr, nodes.Getitem)):
+            if isinstance(current, nodes.Getattr):
+                chain.append(current.attr)
+            elif isinstance(current.arg, nodes.Const) and isinstance(current.arg.value, str):
+                chain.append(current.arg.value)
+            else:
+                chain = []
+                break
+            current = current.node
+        if chain and isinstance(current, nodes.Name):
+            chains.append((current.name, *reversed(chain)))
+    # Keep only maximal chains: deal.company.name implies deal.company.
+    chains.sort(key=len, reverse=True)
+    maximal: list[tuple[str, ...]] = []
+    for chain in chains:
+        if not any(other[: len(chain)] == chain for other in maximal):
+            maximal.append(chain)
+    return names, maximal

@@ -1,0 +1,123 @@
+"""Instants, dates and clocks: parsing the ISO forms CRMs write, formatting plan times."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+# Date-only: 2026-11-22. Date-times: with "T" or a space (SQLite's CURRENT_TIMESTAMP),
+# optional fraction, optional "Z" or +hh:mm offset; no offset means UTC.
+_DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_DATETIME_RE = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?"
+    r"\s*(Z|z|[+-]\d{2}(?::?\d{2})?)?"
+)
+
+Clock = Callable[[], datetime]
+
+
+def system_clock() -> datetime:
+    """The real time, aware, in UTC."""
+    return datetime.fromtimestamp(time.time(), UTC)
+
+
+def frozen_clock(at: datetime) -> Clock:
+    """A clock that always answers `at` (tests, --now)."""
+    return lambda: at
+
+
+@lru_cache(maxsize=64)
+def zone(name: str) -> tzinfo:
+    """The time zone called `name`; ValueError when there is none."""
+    if name.upper() in ("UTC", "Z"):
+        return UTC
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {name!r}") from exc
+
+
+def parse_date(text: str) -> date | None:
+    """A date-only ISO string as a date, else None."""
+    if len(text) == 10 and _DATE_RE.fullmatch(text):
+        try:
+            return date.fromisoformat(text)
+        except ValueError:
+            return None
+    return None
+
+
+def parse_datetime(text: str) -> datetime | None:
+    """An ISO date-time string as an aware datetime (no offset means UTC), else None."""
+    m = _DATETIME_RE.fullmatch(text.strip())
+    if m is None:
+        return None
+    year, month, day, hour, minute, second, frac, off = m.groups()
+    micro = int((frac or "0")[:6].ljust(6, "0"))
+    tz: tzinfo = UTC
+    if off and off not in ("Z", "z"):
+        sign = -1 if off[0] == "-" else 1
+        digits = off[1:].replace(":", "")
+        hours, minutes = int(digits[:2]), int(digits[2:4] or 0)
+        tz = _offset_zone(sign * (hours * 60 + minutes))
+    try:
+        return datetime(
+            int(year), int(month), int(day), int(hour), int(minute), int(second or 0), micro, tz
+        )
+    except ValueError:
+        return None
+
+
+@lru_cache(maxsize=128)
+def _offset_zone(minutes: int) -> tzinfo:
+    from datetime import timezone
+
+    return timezone(timedelta(minutes=minutes))
+
+
+def parse_temporal(value: object) -> date | datetime | None:
+    """A date or an aware datetime from an ISO string (or a date/datetime), else None."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str):
+        return parse_date(value) or parse_datetime(value)
+    return None
+
+
+def to_instant(value: date | datetime, tz: tzinfo, at: tuple[int, int] = (0, 0)) -> datetime:
+    """An aware datetime: a date counts from `at` (hour, minute) local time in `tz`."""
+    if isinstance(value, datetime):
+        return value
+    return localize(datetime(value.year, value.month, value.day, at[0], at[1]), tz)
+
+
+def localize(naive: datetime, tz: tzinfo) -> datetime:
+    """Attach `tz` to a wall-clock time, normalised through UTC.
+
+    A wall time skipped by a spring-forward change comes out shifted by the gap
+    (02:30 becomes 03:30); one that occurs twice in autumn takes its first occurrence.
+    """
+    return naive.replace(tzinfo=tz, fold=0).astimezone(UTC).astimezone(tz)
+
+
+def parse_instant(text: str) -> datetime:
+    """An aware datetime from an ISO date or date-time; ValueError otherwise."""
+    value = parse_temporal(text)
+    if value is None:
+        raise ValueError(f"not an ISO date or date-time: {text!r}")
+    return to_instant(value, UTC)
+
+
+def format_utc(moment: datetime) -> str:
+    """UTC as YYYY-MM-DDTHH:MM:SSZ, with a fraction only when it is not zero."""
+    utc = moment.astimezone(UTC)
+    text = utc.strftime("%Y-%m-%dT%H:%M:%S")
+    if utc.microsecond:
+        text += f".{utc.microsecond:06d}".rstrip("0")
+    return text + "Z"
