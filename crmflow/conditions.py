@@ -119,6 +119,7 @@ class FieldClause(Condition):
     uid: int
     getter: Getter = field(repr=False)
     test: Any = field(repr=False)
+    other: Getter | None = field(default=None, repr=False)  # `{field: ...}` operand
 
     def __post_init__(self) -> None:
         getter, test = self.getter, self.test
@@ -138,12 +139,17 @@ class FieldClause(Condition):
 
     @property
     def label(self) -> str:
+        if self.other is not None:
+            return f"{self.path} {self.op} {self.operand['field']}"
         return f"{self.path} {self.op} {display(self.operand)}"
 
     def explain(self, facts: Facts) -> Trace:
         ok = self.check(facts)
         if self.definition.kind == "value":
-            return Trace(ok, f"{self.label}: was {display(self.getter(facts.record, facts))}")
+            seen = f"was {display(self.getter(facts.record, facts))}"
+            if self.other is not None:
+                seen += f" vs {display(self.other(facts.record, facts))}"
+            return Trace(ok, f"{self.label}: {seen}")
         if facts.kept is not None and self.uid in facts.kept:
             return Trace(ok, f"{self.label}: {'held' if ok else 'did not hold'} at trigger time")
         if not facts.has_change:
@@ -262,14 +268,27 @@ class ConditionCompiler:
             return parts[0]
         return AllOf(tuple(parts))
 
-    def _field(self, path: str, op: str, operand: Any) -> FieldClause:
-        definition: OperatorDef = OPERATORS[op]
+    def _getter(self, path: str) -> Getter:
         getter = self._getters.get(path)
         if getter is None:
             getter = self._getters[path] = make_getter(path)
+        return getter
+
+    def _field(self, path: str, op: str, operand: Any) -> FieldClause:
+        definition: OperatorDef = OPERATORS[op]
+        getter = self._getter(path)
         self._uid += 1
+        if is_field_ref(operand) and definition.pair is not None:
+            other = self._getter(operand["field"])
+            pair, tz = definition.pair, self.tz
+            test = lambda value, facts: pair(value, other(facts.record, facts), tz)  # noqa: E731
+            return FieldClause(path, op, operand, definition, self._uid, getter, test, other)
         return FieldClause(path, op, operand, definition, self._uid, getter,
                            definition.build(operand, self.tz))
+
+
+def is_field_ref(operand: Any) -> bool:
+    return type(operand) is dict and len(operand) == 1 and "field" in operand
 
 
 def iter_field_clauses(spec: Any, path: tuple[str | int, ...] = ()) -> list[tuple[tuple[str | int, ...], str, str, Any]]:

@@ -38,23 +38,63 @@ class OperatorDef:
     kind: Literal["value", "change"]
     build: Callable[[Any, tzinfo], Any]
     ordering: bool = False  # false on null and mismatched types; lint checks field types
+    # Compares two values of the record when the operand is `{field: other_field}`.
+    pair: Callable[[Any, Any, tzinfo], bool] | None = None
 
 
-def _register(name: str, doc: str, schema: dict[str, Any], kind: Literal["value", "change"] = "value",
-              ordering: bool = False) -> Callable[[Callable[[Any, tzinfo], Any]], Callable[[Any, tzinfo], Any]]:
-    def decorate(build: Callable[[Any, tzinfo], Any]) -> Callable[[Any, tzinfo], Any]:
-        OPERATORS.add(name, OperatorDef(name, doc, schema, kind, build, ordering))
+Builder = Callable[[Any, tzinfo], Any]
+FIELD_REF = {
+    "type": "object",
+    "description": "compare with another field of the record",
+    "properties": {"field": {"type": "string", "minLength": 1}},
+    "required": ["field"],
+    "additionalProperties": False,
+}
+
+
+def _register(name: str, doc: str, schema: dict[str, Any],
+              kind: Literal["value", "change"] = "value", ordering: bool = False,
+              pair: Callable[[Any, Any, tzinfo], bool] | None = None,
+              ) -> Callable[[Builder], Builder]:
+    if pair is not None:
+        schema = {"anyOf": [schema or {"not": FIELD_REF}, FIELD_REF]}
+
+    def decorate(build: Builder) -> Builder:
+        OPERATORS.add(name, OperatorDef(name, doc, schema, kind, build, ordering, pair))
         return build
 
     return decorate
 
 
-@_register("eq", "equal to (null equals null; no type coercion)", ANY_VALUE)
+def order(a: Any, b: Any, tz: tzinfo) -> int | None:
+    """-1, 0 or 1 for two numbers, two ISO dates or two strings; None when incomparable."""
+    if is_number(a) and is_number(b):
+        return (a > b) - (a < b)
+    if type(a) is str and type(b) is str:
+        ta, tb = temporal(a), temporal(b)
+        if ta is not None and tb is not None:
+            return compare_temporal(ta, tb, tz)
+        if (ta is None) != (tb is None):
+            return None
+        return (a > b) - (a < b)
+    return None
+
+
+def _pair_order(accept: Callable[[int], bool]) -> Callable[[Any, Any, tzinfo], bool]:
+    def test(a: Any, b: Any, tz: tzinfo) -> bool:
+        c = order(a, b, tz)
+        return c is not None and accept(c)
+    return test
+
+
+@_register("eq", "equal to (null equals null; no type coercion)", ANY_VALUE,
+           pair=lambda a, b, tz: same(a, b))
 def _eq(operand: Any, tz: tzinfo) -> ValueTest:
     return lambda value, facts: same(value, operand)
 
 
-@_register("ne", "not equal to (exactly `not eq`)", ANY_VALUE)
+@_register("ne", "not equal to (exactly `not eq`)", ANY_VALUE,
+           pair=lambda a, b, tz: not same(a, b))
 def _ne(operand: Any, tz: tzinfo) -> ValueTest:
     return lambda value, facts: not same(value, operand)
 
@@ -85,13 +125,14 @@ def _ordering(accept: Callable[[int], bool]) -> Callable[[Any, tzinfo], ValueTes
 
 
 _ORDER_SCHEMA = {"type": ["number", "string"]}
-_register("gt", "greater than (numbers, strings, ISO dates)", _ORDER_SCHEMA, ordering=True)(
-    _ordering(lambda c: c > 0))
-_register("gte", "greater than or equal to", _ORDER_SCHEMA, ordering=True)(
-    _ordering(lambda c: c >= 0))
-_register("lt", "less than", _ORDER_SCHEMA, ordering=True)(_ordering(lambda c: c < 0))
-_register("lte", "less than or equal to", _ORDER_SCHEMA, ordering=True)(
-    _ordering(lambda c: c <= 0))
+for _name, _doc, _accept in (
+    ("gt", "greater than (numbers, strings, ISO dates)", lambda c: c > 0),
+    ("gte", "greater than or equal to", lambda c: c >= 0),
+    ("lt", "less than", lambda c: c < 0),
+    ("lte", "less than or equal to", lambda c: c <= 0),
+):
+    _register(_name, _doc, _ORDER_SCHEMA, ordering=True, pair=_pair_order(_accept))(
+        _ordering(_accept))
 
 
 def _member_test(operand: list[Any]) -> Callable[[Any], bool]:

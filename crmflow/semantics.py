@@ -15,7 +15,7 @@ from jinja2 import TemplateSyntaxError
 
 from crmflow import durations
 from crmflow.actions import action_type, normalise_params
-from crmflow.conditions import iter_field_clauses
+from crmflow.conditions import is_field_ref, iter_field_clauses
 from crmflow.config import Config
 from crmflow.cron import CronError, parse_cron
 from crmflow.entities import TEMPORAL_TYPES, EntityModel, suggest
@@ -83,13 +83,16 @@ class _Checker:
         updates = "trigger" in self.data and (
             "updated" in events or "saved" in events or "date" in trigger)
         for base, block in self.condition_blocks():
-            for path, field_path, op, _operand in iter_field_clauses(block, base):
+            for path, field_path, op, operand in iter_field_clauses(block, base):
                 key_path = path if path[-1] == field_path else path[:-1]
                 info = self.field(entity, field_path, key_path, key=True)
+                if is_field_ref(operand):
+                    self.field(entity, operand["field"], (*path, "field"))
                 definition = OPERATORS.get(op)
                 if definition is None:
                     continue
-                if definition.kind == "change" and not updates:
+                # A wait's `until` sees the record's later changes, whatever the trigger.
+                if definition.kind == "change" and not updates and "until" not in base:
                     self.add("CF211", f"{field_path} {op} can never hold: the trigger sees no "
                                       "updates (changed* is false on created and deleted events)",
                              path, severity="warning")
