@@ -82,14 +82,14 @@ class _Environment(ImmutableSandboxedEnvironment):
     """The sandbox, plus record semantics: `.field` reads the field, null propagates."""
 
     def getattr(self, obj: Any, attribute: str) -> Any:
-        if isinstance(obj, Record):
+        if isinstance(obj, Record) and not attribute.startswith("_"):
             return obj[attribute]
         if obj is None:
             return None
         return super().getattr(obj, attribute)
 
     def getitem(self, obj: Any, argument: Any) -> Any:
-        if isinstance(obj, Record) and isinstance(argument, str):
+        if isinstance(obj, Record) and isinstance(argument, str) and not argument.startswith("_"):
             return obj[argument]
         if obj is None:
             return None

@@ -1,0 +1,41 @@
+# crmflow developer tasks. `make run` and `make test` are all a new machine needs.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test lint bench schemas clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+# Until the daemon lands: lint the example workflows and show the plans they make for
+# the sample events in examples/events.ndjson.
+run: install
+	$(BIN)/crmflow lint rules
+	$(BIN)/crmflow eval --dry-run --rules rules < examples/events.ndjson
+
+test: install
+	$(BIN)/ruff check crmflow tests bench
+	$(BIN)/crmflow lint --strict rules
+	$(BIN)/crmflow test rules
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check crmflow tests bench
+	$(BIN)/ruff format --check crmflow tests bench
+
+bench: install
+	$(BIN)/python -m bench
+
+# Regenerate the committed JSON Schemas from the registry.
+schemas: install
+	$(BIN)/python -m crmflow.schema_files
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build *.egg-info

@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from crmflow.config import Config
+from crmflow.evaluate import Evaluator, Plan
+from crmflow.events import parse_event
+from crmflow.ruleset import load_ruleset
+
+ROOT = Path(__file__).resolve().parent.parent
+NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
+
+
+def crmflow_bin() -> str:
+    """The installed console script: tests go through the real entry point."""
+    candidate = Path(sys.executable).parent / "crmflow"
+    return str(candidate) if candidate.exists() else "crmflow"
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    def json_lines(self) -> list[Any]:
+        return [json.loads(line) for line in self.out.splitlines() if line.strip()]
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Callable[..., Result]:
+    """Run `crmflow ARGS` in tmp_path with optional stdin."""
+
+    def run(*args: str, stdin: str = "", cwd: Path | None = None) -> Result:
+        proc = subprocess.run(
+            [crmflow_bin(), *args], input=stdin, capture_output=True, text=True,
+            cwd=cwd or tmp_path, timeout=60,
+        )
+        return Result(proc.returncode, proc.stdout, proc.stderr)
+
+    return run
+
+
+@pytest.fixture
+def rules_dir(tmp_path: Path) -> Callable[..., Path]:
+    """Write workflow files: rules_dir({"a.yaml": "..."}) -> the folder."""
+
+    def write(files: dict[str, str]) -> Path:
+        folder = tmp_path / "rules"
+        folder.mkdir(exist_ok=True)
+        for name, text in files.items():
+            path = folder / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(textwrap.dedent(text), encoding="utf-8")
+        return folder
+
+    return write
+
+
+@pytest.fixture
+def plan_for(rules_dir: Callable[..., Path]) -> Callable[..., dict[str, Any]]:
+    """Evaluate one event against workflows given as YAML text; returns the plan JSON."""
+
+    def run(workflows: str | dict[str, str], event: dict[str, Any], *, now: datetime = NOW,
+            seed: int | None = 1, config: Config | None = None) -> dict[str, Any]:
+        files = {"w.yaml": workflows} if isinstance(workflows, str) else workflows
+        folder = rules_dir(files)
+        cfg = config or Config()
+        rules = load_ruleset([folder], cfg)
+        plan: Plan = Evaluator(rules, cfg.timezone, seed=seed).evaluate(
+            parse_event(event, cfg.model), now)
+        return plan.to_json()
+
+    return run
