@@ -81,12 +81,11 @@ def load_config(path: Path | None = None, *, required: bool = False) -> Config:
     from crmflow.yamlload import load_file
 
     if path is None:
-        candidate = Path.cwd() / CONFIG_NAME
-        if not candidate.is_file():
+        if not Path(CONFIG_NAME).is_file():
             if required:
                 raise ConfigError(f"no {CONFIG_NAME} here; run `crmflow init` or pass --config")
             return Config(rules=[Path("rules")])
-        path = candidate
+        path = Path(CONFIG_NAME)
     if not path.is_file():
         raise ConfigError(f"configuration file {path} does not exist")
     docs = load_file(path)
@@ -102,7 +101,7 @@ def load_config(path: Path | None = None, *, required: bool = False) -> Config:
     raw = substitute_env(doc.data)
     base = path.parent.resolve()
     rules = raw.get("rules", "rules/")
-    rule_paths = [base / r for r in ([rules] if isinstance(rules, str) else rules)]
+    rule_paths = [path.parent / r for r in ([rules] if isinstance(rules, str) else rules)]
     tz_name = raw.get("timezone", "UTC")
     try:
         tz = zone(tz_name)

@@ -23,7 +23,7 @@ from crmflow.findings import Finding
 from crmflow.registry import ACTIONS, OPERATORS
 from crmflow.templates import CONTEXT_NAMES, Template, TemplateFailure, iter_templates, references
 from crmflow.templates import compile_tree
-from crmflow.values import temporal
+from crmflow.values import display, temporal
 from crmflow.yamlload import Document
 
 YamlPath = tuple[str | int, ...]
@@ -93,9 +93,9 @@ class _Checker:
                     continue
                 # A wait's `until` sees the record's later changes, whatever the trigger.
                 if definition.kind == "change" and not updates and "until" not in base:
-                    self.add("CF211", f"{field_path} {op} can never hold: the trigger sees no "
-                                      "updates (changed* is false on created and deleted events)",
-                             path, severity="warning")
+                    self.add("CF211", f"{field_path} {op} {display(operand)} can never hold: the "
+                                      "trigger sees no updates (changed* is false on created and "
+                                      "deleted events)", path, key=True, severity="warning")
                 if info is not None and info.field_type:
                     self.check_type(op, field_path, info.field_type, path)
         for i, name in enumerate(trigger.get("fields", [])):
@@ -119,7 +119,7 @@ class _Checker:
         elif op == "matches" and field_type in numeric + ("boolean",):
             problem = f"matches only tests strings, and {field_path} is a {field_type} field"
         if problem:
-            self.add("CF217", problem, path, severity="warning")
+            self.add("CF217", problem, path, key=True, severity="warning")
 
     def field(self, entity: str, field_path: str, path: YamlPath, *, key: bool = False) -> Any:
         info = self.model.resolve(entity, field_path)

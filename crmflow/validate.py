@@ -198,7 +198,9 @@ def _reduce_choice(error: ValidationError, path: tuple[Any, ...], here: str) -> 
         return issues
     if not candidates:
         description = error.schema.get("description") if isinstance(error.schema, dict) else None
-        expected = description or _branch_words(branches)
+        words = _branch_words(branches)
+        has_ref = any(isinstance(b, dict) and "$ref" in b for b in branches)
+        expected = (description or words) if has_ref or not words else words
         return [_Issue(path, "CF103", f"{here}{type_name(value)} is not allowed here: "
                                       f"expected {expected}")]
     subs = [e for i in candidates for e in by_branch[i]]
@@ -215,7 +217,9 @@ def _reduce_choice(error: ValidationError, path: tuple[Any, ...], here: str) -> 
 def _branch_words(branches: list[Any]) -> str:
     words = []
     for branch in branches:
-        if isinstance(branch, dict) and "type" in branch:
+        if isinstance(branch, dict) and "field" in branch.get("properties", {}):
+            words.append("{field: another_field}")
+        elif isinstance(branch, dict) and "type" in branch:
             words.append(_type_words(branch["type"]))
         elif isinstance(branch, dict) and "$ref" in branch:
             words.append(branch["$ref"].rsplit("/", 1)[-1].replace("_", " "))
@@ -238,11 +242,11 @@ def schema_findings(doc: Document, validator: Draft202012Validator | None = None
     for issue in issues:
         if issue.code == "CF102" and "needs one of" in issue.message and issue.path in misspelt:
             continue
-            location = doc.locate(issue.path, key=issue.key)
-            signature = (location, issue.message)
-            if signature in seen:
-                continue
-            seen.add(signature)
-            findings.append(Finding(issue.code, "error", issue.message, location, workflow))
+        location = doc.locate(issue.path, key=issue.key)
+        signature = (location, issue.message)
+        if signature in seen:
+            continue
+        seen.add(signature)
+        findings.append(Finding(issue.code, "error", issue.message, location, workflow))
     findings.sort(key=lambda f: f.sort_key)
     return findings
