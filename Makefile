@@ -24,7 +24,7 @@ test: install
 	$(BIN)/ruff check crmflow tests bench
 	$(BIN)/crmflow lint --strict rules
 	$(BIN)/crmflow test rules
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -q
 
 lint: install
 	$(BIN)/ruff check crmflow tests bench
