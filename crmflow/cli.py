@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -21,8 +21,8 @@ from crmflow import __version__
 app = typer.Typer(
     name="crmflow",
     help="CRM workflow automation as files: lint, test, evaluate and run workflows.\n\n"
-         "Workflows are YAML files in a rules folder; crmflow.yaml in the working "
-         "directory says where the CRM, the state and the rules are.",
+    "Workflows are YAML files in a rules folder; crmflow.yaml in the working "
+    "directory says where the CRM, the state and the rules are.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -31,18 +31,19 @@ app = typer.Typer(
 
 ConfigOption = Annotated[
     Path | None,
-    typer.Option("--config", "-c", help="crmflow.yaml to use (default: ./crmflow.yaml).",
-                 show_default=False),
+    typer.Option(
+        "--config", "-c", help="crmflow.yaml to use (default: ./crmflow.yaml).", show_default=False
+    ),
 ]
 
 
-class LintFormat(str, Enum):
+class LintFormat(StrEnum):
     text = "text"
     json = "json"
     github = "github"
 
 
-class PlanFormat(str, Enum):
+class PlanFormat(StrEnum):
     text = "text"
     json = "json"
 
@@ -75,12 +76,18 @@ def _rule_paths(paths: list[Path] | None, config_rules: list[Path]) -> list[Path
 
 @app.command()
 def lint(
-    paths: Annotated[list[Path] | None, typer.Argument(
-        help="Workflow files or folders (searched recursively). Default: the configured "
-             "rules folder.", show_default=False)] = None,
-    fmt: Annotated[LintFormat, typer.Option("--format", "-f",
-                                            help="text, json, or github (Actions annotations).")]
-    = LintFormat.text,
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="Workflow files or folders (searched recursively). Default: the configured "
+            "rules folder.",
+            show_default=False,
+        ),
+    ] = None,
+    fmt: Annotated[
+        LintFormat,
+        typer.Option("--format", "-f", help="text, json, or github (Actions annotations)."),
+    ] = LintFormat.text,
     strict: Annotated[bool, typer.Option("--strict", help="Fail on warnings too.")] = False,
     config_path: ConfigOption = None,
 ) -> None:
@@ -103,21 +110,42 @@ def lint(
 
 @app.command("eval")
 def eval_(
-    rules: Annotated[list[Path] | None, typer.Option(
-        "--rules", "-r", help="Rules folder or file (repeatable). Default: the configured one.",
-        show_default=False)] = None,
-    dry_run: Annotated[bool, typer.Option(
-        "--dry-run", help="Only plan: no database write, no e-mail, no HTTP, no state.")] = False,
-    fmt: Annotated[PlanFormat, typer.Option(
-        "--format", "-f", help="text for people, json for programs (one object per event).")]
-    = PlanFormat.text,
-    now: Annotated[str | None, typer.Option(
-        "--now", help="ISO date-time for events without `at` (default: the clock).",
-        show_default=False)] = None,
-    seed: Annotated[int | None, typer.Option(
-        "--seed", help="Seed generated codes so they repeat.", show_default=False)] = None,
-    explain: Annotated[bool, typer.Option(
-        "--explain", help="Show every condition clause and its result.")] = False,
+    rules: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--rules",
+            "-r",
+            help="Rules folder or file (repeatable). Default: the configured one.",
+            show_default=False,
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="Only plan: no database write, no e-mail, no HTTP, no state."
+        ),
+    ] = False,
+    fmt: Annotated[
+        PlanFormat,
+        typer.Option(
+            "--format", "-f", help="text for people, json for programs (one object per event)."
+        ),
+    ] = PlanFormat.text,
+    now: Annotated[
+        str | None,
+        typer.Option(
+            "--now",
+            help="ISO date-time for events without `at` (default: the clock).",
+            show_default=False,
+        ),
+    ] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option("--seed", help="Seed generated codes so they repeat.", show_default=False),
+    ] = None,
+    explain: Annotated[
+        bool, typer.Option("--explain", help="Show every condition clause and its result.")
+    ] = False,
     config_path: ConfigOption = None,
 ) -> None:
     """Evaluate events read from stdin: one JSON object, or one per line (NDJSON).
@@ -138,21 +166,42 @@ def eval_(
     with _guard():
         config = load_config(config_path)
         if not dry_run and config.crm is None:
-            raise ConfigError("no CRM is configured (no `crm` in crmflow.yaml), so only "
-                              "--dry-run is possible until one is")
-        code = run_eval(config, _rule_paths(rules, config.rules), sys.stdin, sys.stdout,
-                        dry_run=dry_run, fmt=fmt.value, now=now, seed=seed, explain=explain)
+            raise ConfigError(
+                "no CRM is configured (no `crm` in crmflow.yaml), so only "
+                "--dry-run is possible until one is"
+            )
+        code = run_eval(
+            config,
+            _rule_paths(rules, config.rules),
+            sys.stdin,
+            sys.stdout,
+            dry_run=dry_run,
+            fmt=fmt.value,
+            now=now,
+            seed=seed,
+            explain=explain,
+        )
         raise typer.Exit(code)
 
 
 @app.command("test")
 def test_(
-    paths: Annotated[list[Path] | None, typer.Argument(
-        help="Folders or files holding workflows and their *.test.yaml files. Default: the "
-             "configured rules folder.", show_default=False)] = None,
-    junit_xml: Annotated[Path | None, typer.Option(
-        "--junit-xml", help="Also write the results as JUnit XML to this file.",
-        show_default=False)] = None,
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="Folders or files holding workflows and their *.test.yaml files. Default: the "
+            "configured rules folder.",
+            show_default=False,
+        ),
+    ] = None,
+    junit_xml: Annotated[
+        Path | None,
+        typer.Option(
+            "--junit-xml",
+            help="Also write the results as JUnit XML to this file.",
+            show_default=False,
+        ),
+    ] = None,
     config_path: ConfigOption = None,
 ) -> None:
     """Run workflow test cases (*.test.yaml beside the workflows).
@@ -169,7 +218,7 @@ def test_(
         raise typer.Exit(code)
 
 
-class SchemaName(str, Enum):
+class SchemaName(StrEnum):
     workflow = "workflow"
     config = "config"
     test = "test"
@@ -177,8 +226,9 @@ class SchemaName(str, Enum):
 
 @app.command()
 def schema(
-    which: Annotated[SchemaName, typer.Argument(help="workflow, config or test.")]
-    = SchemaName.workflow,
+    which: Annotated[
+        SchemaName, typer.Argument(help="workflow, config or test.")
+    ] = SchemaName.workflow,
 ) -> None:
     """Print a JSON Schema (default: the workflow schema) for editors and CI."""
     from crmflow.schema import dump, schemas

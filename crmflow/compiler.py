@@ -37,19 +37,21 @@ def compile_workflow(doc: Document, tz: tzinfo) -> Workflow:
                 "on_met": params.get("on_met", "continue"),
                 "on_timeout": params.get("on_timeout", "continue"),
             }
-        actions.append(Action(
-            index=index,
-            type=kind,
-            definition=definition,
-            params=compile_tree(params) if definition.templated else params,
-            raw=params,
-            location=doc.locate(("actions", index)),
-            id=spec.get("id"),
-            delay=durations.parse(spec["delay"]) if "delay" in spec else None,
-            condition=conditions.compile(spec["if"]) if "if" in spec else None,
-            condition_raw=spec.get("if"),
-            **extra,
-        ))
+        actions.append(
+            Action(
+                index=index,
+                type=kind,
+                definition=definition,
+                params=compile_tree(params) if definition.templated else params,
+                raw=params,
+                location=doc.locate(("actions", index)),
+                id=spec.get("id"),
+                delay=durations.parse(spec["delay"]) if "delay" in spec else None,
+                condition=conditions.compile(spec["if"]) if "if" in spec else None,
+                condition_raw=spec.get("if"),
+                **extra,
+            )
+        )
     digest = hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
     return Workflow(
         id=data["id"],

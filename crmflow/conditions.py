@@ -216,8 +216,9 @@ class Not(Condition):
 
     def explain(self, facts: Facts) -> Trace:
         inner = self.child.explain(facts)
-        return Trace(not inner.ok, f"not ({inner.text if not inner.children else inner.reason()})",
-                     (inner,))
+        return Trace(
+            not inner.ok, f"not ({inner.text if not inner.children else inner.reason()})", (inner,)
+        )
 
     def change_clauses(self) -> list[FieldClause]:
         return self.child.change_clauses()
@@ -283,15 +284,18 @@ class ConditionCompiler:
             pair, tz = definition.pair, self.tz
             test = lambda value, facts: pair(value, other(facts.record, facts), tz)  # noqa: E731
             return FieldClause(path, op, operand, definition, self._uid, getter, test, other)
-        return FieldClause(path, op, operand, definition, self._uid, getter,
-                           definition.build(operand, self.tz))
+        return FieldClause(
+            path, op, operand, definition, self._uid, getter, definition.build(operand, self.tz)
+        )
 
 
 def is_field_ref(operand: Any) -> bool:
     return type(operand) is dict and len(operand) == 1 and "field" in operand
 
 
-def iter_field_clauses(spec: Any, path: tuple[str | int, ...] = ()) -> list[tuple[tuple[str | int, ...], str, str, Any]]:
+def iter_field_clauses(
+    spec: Any, path: tuple[str | int, ...] = ()
+) -> list[tuple[tuple[str | int, ...], str, str, Any]]:
     """Every (yaml path, field path, operator, operand) in a raw condition, for lint."""
     found: list[tuple[tuple[str | int, ...], str, str, Any]] = []
     if isinstance(spec, list):

@@ -39,7 +39,9 @@ class Config:
         if self._model is None:
             overrides = self.raw.get("entities") or {}
             try:
-                self._model = builtin_model().with_overrides(overrides) if overrides else builtin_model()
+                self._model = (
+                    builtin_model().with_overrides(overrides) if overrides else builtin_model()
+                )
             except (ValueError, KeyError) as exc:
                 raise ConfigError(str(exc), Location(str(self.path or CONFIG_NAME))) from None
         return self._model
@@ -51,6 +53,7 @@ class Config:
 def substitute_env(value: Any, where: str = "") -> Any:
     """`${NAME}` in strings replaced from the environment; a missing variable is an error."""
     if isinstance(value, str):
+
         def replace(match: re.Match[str]) -> str:
             name = match.group(1)
             if name not in os.environ:
@@ -69,7 +72,7 @@ def _resolve_url(url: str, base: Path) -> str:
     """A relative SQLite path in a URL made relative to the config file."""
     prefix = "sqlite:///"
     if url.startswith(prefix) and not url.startswith("sqlite:////"):
-        rest = url[len(prefix):]
+        rest = url[len(prefix) :]
         if rest and rest != ":memory:" and not rest.startswith("file:"):
             return prefix + str((base / rest).resolve())
     return url
@@ -77,7 +80,7 @@ def _resolve_url(url: str, base: Path) -> str:
 
 def load_config(path: Path | None = None, *, required: bool = False) -> Config:
     """The configuration at `path`, or ./crmflow.yaml if there is one, or defaults."""
-    from crmflow.validate import config_validator, schema_findings
+    from crmflow.validcache import default_cache
     from crmflow.yamlload import load_file
 
     if path is None:
@@ -94,10 +97,16 @@ def load_config(path: Path | None = None, *, required: bool = False) -> Config:
     doc = docs[0]
     if not isinstance(doc.data, dict):
         raise ConfigError("crmflow.yaml must be a mapping", doc.locate(), "CF003")
-    findings = schema_findings(doc, config_validator(), workflow="")
-    if findings:
-        first = findings[0]
-        raise ConfigError(first.message, first.location, first.code)
+    cache = default_cache()
+    key = cache.key("config", doc.data)
+    if not cache.known(key):
+        from crmflow.validate import config_validator, schema_findings
+
+        findings = schema_findings(doc, config_validator(), workflow="")
+        if findings:
+            first = findings[0]
+            raise ConfigError(first.message, first.location, first.code)
+        cache.remember(key)
     raw = substitute_env(doc.data)
     base = path.parent.resolve()
     rules = raw.get("rules", "rules/")

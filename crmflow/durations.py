@@ -7,7 +7,6 @@ exact elapsed time.
 
 from __future__ import annotations
 
-import calendar
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -70,11 +69,17 @@ class Duration:
         return self.text or f"P{self.months}M{self.days}DT{self.seconds}S"
 
 
+def _days_in_month(year: int, month: int) -> int:
+    if month == 2:
+        return 29 if year % 4 == 0 and (year % 100 != 0 or year % 400 == 0) else 28
+    return 30 if month in (4, 6, 9, 11) else 31
+
+
 def _add_months(moment: datetime, months: int) -> datetime:
     total = moment.year * 12 + (moment.month - 1) + months
     year, month = divmod(total, 12)
     month += 1
-    day = min(moment.day, calendar.monthrange(year, month)[1])
+    day = min(moment.day, _days_in_month(year, month))
     return moment.replace(year=year, month=month, day=day)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from functools import cache
-from importlib import resources
+from pathlib import Path
 from typing import Any
 
 COMMON_FIELDS = {
@@ -97,7 +97,9 @@ class EntityModel:
         """Follow `company.country` from `entity` through relations to a field."""
         current = self.entities.get(entity)
         if current is None:
-            return PathInfo(False, entity, problem=f"unknown entity {entity!r}", problem_kind="relation")
+            return PathInfo(
+                False, entity, problem=f"unknown entity {entity!r}", problem_kind="relation"
+            )
         parts = path.split(".")
         for i, part in enumerate(parts):
             last = i == len(parts) - 1
@@ -105,9 +107,15 @@ class EntityModel:
             if relation is not None:
                 target = self.entities.get(relation.entity)
                 if target is None:
-                    return PathInfo(False, current.name, problem=(
-                        f"relation {part!r} of {current.name} points to unknown entity "
-                        f"{relation.entity!r}"), problem_kind="relation")
+                    return PathInfo(
+                        False,
+                        current.name,
+                        problem=(
+                            f"relation {part!r} of {current.name} points to unknown entity "
+                            f"{relation.entity!r}"
+                        ),
+                        problem_kind="relation",
+                    )
                 if last:
                     return PathInfo(True, target.name, relation=relation)
                 current = target
@@ -117,13 +125,23 @@ class EntityModel:
                     return PathInfo(True, current.name, field_type=current.fields[part])
                 if current.fields[part] == "json":
                     return PathInfo(True, current.name, field_type="json")
-                return PathInfo(False, current.name, problem=(
-                    f"{part!r} is a field of {current.name}, not a relation; "
-                    f"it has no {parts[i + 1]!r}"), problem_kind="relation")
+                return PathInfo(
+                    False,
+                    current.name,
+                    problem=(
+                        f"{part!r} is a field of {current.name}, not a relation; "
+                        f"it has no {parts[i + 1]!r}"
+                    ),
+                    problem_kind="relation",
+                )
             kind = "field" if last else "relation"
             known = sorted(current.fields) if last else sorted(current.relations)
-            return PathInfo(False, current.name, problem=(
-                f"{current.name} has no {kind} {part!r}{suggest(part, known)}"), problem_kind=kind)
+            return PathInfo(
+                False,
+                current.name,
+                problem=(f"{current.name} has no {kind} {part!r}{suggest(part, known)}"),
+                problem_kind=kind,
+            )
         return PathInfo(False, entity, problem="empty field path")  # pragma: no cover
 
     def with_overrides(self, overrides: dict[str, Any]) -> EntityModel:
@@ -178,6 +196,6 @@ def builtin_model() -> EntityModel:
     """The built-in entity model of the demo CRM."""
     from crmflow.yamlload import load_text
 
-    text = resources.files("crmflow").joinpath("data/entities.yaml").read_text(encoding="utf-8")
+    text = (Path(__file__).parent / "data" / "entities.yaml").read_text(encoding="utf-8")
     raw = load_text(text, "entities.yaml")[0].data
     return EntityModel({name: _entity(name, spec, None) for name, spec in raw.items()})

@@ -59,7 +59,8 @@ class WorkflowError(ConfigError):
     def __init__(self, findings: list) -> None:  # list[Finding]; typed loosely to avoid a cycle
         first = findings[0]
         more = f" (and {len(findings) - 1} more; run crmflow lint)" if len(findings) > 1 else ""
-        super().__init__(f"{first.message}{more}", first.location, first.code)
+        prefix = f"{first.workflow}: " if first.workflow else ""
+        super().__init__(f"{prefix}{first.message}{more}", first.location, first.code)
         self.findings = findings
 
 

@@ -12,9 +12,19 @@ from crmflow.errors import EXIT_BAD_INPUT, EXIT_OK, ConfigError, EventError
 from crmflow.timeutil import parse_instant, system_clock
 
 
-def run_eval(config: Config, rule_paths: list[Path], source: IO[str], sink: IO[str], *,
-             dry_run: bool, fmt: str, now: str | None = None, seed: int | None = None,
-             explain: bool = False, stderr: IO[str] | None = None) -> int:
+def run_eval(
+    config: Config,
+    rule_paths: list[Path],
+    source: IO[str],
+    sink: IO[str],
+    *,
+    dry_run: bool,
+    fmt: str,
+    now: str | None = None,
+    seed: int | None = None,
+    explain: bool = False,
+    stderr: IO[str] | None = None,
+) -> int:
     """Evaluate every event of `source`; returns the exit code."""
     from crmflow.evaluate import Evaluator
     from crmflow.events import read_events
@@ -29,8 +39,10 @@ def run_eval(config: Config, rule_paths: list[Path], source: IO[str], sink: IO[s
             raise ConfigError(f"--now: {exc}") from None
     rules = load_ruleset(rule_paths, config)
     if not dry_run:
-        raise ConfigError("carrying out actions needs the CRM layer, which this build does "
-                          "not have yet; use --dry-run")
+        raise ConfigError(
+            "carrying out actions needs the CRM layer, which this build does "
+            "not have yet; use --dry-run"
+        )
     evaluator = Evaluator(rules, config.timezone, seed=seed, explain=explain)
     write = _json_writer(sink, explain) if fmt == "json" else _text_writer(sink, explain)
     status = EXIT_OK
@@ -53,8 +65,9 @@ def _json_writer(sink: IO[str], explain: bool) -> Any:
         if explain:
             for rule, out in zip(plan.rules, data["rules"], strict=True):
                 if rule.trace is not None:
-                    out["explain"] = [{"depth": d, "ok": ok, "clause": text}
-                                      for d, ok, text in rule.trace.lines()]
+                    out["explain"] = [
+                        {"depth": d, "ok": ok, "clause": text} for d, ok, text in rule.trace.lines()
+                    ]
         sink.write(dumps(data))
         sink.write("\n")
 

@@ -6,7 +6,6 @@ random generator handed in, so the same input gives the same plan.
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import Any
@@ -33,8 +32,10 @@ class PlannedAction:
     output: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"type": self.type,
-                                "due": format_utc(self.due) if self.due else None}
+        data: dict[str, Any] = {
+            "type": self.type,
+            "due": format_utc(self.due) if self.due else None,
+        }
         if self.error is not None:
             data["error"] = self.error
         elif self.skipped is not None:
@@ -61,8 +62,11 @@ class RulePlan:
 
     def to_json(self) -> dict[str, Any]:
         if self.matched:
-            return {"rule": self.rule, "matched": True,
-                    "actions": [a.to_json() for a in self.actions]}
+            return {
+                "rule": self.rule,
+                "matched": True,
+                "actions": [a.to_json() for a in self.actions],
+            }
         return {"rule": self.rule, "matched": False, "reason": self.reason}
 
 
@@ -74,8 +78,7 @@ class Plan:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "event": {"entity": self.event.entity, "event": self.event.event,
-                      "id": self.event.id},
+            "event": {"entity": self.event.entity, "event": self.event.event, "id": self.event.id},
             "rules": [r.to_json() for r in self.rules],
         }
 
@@ -105,18 +108,30 @@ def changes_of(record: dict[str, Any], previous: dict[str, Any] | None) -> dict[
     if previous is None:
         return {}
     keys = list(record) + [k for k in previous if k not in record]
-    return {k: [previous.get(k), record.get(k)] for k in keys
-            if not same(previous.get(k), record.get(k))}
+    return {
+        k: [previous.get(k), record.get(k)]
+        for k in keys
+        if not same(previous.get(k), record.get(k))
+    }
 
 
 class Evaluator:
     """Evaluates events against a rule set; one per stream (it holds cooldowns and codes)."""
 
-    def __init__(self, rules: RuleSet, tz: tzinfo, *, seed: int | None = None,
-                 cooldowns: Cooldowns | None = None, resolver: Resolver | None = None,
-                 explain: bool = False) -> None:
+    def __init__(
+        self,
+        rules: RuleSet,
+        tz: tzinfo,
+        *,
+        seed: int | None = None,
+        cooldowns: Cooldowns | None = None,
+        resolver: Resolver | None = None,
+        explain: bool = False,
+    ) -> None:
         self.rules = rules
         self.tz = tz
+        import random
+
         self.rng: random.Random = random.Random(seed) if seed is not None else random.SystemRandom()
         self.cooldowns = cooldowns if cooldowns is not None else Cooldowns()
         self.resolver = resolver
@@ -124,8 +139,16 @@ class Evaluator:
 
     def evaluate(self, event: Event, now: datetime) -> Plan:
         at = event.at or now
-        facts = Facts(event.entity, event.event, event.record, event.previous, at, self.tz,
-                      event.actor, self.resolver)
+        facts = Facts(
+            event.entity,
+            event.event,
+            event.record,
+            event.previous,
+            at,
+            self.tz,
+            event.actor,
+            self.resolver,
+        )
         plans = []
         context: dict[str, Any] | None = None
         for entry in self.rules.entries(event.entity, event.event):
@@ -134,8 +157,9 @@ class Evaluator:
                 plans.append(RulePlan(workflow.id, False, entry.static_reason, workflow=workflow))
                 continue
             if event.rule is not None and event.event == "tick" and event.rule != workflow.id:
-                plans.append(RulePlan(workflow.id, False, f"tick for {event.rule}",
-                                      workflow=workflow))
+                plans.append(
+                    RulePlan(workflow.id, False, f"tick for {event.rule}", workflow=workflow)
+                )
                 continue
             plan = self._match(workflow, facts, event, at)
             if plan.matched:
@@ -144,6 +168,32 @@ class Evaluator:
                 self._plan_actions(workflow, plan, facts, context, plan.start or at)
             plans.append(plan)
         return Plan(event, at, plans)
+
+    def matching(self, event: Event, now: datetime) -> list[str]:
+        """Ids of the workflows the event triggers, without planning their actions."""
+        at = event.at or now
+        facts = Facts(
+            event.entity,
+            event.event,
+            event.record,
+            event.previous,
+            at,
+            self.tz,
+            event.actor,
+            self.resolver,
+        )
+        matched = []
+        for entry in self.rules.entries(event.entity, event.event):
+            if not entry.reacts:
+                continue
+            workflow = entry.workflow
+            trigger = workflow.trigger
+            if trigger.kind == "date" or workflow.cooldown is not None:
+                if self._match(workflow, facts, event, at).matched:
+                    matched.append(workflow.id)
+            elif trigger.reject(facts) is None and workflow.condition.check(facts):
+                matched.append(workflow.id)
+        return matched
 
     def _match(self, workflow: Workflow, facts: Facts, event: Event, at: datetime) -> RulePlan:
         trigger = workflow.trigger
@@ -156,18 +206,25 @@ class Evaluator:
             if isinstance(fire, str):
                 return RulePlan(workflow.id, False, fire, workflow=workflow)
             if fire <= at:
-                return RulePlan(workflow.id, False,
-                                f"trigger {trigger.describe}: {format_utc(fire)} is already past",
-                                workflow=workflow)
+                return RulePlan(
+                    workflow.id,
+                    False,
+                    f"trigger {trigger.describe}: {format_utc(fire)} is already past",
+                    workflow=workflow,
+                )
             start = fire
         if workflow.cooldown is not None:
             last = self.cooldowns.last(workflow.id, event.entity, event.id)
             if last is not None:
                 until = workflow.cooldown.add_to(last, self.tz)
                 if at < until:
-                    return RulePlan(workflow.id, False,
-                                    f"cooldown {workflow.cooldown}: fired {format_utc(last)}, "
-                                    f"not again before {format_utc(until)}", workflow=workflow)
+                    return RulePlan(
+                        workflow.id,
+                        False,
+                        f"cooldown {workflow.cooldown}: fired {format_utc(last)}, "
+                        f"not again before {format_utc(until)}",
+                        workflow=workflow,
+                    )
         condition = workflow.condition
         if self.explain:
             trace = condition.explain(facts)
@@ -195,8 +252,14 @@ class Evaluator:
             "now": at.astimezone(self.tz),
         }
 
-    def _plan_actions(self, workflow: Workflow, plan: RulePlan, facts: Facts,
-                      shared: dict[str, Any], start: datetime) -> None:
+    def _plan_actions(
+        self,
+        workflow: Workflow,
+        plan: RulePlan,
+        facts: Facts,
+        shared: dict[str, Any],
+        start: datetime,
+    ) -> None:
         steps: dict[str, Any] = {}
         context = dict(shared)
         context["rule"] = {"id": workflow.id, "name": workflow.title}
@@ -214,8 +277,11 @@ class Evaluator:
                 continue
             if action.type == "wait":
                 planned.params = action.raw
-                base = None if action.wait_for is None or due is None else \
-                    action.wait_for.add_to(due, self.tz)
+                base = (
+                    None
+                    if action.wait_for is None or due is None
+                    else action.wait_for.add_to(due, self.tz)
+                )
                 waited = True
                 continue
             try:

@@ -39,7 +39,7 @@ def parse_event(data: Any, model: EntityModel | None = None) -> Event:
         raise EventError(f"an event is a JSON object, not {_json_type(data)}")
     entity = data.get("entity")
     if not isinstance(entity, str) or not entity:
-        raise EventError("entity: missing (a string such as \"deal\")")
+        raise EventError('entity: missing (a string such as "deal")')
     if model is not None and entity not in model:
         raise EventError(f"entity: unknown entity {entity!r}{suggest(entity, model.names())}")
     kind = data.get("event")
@@ -75,7 +75,8 @@ def _json_type(value: Any) -> str:
     if value is None:
         return "null"
     return {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}.get(
-        type(value), "a number")
+        type(value), "a number"
+    )
 
 
 def read_events(stream: IO[str], model: EntityModel | None = None) -> Iterator[Event | EventError]:
@@ -113,13 +114,13 @@ def read_events(stream: IO[str], model: EntityModel | None = None) -> Iterator[E
                     if again.pos >= len(retry):
                         buffer = line
                         continue
-                    yield _located(EventError(f"invalid JSON: {again.msg} (column {again.colno})"),
-                                   line_no)
+                    yield _located(
+                        EventError(f"invalid JSON: {again.msg} (column {again.colno})"), line_no
+                    )
                     continue
             else:
                 buffer = ""
-                yield _located(EventError(f"invalid JSON: {exc.msg} (column {exc.colno})"),
-                               line_no)
+                yield _located(EventError(f"invalid JSON: {exc.msg} (column {exc.colno})"), line_no)
                 continue
         buffer = ""
         if isinstance(data, list):

@@ -52,10 +52,14 @@ FIELD_REF = {
 }
 
 
-def _register(name: str, doc: str, schema: dict[str, Any],
-              kind: Literal["value", "change"] = "value", ordering: bool = False,
-              pair: Callable[[Any, Any, tzinfo], bool] | None = None,
-              ) -> Callable[[Builder], Builder]:
+def _register(
+    name: str,
+    doc: str,
+    schema: dict[str, Any],
+    kind: Literal["value", "change"] = "value",
+    ordering: bool = False,
+    pair: Callable[[Any, Any, tzinfo], bool] | None = None,
+) -> Callable[[Builder], Builder]:
     if pair is not None:
         schema = {"anyOf": [schema or {"not": FIELD_REF}, FIELD_REF]}
 
@@ -84,17 +88,21 @@ def _pair_order(accept: Callable[[int], bool]) -> Callable[[Any, Any, tzinfo], b
     def test(a: Any, b: Any, tz: tzinfo) -> bool:
         c = order(a, b, tz)
         return c is not None and accept(c)
+
     return test
 
 
-@_register("eq", "equal to (null equals null; no type coercion)", ANY_VALUE,
-           pair=lambda a, b, tz: same(a, b))
+@_register(
+    "eq",
+    "equal to (null equals null; no type coercion)",
+    ANY_VALUE,
+    pair=lambda a, b, tz: same(a, b),
+)
 def _eq(operand: Any, tz: tzinfo) -> ValueTest:
     return lambda value, facts: same(value, operand)
 
 
-@_register("ne", "not equal to (exactly `not eq`)", ANY_VALUE,
-           pair=lambda a, b, tz: not same(a, b))
+@_register("ne", "not equal to (exactly `not eq`)", ANY_VALUE, pair=lambda a, b, tz: not same(a, b))
 def _ne(operand: Any, tz: tzinfo) -> ValueTest:
     return lambda value, facts: not same(value, operand)
 
@@ -102,25 +110,31 @@ def _ne(operand: Any, tz: tzinfo) -> ValueTest:
 def _ordering(accept: Callable[[int], bool]) -> Callable[[Any, tzinfo], ValueTest]:
     def build(operand: Any, tz: tzinfo) -> ValueTest:
         if is_number(operand):
+
             def test_number(value: Any, facts: Facts) -> bool:
                 if not is_number(value):
                     return False
                 return accept((value > operand) - (value < operand))
+
             return test_number
         operand_time = temporal(operand) if isinstance(operand, str) else None
         if operand_time is not None:
+
             def test_time(value: Any, facts: Facts) -> bool:
                 value_time = as_temporal(value)
                 if value_time is None:
                     return False
                 return accept(compare_temporal(value_time, operand_time, tz))
+
             return test_time
 
         def test_string(value: Any, facts: Facts) -> bool:
             if type(value) is not str:
                 return False
             return accept((value > operand) - (value < operand))
+
         return test_string
+
     return build
 
 
@@ -132,7 +146,8 @@ for _name, _doc, _accept in (
     ("lte", "less than or equal to", lambda c: c <= 0),
 ):
     _register(_name, _doc, _ORDER_SCHEMA, ordering=True, pair=_pair_order(_accept))(
-        _ordering(_accept))
+        _ordering(_accept)
+    )
 
 
 def _member_test(operand: list[Any]) -> Callable[[Any], bool]:
@@ -169,26 +184,31 @@ def _contains(operand: Any, tz: tzinfo) -> ValueTest:
         if type(value) is list:
             return any(same(item, operand) for item in value)
         return False
+
     return test
 
 
-@_register("matches", "regular expression search (Python syntax)", {"type": "string"},
-           ordering=True)
+@_register(
+    "matches", "regular expression search (Python syntax)", {"type": "string"}, ordering=True
+)
 def _matches(operand: str, tz: tzinfo) -> ValueTest:
     pattern = re.compile(operand)
     return lambda value, facts: type(value) is str and pattern.search(value) is not None
 
 
-@_register("empty", "true: null, missing, \"\" or []; false: anything else",
-           {"type": "boolean"})
+@_register("empty", 'true: null, missing, "" or []; false: anything else', {"type": "boolean"})
 def _empty(operand: bool, tz: tzinfo) -> ValueTest:
     if operand:
         return lambda value, facts: is_empty(value)
     return lambda value, facts: not is_empty(value)
 
 
-@_register("changed", "true: the value differs between previous and record", {"type": "boolean"},
-           kind="change")
+@_register(
+    "changed",
+    "true: the value differs between previous and record",
+    {"type": "boolean"},
+    kind="change",
+)
 def _changed(operand: bool, tz: tzinfo) -> ChangeTest:
     if operand:
         return lambda old, new: not same(old, new)
@@ -216,9 +236,11 @@ def _when(accept: Callable[[int], bool]) -> Callable[[Any, tzinfo], ValueTest]:
     def build(operand: str, tz: tzinfo) -> ValueTest:
         fixed = temporal(operand)
         if fixed is not None:
+
             def test_fixed(value: Any, facts: Facts) -> bool:
                 value_time = as_temporal(value)
                 return value_time is not None and accept(compare_temporal(value_time, fixed, tz))
+
             return test_fixed
         offset = durations.parse(operand, signed=True)
 
@@ -229,13 +251,23 @@ def _when(accept: Callable[[int], bool]) -> Callable[[Any, tzinfo], ValueTest]:
             bound = offset.add_to(facts.now, tz)
             moment = to_instant(value_time, tz)
             return accept((moment > bound) - (moment < bound))
+
         return test_relative
+
     return build
 
 
-_register("before", "date/time earlier than an ISO date or a signed offset from now",
-          _WHEN_SCHEMA, ordering=True)(_when(lambda c: c < 0))
-_register("after", "date/time later than an ISO date or a signed offset from now",
-          _WHEN_SCHEMA, ordering=True)(_when(lambda c: c > 0))
+_register(
+    "before",
+    "date/time earlier than an ISO date or a signed offset from now",
+    _WHEN_SCHEMA,
+    ordering=True,
+)(_when(lambda c: c < 0))
+_register(
+    "after",
+    "date/time later than an ISO date or a signed offset from now",
+    _WHEN_SCHEMA,
+    ordering=True,
+)(_when(lambda c: c > 0))
 
 COMBINATORS = ("all", "any", "not")

@@ -22,8 +22,11 @@ def _value(value: Any) -> str:
 def print_plan(console: Console, plan: Plan, *, explain: bool = False) -> None:
     event = plan.event
     ident = f" #{event.id}" if event.id is not None else ""
-    header = Text.assemble((f"{event.entity}{ident}", "bold"), f" {event.event}",
-                           (f"  at {format_utc(plan.now)}", "dim"))
+    header = Text.assemble(
+        (f"{event.entity}{ident}", "bold"),
+        f" {event.event}",
+        (f"  at {format_utc(plan.now)}", "dim"),
+    )
     if event.line:
         header.append(f"  (line {event.line})", "dim")
     console.print(header)
@@ -33,8 +36,10 @@ def print_plan(console: Console, plan: Plan, *, explain: bool = False) -> None:
         workflow = rule.workflow
         title = f" — {escape(workflow.name)}" if workflow is not None and workflow.name else ""
         if not rule.matched:
-            console.print(f"  [red]✗[/red] [bold]{escape(rule.rule)}[/bold]{title}: "
-                          f"[dim]{escape(rule.reason or '')}[/dim]")
+            console.print(
+                f"  [red]✗[/red] [bold]{escape(rule.rule)}[/bold]{title}: "
+                f"[dim]{escape(rule.reason or '')}[/dim]"
+            )
         else:
             console.print(f"  [green]✓[/green] [bold]{escape(rule.rule)}[/bold]{title}")
         if explain and rule.trace is not None:
@@ -53,8 +58,10 @@ def print_plan(console: Console, plan: Plan, *, explain: bool = False) -> None:
                 continue
             console.print(label)
             if action.type == "warn" and isinstance(action.params, dict):
-                console.print(f"      [bold yellow]warning:[/bold yellow] "
-                              f"{escape(_value(action.params.get('message')))}")
+                console.print(
+                    f"      [bold yellow]warning:[/bold yellow] "
+                    f"{escape(_value(action.params.get('message')))}"
+                )
                 continue
             if isinstance(action.params, dict):
                 for key, value in action.params.items():

@@ -40,10 +40,14 @@ def load_documents(paths: Iterable[Path]) -> Loaded:
             continue
         for doc in docs:
             if not isinstance(doc.data, dict):
-                loaded.findings.append(Finding(
-                    "CF003", "error",
-                    "a workflow document must be a mapping (id, entity, trigger, actions)",
-                    Location(doc.file, doc.line, doc.column)))
+                loaded.findings.append(
+                    Finding(
+                        "CF003",
+                        "error",
+                        "a workflow document must be a mapping (id, entity, trigger, actions)",
+                        Location(doc.file, doc.line, doc.column),
+                    )
+                )
                 continue
             loaded.documents.append(doc)
     return loaded
@@ -52,15 +56,22 @@ def load_documents(paths: Iterable[Path]) -> Loaded:
 def check(loaded: Loaded, config: Config, *, full: bool) -> list[Finding]:
     """Schema findings and semantic findings; `full` adds the checks only lint needs."""
     from crmflow.semantics import semantic_findings
-    from crmflow.validate import schema_findings
+    from crmflow.validcache import default_cache
 
+    cache = default_cache()
     findings = list(loaded.findings)
     valid: list[Document] = []
     for doc in loaded.documents:
-        problems = schema_findings(doc)
-        findings.extend(problems)
-        if not problems:
-            valid.append(doc)
+        key = cache.key("workflow", doc.data)
+        if not cache.known(key):
+            from crmflow.validate import schema_findings
+
+            problems = schema_findings(doc)
+            findings.extend(problems)
+            if problems:
+                continue
+            cache.remember(key)
+        valid.append(doc)
     findings.extend(semantic_findings(valid, config, full=full))
     findings.sort(key=lambda f: f.sort_key)
     return findings
@@ -92,8 +103,13 @@ class RuleSet:
                         entries.append(Entry(w, True))
                     else:
                         takes = ", ".join(sorted(w.trigger.events))
-                        entries.append(Entry(w, False, f"trigger {w.trigger.describe}: "
-                                                       f"reacts to {takes}, not {kind}"))
+                        entries.append(
+                            Entry(
+                                w,
+                                False,
+                                f"trigger {w.trigger.describe}: reacts to {takes}, not {kind}",
+                            )
+                        )
                 self._index[(entity, kind)] = tuple(entries)
 
     def entries(self, entity: str, event: str) -> tuple[Entry, ...]:

@@ -32,8 +32,7 @@ def _trigger_schema() -> dict[str, Any]:
     kinds = TRIGGERS.names()
     return {
         "type": "object",
-        "description": "one of: " + "; ".join(
-            f"{k} ({TRIGGERS[k].doc})" for k in kinds),
+        "description": "one of: " + "; ".join(f"{k} ({TRIGGERS[k].doc})" for k in kinds),
         "properties": properties,
         "additionalProperties": False,
         "oneOf": [{"required": [kind]} for kind in kinds],
@@ -49,8 +48,10 @@ def _action_schema() -> dict[str, Any]:
         schema = dict(definition.schema)
         schema.setdefault("description", definition.doc)
         if definition.shorthand:
-            schema = {"description": definition.doc,
-                      "anyOf": [{"type": "string"}, definition.schema]}
+            schema = {
+                "description": definition.doc,
+                "anyOf": [{"type": "string"}, definition.schema],
+            }
         properties[name] = schema
     return {
         "type": "object",
@@ -87,8 +88,11 @@ def workflow_schema() -> dict[str, Any]:
         "required": ["id", "entity", "trigger", "actions"],
         "additionalProperties": False,
         "properties": {
-            "id": {"type": "string", "pattern": ID_PATTERN,
-                   "description": "unique id: lowercase letters, digits, - and _"},
+            "id": {
+                "type": "string",
+                "pattern": ID_PATTERN,
+                "description": "unique id: lowercase letters, digits, - and _",
+            },
             "name": {"type": "string", "description": "human title"},
             "description": {"type": "string"},
             "enabled": {"type": "boolean", "description": "default true"},
@@ -97,29 +101,33 @@ def workflow_schema() -> dict[str, Any]:
             "conditions": {"$ref": "#/$defs/conditions"},
             "actions": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/action"}},
             "cooldown": _duration("do not fire again for the same record within this span"),
-            "run_as": {"type": ["integer", "string"],
-                       "description": "user id recorded as updated_by of crmflow's writes"},
+            "run_as": {
+                "type": ["integer", "string"],
+                "description": "user id recorded as updated_by of crmflow's writes",
+            },
             "tags": {"type": "array", "items": {"type": "string"}},
         },
         "$defs": {
             "trigger": _trigger_schema(),
             "conditions": {
                 "description": "a condition, or a list of conditions that must all hold",
-                "anyOf": [{"$ref": "#/$defs/condition"},
-                          {"type": "array", "items": {"$ref": "#/$defs/condition"}}],
+                "anyOf": [
+                    {"$ref": "#/$defs/condition"},
+                    {"type": "array", "items": {"$ref": "#/$defs/condition"}},
+                ],
             },
             "condition": {
                 "type": "object",
                 "description": "all/any/not, or field paths mapped to a value or operators",
                 "minProperties": 1,
                 "properties": {
-                    "all": {"type": "array", "minItems": 1,
-                            "items": {"$ref": "#/$defs/condition"}},
-                    "any": {"type": "array", "minItems": 1,
-                            "items": {"$ref": "#/$defs/condition"}},
+                    "all": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/condition"}},
+                    "any": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/condition"}},
                     "not": {"$ref": "#/$defs/condition"},
                 },
-                "propertyNames": {"pattern": r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"},
+                "propertyNames": {
+                    "pattern": r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
+                },
                 "additionalProperties": {"$ref": "#/$defs/field_test"},
             },
             "field_test": {
@@ -157,15 +165,23 @@ def config_schema() -> dict[str, Any]:
             "table": identifier,
             "columns": {"type": "object", "additionalProperties": identifier},
             "fields": {"type": "object", "additionalProperties": {"enum": list(FIELD_TYPES)}},
-            "deleted": {"type": "object", "required": ["column"], "additionalProperties": False,
-                        "properties": {"column": identifier, "value": SCALAR}},
+            "deleted": {
+                "type": "object",
+                "required": ["column"],
+                "additionalProperties": False,
+                "properties": {"column": identifier, "value": SCALAR},
+            },
             "relations": {"type": "object", "additionalProperties": relation},
-            "pipeline": {"type": "object", "required": ["field", "stages"],
-                         "additionalProperties": False,
-                         "properties": {"field": {"type": "string"},
-                                        "stages": {"type": "array", "items": {"type": "string"}},
-                                        "closed": {"type": "array",
-                                                   "items": {"type": "string"}}}},
+            "pipeline": {
+                "type": "object",
+                "required": ["field", "stages"],
+                "additionalProperties": False,
+                "properties": {
+                    "field": {"type": "string"},
+                    "stages": {"type": "array", "items": {"type": "string"}},
+                    "closed": {"type": "array", "items": {"type": "string"}},
+                },
+            },
         },
     }
     email = {
@@ -187,8 +203,10 @@ def config_schema() -> dict[str, Any]:
         },
         "additionalProperties": False,
         "allOf": [
-            {"if": {"properties": {"transport": {"const": "smtp"}}},
-             "then": {"required": ["host"]}},
+            {
+                "if": {"properties": {"transport": {"const": "smtp"}}},
+                "then": {"required": ["host"]},
+            },
         ],
     }
     return {
@@ -200,9 +218,10 @@ def config_schema() -> dict[str, Any]:
         "properties": {
             "crm": {"type": "string", "description": "SQLAlchemy URL of the CRM database"},
             "state": {"type": "string", "description": "SQLAlchemy URL of crmflow's state"},
-            "rules": {"anyOf": [{"type": "string"},
-                                {"type": "array", "items": {"type": "string"}}],
-                      "description": "workflow folder(s), relative to this file"},
+            "rules": {
+                "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
+                "description": "workflow folder(s), relative to this file",
+            },
             "timezone": {"type": "string", "description": "IANA time zone, e.g. Europe/Berlin"},
             "poll_interval": _duration("how often the daemon polls the CRM"),
             "overlap": _duration("how far back each poll re-reads (default 10s)"),

@@ -21,8 +21,14 @@ from crmflow.cron import CronError, parse_cron
 from crmflow.entities import TEMPORAL_TYPES, EntityModel, suggest
 from crmflow.findings import Finding
 from crmflow.registry import ACTIONS, OPERATORS
-from crmflow.templates import CONTEXT_NAMES, Template, TemplateFailure, iter_templates, references
-from crmflow.templates import compile_tree
+from crmflow.templates import (
+    CONTEXT_NAMES,
+    Template,
+    TemplateFailure,
+    compile_tree,
+    iter_templates,
+    references,
+)
 from crmflow.values import display, temporal
 from crmflow.yamlload import Document
 
@@ -39,10 +45,18 @@ class _Checker:
         self.model = model
         self.findings: list[Finding] = []
 
-    def add(self, code: str, message: str, path: YamlPath, *, key: bool = False,
-            severity: str = "error") -> None:
-        self.findings.append(Finding(code, severity, message,  # type: ignore[arg-type]
-                                     self.doc.locate(path, key=key), self.id))
+    def add(
+        self, code: str, message: str, path: YamlPath, *, key: bool = False, severity: str = "error"
+    ) -> None:
+        self.findings.append(
+            Finding(
+                code,
+                severity,
+                message,  # type: ignore[arg-type]
+                self.doc.locate(path, key=key),
+                self.id,
+            )
+        )
 
     # -- conditions -------------------------------------------------------------------
     def condition_blocks(self) -> Iterator[tuple[YamlPath, Any]]:
@@ -63,25 +77,31 @@ class _Checker:
                         re.compile(operand)
                     except re.error as exc:
                         self.add("CF213", f"invalid regular expression {operand!r}: {exc}", path)
-                elif op in ("before", "after"):
-                    if temporal(operand) is None:
-                        try:
-                            durations.parse(operand, signed=True)
-                        except ValueError:
-                            self.add("CF208", f"{op}: {operand!r} is neither an ISO date nor an "
-                                              "offset such as -14d", path)
+                elif op in ("before", "after") and temporal(operand) is None:
+                    try:
+                        durations.parse(operand, signed=True)
+                    except ValueError:
+                        self.add(
+                            "CF208",
+                            f"{op}: {operand!r} is neither an ISO date nor an offset such as -14d",
+                            path,
+                        )
 
     def check_fields(self) -> None:
         entity = self.data["entity"]
         if entity not in self.model:
-            self.add("CF202", f"unknown entity {entity!r}{suggest(entity, self.model.names())}",
-                     ("entity",))
+            self.add(
+                "CF202",
+                f"unknown entity {entity!r}{suggest(entity, self.model.names())}",
+                ("entity",),
+            )
             return
         trigger = self.data["trigger"]
         events = trigger.get("on", [])
         events = [events] if isinstance(events, str) else events
         updates = "trigger" in self.data and (
-            "updated" in events or "saved" in events or "date" in trigger)
+            "updated" in events or "saved" in events or "date" in trigger
+        )
         for base, block in self.condition_blocks():
             for path, field_path, op, operand in iter_field_clauses(block, base):
                 key_path = path if path[-1] == field_path else path[:-1]
@@ -93,30 +113,44 @@ class _Checker:
                     continue
                 # A wait's `until` sees the record's later changes, whatever the trigger.
                 if definition.kind == "change" and not updates and "until" not in base:
-                    self.add("CF211", f"{field_path} {op} {display(operand)} can never hold: the "
-                                      "trigger sees no updates (changed* is false on created and "
-                                      "deleted events)", path, key=True, severity="warning")
+                    self.add(
+                        "CF211",
+                        f"{field_path} {op} {display(operand)} can never hold: the "
+                        "trigger sees no updates (changed* is false on created and "
+                        "deleted events)",
+                        path,
+                        key=True,
+                        severity="warning",
+                    )
                 if info is not None and info.field_type:
                     self.check_type(op, field_path, info.field_type, path)
         for i, name in enumerate(trigger.get("fields", [])):
             self.field(entity, name, ("trigger", "fields", i))
         if "fields" in trigger and not any(e in ("updated", "saved") for e in events):
-            self.add("CF216", "trigger.fields only filters updates, and this trigger has none",
-                     ("trigger", "fields"), key=True, severity="warning")
+            self.add(
+                "CF216",
+                "trigger.fields only filters updates, and this trigger has none",
+                ("trigger", "fields"),
+                key=True,
+                severity="warning",
+            )
         if "date" in trigger:
             info = self.field(entity, trigger["date"], ("trigger", "date"))
             if info is not None and info.field_type not in TEMPORAL_TYPES:
-                self.add("CF214", f"trigger.date: {trigger['date']} is a {info.field_type} "
-                                  "field, not a date", ("trigger", "date"))
+                self.add(
+                    "CF214",
+                    f"trigger.date: {trigger['date']} is a {info.field_type} field, not a date",
+                    ("trigger", "date"),
+                )
 
     def check_type(self, op: str, field_path: str, field_type: str, path: YamlPath) -> None:
         numeric = ("integer", "number")
         problem = None
-        if op in ("before", "after") and field_type not in TEMPORAL_TYPES + ("json",):
+        if op in ("before", "after") and field_type not in (*TEMPORAL_TYPES, "json"):
             problem = f"{op} compares dates, and {field_path} is a {field_type} field"
         elif op in ("gt", "gte", "lt", "lte") and field_type == "boolean":
             problem = f"{op} never holds on the boolean field {field_path}"
-        elif op == "matches" and field_type in numeric + ("boolean",):
+        elif op == "matches" and field_type in (*numeric, "boolean"):
             problem = f"matches only tests strings, and {field_path} is a {field_type} field"
         if problem:
             self.add("CF217", problem, path, key=True, severity="warning")
@@ -140,8 +174,12 @@ class _Checker:
             path: YamlPath = ("actions", i, kind)
             if "id" in spec:
                 if spec["id"] in ids:
-                    self.add("CF215", f"action id {spec['id']!r} is used twice "
-                                      f"(first by actions[{ids[spec['id']]}])", ("actions", i, "id"))
+                    self.add(
+                        "CF215",
+                        f"action id {spec['id']!r} is used twice "
+                        f"(first by actions[{ids[spec['id']]}])",
+                        ("actions", i, "id"),
+                    )
                 else:
                     ids[spec["id"]] = i
             if ACTIONS[kind].templated:
@@ -152,8 +190,12 @@ class _Checker:
                 target = params["entity"]
                 if isinstance(target, str) and "{" not in target:
                     if target not in self.model:
-                        self.add("CF202", f"create: unknown entity {target!r}"
-                                          f"{suggest(target, self.model.names())}", (*path, "entity"))
+                        self.add(
+                            "CF202",
+                            f"create: unknown entity {target!r}"
+                            f"{suggest(target, self.model.names())}",
+                            (*path, "entity"),
+                        )
                     else:
                         self.check_values(target, params["values"], (*path, "values"))
             elif kind == "update":
@@ -163,8 +205,11 @@ class _Checker:
                     if info is None:
                         continue
                     if info.relation is None:
-                        self.add("CF204", f"update.target: {params['target']} is a field, "
-                                          "not a relation", (*path, "target"))
+                        self.add(
+                            "CF204",
+                            f"update.target: {params['target']} is a field, not a relation",
+                            (*path, "target"),
+                        )
                         continue
                     target_entity = info.entity
                 self.check_values(target_entity, params["values"], (*path, "values"))
@@ -176,8 +221,12 @@ class _Checker:
         assert definition is not None
         for name in values:
             if name not in definition.fields and name not in definition.relations:
-                self.add("CF203", f"{entity} has no field {name!r}"
-                                  f"{suggest(name, list(definition.fields))}", (*path, name), key=True)
+                self.add(
+                    "CF203",
+                    f"{entity} has no field {name!r}{suggest(name, list(definition.fields))}",
+                    (*path, name),
+                    key=True,
+                )
 
     def check_stage(self, entity: str, params: dict[str, Any], path: YamlPath) -> None:
         definition = self.model.get(entity)
@@ -185,15 +234,24 @@ class _Checker:
         stage = params["stage"]
         if definition.pipeline is None:
             self.add("CF219", f"set_stage: {entity} has no pipeline", path)
-        elif isinstance(stage, str) and "{" not in stage and stage not in definition.pipeline.all_stages:
+        elif (
+            isinstance(stage, str)
+            and "{" not in stage
+            and stage not in definition.pipeline.all_stages
+        ):
             stages = definition.pipeline.all_stages
-            self.add("CF212", f"set_stage: {entity} has no stage {stage!r} "
-                              f"(stages: {', '.join(stages)}){suggest(stage, stages)}",
-                     (*path, "stage") if isinstance(self.data["actions"][path[1]][path[2]], dict)
-                     else path)
+            self.add(
+                "CF212",
+                f"set_stage: {entity} has no stage {stage!r} "
+                f"(stages: {', '.join(stages)}){suggest(stage, stages)}",
+                (*path, "stage")
+                if isinstance(self.data["actions"][path[1]][path[2]], dict)
+                else path,
+            )
 
-    def check_templates(self, params: Any, path: YamlPath, entity: str | None,
-                        ids: dict[str, int], index: int) -> None:
+    def check_templates(
+        self, params: Any, path: YamlPath, entity: str | None, ids: dict[str, int], index: int
+    ) -> None:
         allowed = set(CONTEXT_NAMES) | _JINJA_GLOBALS | ({entity} if entity else set())
         for sub, template in iter_templates(compile_tree(params), path):
             assert isinstance(template, Template)
@@ -201,22 +259,32 @@ class _Checker:
                 template.compile()
                 names, chains = references(template.source)
             except (TemplateFailure, TemplateSyntaxError) as exc:
-                message = str(exc) if isinstance(exc, TemplateFailure) else \
-                    f"template syntax error: {exc.message}"
+                message = (
+                    str(exc)
+                    if isinstance(exc, TemplateFailure)
+                    else f"template syntax error: {exc.message}"
+                )
                 self.add("CF205", message, sub)
                 continue
             for name in sorted(names - allowed):
-                self.add("CF206", f"template name {name!r} is not defined (available: "
-                                  f"{', '.join(sorted(set(CONTEXT_NAMES) | ({entity} if entity else set())))})",
-                         sub)
+                self.add(
+                    "CF206",
+                    f"template name {name!r} is not defined (available: "
+                    f"{', '.join(sorted(set(CONTEXT_NAMES) | ({entity} if entity else set())))})",
+                    sub,
+                )
             for chain in chains:
                 root = chain[0]
                 if root == "steps" and len(chain) > 1:
                     step = chain[1]
                     earlier = {k for k, v in ids.items() if v < index}
                     if step not in earlier:
-                        self.add("CF207", f"steps.{step} names no earlier action id"
-                                          f"{suggest(step, sorted(earlier))}", sub)
+                        self.add(
+                            "CF207",
+                            f"steps.{step} names no earlier action id"
+                            f"{suggest(step, sorted(earlier))}",
+                            sub,
+                        )
                 elif entity and root in ("record", "previous", entity) and len(chain) > 1:
                     self.field(entity, ".".join(chain[1:]), sub)
                 elif entity and root == "changes" and len(chain) > 1:
@@ -239,8 +307,15 @@ def semantic_findings(docs: list[Document], config: Config, *, full: bool) -> li
         wid = doc.data["id"]
         if wid in first:
             prior = first[wid].locate(("id",))
-            findings.append(Finding("CF201", "error", f"duplicate workflow id {wid!r} (also at "
-                                                      f"{prior})", doc.locate(("id",)), wid))
+            findings.append(
+                Finding(
+                    "CF201",
+                    "error",
+                    f"duplicate workflow id {wid!r} (also at {prior})",
+                    doc.locate(("id",)),
+                    wid,
+                )
+            )
         else:
             first[wid] = doc
         checker = _Checker(doc, config.model)

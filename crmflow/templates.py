@@ -207,7 +207,9 @@ def render_tree(value: Any, context: dict[str, Any]) -> Any:
     return value
 
 
-def iter_templates(value: Any, path: tuple[str | int, ...] = ()) -> Iterator[tuple[tuple[str | int, ...], Template]]:
+def iter_templates(
+    value: Any, path: tuple[str | int, ...] = ()
+) -> Iterator[tuple[tuple[str | int, ...], Template]]:
     if isinstance(value, Template):
         yield path, value
     elif isinstance(value, dict):

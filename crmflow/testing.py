@@ -32,32 +32,50 @@ _RELATIVE_RE = re.compile(r"now\s*(?:([+-])\s*(.+))?")
 _EXPECT_RULE = {
     "anyOf": [
         {"type": "boolean"},
-        {"type": "object", "additionalProperties": False, "properties": {
-            "matched": {"type": "boolean"},
-            "reason": {"type": "string", "description": "a part of the reason"},
-            "actions": {"type": "array", "items": {
-                "type": "object", "additionalProperties": False, "properties": {
-                    "type": {"type": "string"},
-                    "due": {"type": ["string", "null"],
-                            "description": "ISO time, now, or now+/-offset"},
-                    "params": {},
-                    "error": {"type": ["string", "boolean"]},
-                    "skipped": {"type": ["string", "boolean"]},
-                    "after_wait": {"type": "boolean"},
-                }}},
-        }},
+        {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "matched": {"type": "boolean"},
+                "reason": {"type": "string", "description": "a part of the reason"},
+                "actions": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {
+                            "type": {"type": "string"},
+                            "due": {
+                                "type": ["string", "null"],
+                                "description": "ISO time, now, or now+/-offset",
+                            },
+                            "params": {},
+                            "error": {"type": ["string", "boolean"]},
+                            "skipped": {"type": ["string", "boolean"]},
+                            "after_wait": {"type": "boolean"},
+                        },
+                    },
+                },
+            },
+        },
     ],
 }
 _EXPECT = {
-    "type": "object", "additionalProperties": False,
+    "type": "object",
+    "additionalProperties": False,
     "properties": {
-        "matched": {"type": "array", "items": {"type": "string"},
-                    "description": "exactly these workflows match"},
+        "matched": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "exactly these workflows match",
+        },
         "rules": {"type": "object", "additionalProperties": _EXPECT_RULE},
     },
 }
 _STEP = {
-    "type": "object", "required": ["event"], "additionalProperties": False,
+    "type": "object",
+    "required": ["event"],
+    "additionalProperties": False,
     "properties": {"event": {"type": "object"}, "expect": _EXPECT},
 }
 TEST_SCHEMA: dict[str, Any] = {
@@ -69,20 +87,24 @@ TEST_SCHEMA: dict[str, Any] = {
     "additionalProperties": False,
     "properties": {
         "description": {"type": "string"},
-        "cases": {"type": "array", "minItems": 1, "items": {
-            "type": "object",
-            "required": ["name"],
-            "additionalProperties": False,
-            "properties": {
-                "name": {"type": "string", "minLength": 1},
-                "now": {"type": "string", "description": "ISO date-time the case runs at"},
-                "seed": {"type": "integer", "description": "seed for generated codes"},
-                "event": {"type": "object"},
-                "expect": _EXPECT,
-                "events": {"type": "array", "minItems": 1, "items": _STEP},
+        "cases": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "required": ["name"],
+                "additionalProperties": False,
+                "properties": {
+                    "name": {"type": "string", "minLength": 1},
+                    "now": {"type": "string", "description": "ISO date-time the case runs at"},
+                    "seed": {"type": "integer", "description": "seed for generated codes"},
+                    "event": {"type": "object"},
+                    "expect": _EXPECT,
+                    "events": {"type": "array", "minItems": 1, "items": _STEP},
+                },
+                "oneOf": [{"required": ["event"]}, {"required": ["events"]}],
             },
-            "oneOf": [{"required": ["event"]}, {"required": ["events"]}],
-        }},
+        },
     },
 }
 
@@ -156,8 +178,9 @@ def run_file(path: Path, rules: RuleSet, config: Config, clock_now: datetime) ->
     return results
 
 
-def _run_case(case: dict[str, Any], rules: RuleSet, config: Config, clock_now: datetime,
-              result: CaseResult) -> None:
+def _run_case(
+    case: dict[str, Any], rules: RuleSet, config: Config, clock_now: datetime, result: CaseResult
+) -> None:
     now = parse_instant(case["now"]) if "now" in case else clock_now
     steps = case.get("events") or [{"event": case["event"], "expect": case.get("expect")}]
     tz = config.timezone
@@ -183,12 +206,14 @@ def _run_case(case: dict[str, Any], rules: RuleSet, config: Config, clock_now: d
     if result.failures:
         exp_text = json.dumps(expected_all, indent=2, ensure_ascii=False).splitlines()
         act_text = json.dumps(actual_all, indent=2, ensure_ascii=False).splitlines()
-        result.diff = "\n".join(difflib.unified_diff(exp_text, act_text, "expected", "actual",
-                                                     lineterm=""))
+        result.diff = "\n".join(
+            difflib.unified_diff(exp_text, act_text, "expected", "actual", lineterm="")
+        )
 
 
-def _compare(expect: dict[str, Any], plan: dict[str, Any], now: datetime, tz: tzinfo,
-             label: str) -> tuple[list[str], dict[str, Any], dict[str, Any]]:
+def _compare(
+    expect: dict[str, Any], plan: dict[str, Any], now: datetime, tz: tzinfo, label: str
+) -> tuple[list[str], dict[str, Any], dict[str, Any]]:
     failures: list[str] = []
     rules = {r["rule"]: r for r in plan["rules"]}
     exp_view: dict[str, Any] = {}
@@ -204,8 +229,10 @@ def _compare(expect: dict[str, Any], plan: dict[str, Any], now: datetime, tz: tz
             spec = {"matched": spec}
         actual = rules.get(rule_id)
         if actual is None:
-            failures.append(f"{label}rules.{rule_id}: not evaluated for this event "
-                            "(unknown id, disabled, or another entity)")
+            failures.append(
+                f"{label}rules.{rule_id}: not evaluated for this event "
+                "(unknown id, disabled, or another entity)"
+            )
             continue
         want = _normalise_rule(spec, now, tz)
         got = _project(want, actual)
@@ -233,7 +260,9 @@ def _project(expected: Any, actual: Any) -> Any:
     if isinstance(expected, dict) and isinstance(actual, dict):
         return {k: _project(v, actual[k]) for k, v in expected.items() if k in actual}
     if isinstance(expected, list) and isinstance(actual, list):
-        return [_project(e, a) for e, a in zip(expected, actual, strict=False)] + actual[len(expected):]
+        return [_project(e, a) for e, a in zip(expected, actual, strict=False)] + actual[
+            len(expected) :
+        ]
     return actual
 
 
@@ -241,18 +270,23 @@ def _match(want: dict[str, Any], got: dict[str, Any], where: str) -> list[str]:
     failures = []
     if "matched" in want and want["matched"] != got["matched"]:
         detail = f" ({got.get('reason')})" if not got["matched"] else ""
-        failures.append(f"{where}.matched: expected {want['matched']}, got {got['matched']}{detail}")
+        failures.append(
+            f"{where}.matched: expected {want['matched']}, got {got['matched']}{detail}"
+        )
         return failures
     if "reason" in want:
         reason = got.get("reason") or ""
         if want["reason"] not in reason:
-            failures.append(f"{where}.reason: expected it to contain {want['reason']!r}, "
-                            f"got {reason!r}")
+            failures.append(
+                f"{where}.reason: expected it to contain {want['reason']!r}, got {reason!r}"
+            )
     if "actions" in want:
         actual = got.get("actions", [])
         if len(actual) != len(want["actions"]):
-            failures.append(f"{where}.actions: expected {len(want['actions'])} actions, "
-                            f"got {len(actual)}: {[a['type'] for a in actual]}")
+            failures.append(
+                f"{where}.actions: expected {len(want['actions'])} actions, "
+                f"got {len(actual)}: {[a['type'] for a in actual]}"
+            )
         for i, (w, a) in enumerate(zip(want["actions"], actual, strict=False)):
             failures.extend(_match_action(w, a, f"{where}.actions[{i}]"))
     return failures
@@ -296,8 +330,11 @@ def subset_mismatches(want: Any, got: Any, where: str) -> list[str]:
     if isinstance(want, list):
         if not isinstance(got, list) or len(got) != len(want):
             return [f"{where}: expected {want!r}, got {got!r}"]
-        return [m for i, (w, g) in enumerate(zip(want, got, strict=True))
-                for m in subset_mismatches(w, g, f"{where}[{i}]")]
+        return [
+            m
+            for i, (w, g) in enumerate(zip(want, got, strict=True))
+            for m in subset_mismatches(w, g, f"{where}[{i}]")
+        ]
     from crmflow.values import same
 
     if not same(want, got):
@@ -308,12 +345,24 @@ def subset_mismatches(want: Any, got: Any, where: str) -> list[str]:
 def junit_xml(results: list[CaseResult], seconds: float) -> str:
     from xml.etree import ElementTree as ET
 
-    suite = ET.Element("testsuite", name="crmflow", tests=str(len(results)),
-                       failures=str(sum(1 for r in results if not r.passed)), errors="0",
-                       time=f"{seconds:.3f}")
+    suite = ET.Element(
+        "testsuite",
+        name="crmflow",
+        tests=str(len(results)),
+        failures=str(sum(1 for r in results if not r.passed)),
+        errors="0",
+        time=f"{seconds:.3f}",
+    )
     for r in results:
-        case = ET.SubElement(suite, "testcase", classname=r.file, name=r.name,
-                             time=f"{r.seconds:.3f}", file=r.file, line=str(r.line))
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            classname=r.file,
+            name=r.name,
+            time=f"{r.seconds:.3f}",
+            file=r.file,
+            line=str(r.line),
+        )
         if not r.passed:
             failure = ET.SubElement(case, "failure", message=r.failures[0])
             failure.text = "\n".join(r.failures) + ("\n\n" + r.diff if r.diff else "")

@@ -53,8 +53,10 @@ class CompiledTrigger:
         """Why this trigger does not fire for the event, or None when it does."""
         if facts.event not in self.events:
             return f"trigger {self.describe}: not a {facts.event} event"
-        if self.ignore_actors and facts.actor is not None and any(
-            same(facts.actor, a) or str(facts.actor) == str(a) for a in self.ignore_actors
+        if (
+            self.ignore_actors
+            and facts.actor is not None
+            and any(same(facts.actor, a) or str(facts.actor) == str(a) for a in self.ignore_actors)
         ):
             return f"trigger ignores actor {display(facts.actor)}"
         if self.fields and facts.event == "updated":
@@ -77,7 +79,8 @@ class CompiledTrigger:
             moment = self.offset.add_to(value, tz)
             if self.time is not None:
                 local = moment.astimezone(tz).replace(
-                    hour=self.time[0], minute=self.time[1], second=0, microsecond=0, tzinfo=None)
+                    hour=self.time[0], minute=self.time[1], second=0, microsecond=0, tzinfo=None
+                )
                 moment = localize(local, tz)
             return moment
         hour, minute = self.time or (0, 0)
@@ -97,15 +100,25 @@ def _compile_on(spec: dict[str, Any], tz: tzinfo) -> CompiledTrigger:
     names = [spec["on"]] if isinstance(spec["on"], str) else list(spec["on"])
     fields = tuple(spec.get("fields") or ())
     describe = f"on {', '.join(names)}"
-    return CompiledTrigger("on", _events(spec["on"]), describe, fields=fields,
-                           ignore_actors=tuple(spec.get("ignore_actors") or ()))
+    return CompiledTrigger(
+        "on",
+        _events(spec["on"]),
+        describe,
+        fields=fields,
+        ignore_actors=tuple(spec.get("ignore_actors") or ()),
+    )
 
 
 def _compile_schedule(spec: dict[str, Any], tz: tzinfo) -> CompiledTrigger:
     grace = durations.parse(spec["grace"]) if "grace" in spec else None
-    return CompiledTrigger("schedule", frozenset({"tick"}), f"schedule {spec['schedule']!r}",
-                           cron=parse_cron(spec["schedule"]), catch_up=spec.get("catch_up", "once"),
-                           grace=grace)
+    return CompiledTrigger(
+        "schedule",
+        frozenset({"tick"}),
+        f"schedule {spec['schedule']!r}",
+        cron=parse_cron(spec["schedule"]),
+        catch_up=spec.get("catch_up", "once"),
+        grace=grace,
+    )
 
 
 def _compile_date(spec: dict[str, Any], tz: tzinfo) -> CompiledTrigger:
@@ -115,54 +128,108 @@ def _compile_date(spec: dict[str, Any], tz: tzinfo) -> CompiledTrigger:
         hour, minute = spec["time"].split(":")
         time = (int(hour), int(minute))
     describe = f"date {spec['date']}" + (f" {spec['offset']}" if "offset" in spec else "")
-    return CompiledTrigger("date", frozenset({"created", "updated"}), describe,
-                           date_field=spec["date"], offset=offset, time=time,
-                           ignore_actors=tuple(spec.get("ignore_actors") or ()))
+    return CompiledTrigger(
+        "date",
+        frozenset({"created", "updated"}),
+        describe,
+        date_field=spec["date"],
+        offset=offset,
+        time=time,
+        ignore_actors=tuple(spec.get("ignore_actors") or ()),
+    )
 
 
 _EVENT_SCHEMA = {"type": "string", "enum": list(RECORD_EVENTS)}
 
-TRIGGERS.add("on", TriggerDef("on", "record events", {
-    "on": {
-        "description": "record events: created, updated, saved (created or updated), deleted",
-        "anyOf": [_EVENT_SCHEMA, {"type": "array", "items": _EVENT_SCHEMA, "minItems": 1,
-                                  "uniqueItems": True}],
-    },
-    "fields": {
-        "description": "only for updates that change one of these fields",
-        "type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1,
-    },
-    "ignore_actors": {
-        "description": "user ids whose changes do not trigger; `crmflow` for crmflow's own",
-        "type": "array", "items": _ACTOR,
-    },
-}, _compile_on))
+TRIGGERS.add(
+    "on",
+    TriggerDef(
+        "on",
+        "record events",
+        {
+            "on": {
+                "description": "record events: created, updated, saved (created or updated), "
+                "deleted",
+                "anyOf": [
+                    _EVENT_SCHEMA,
+                    {"type": "array", "items": _EVENT_SCHEMA, "minItems": 1, "uniqueItems": True},
+                ],
+            },
+            "fields": {
+                "description": "only for updates that change one of these fields",
+                "type": "array",
+                "items": {"type": "string", "minLength": 1},
+                "minItems": 1,
+            },
+            "ignore_actors": {
+                "description": "user ids whose changes do not trigger; `crmflow` for crmflow's own",
+                "type": "array",
+                "items": _ACTOR,
+            },
+        },
+        _compile_on,
+    ),
+)
 
-TRIGGERS.add("schedule", TriggerDef("schedule", "a cron schedule over every record", {
-    "schedule": {
-        "description": "cron expression (minute hour day-of-month month day-of-week), "
-                       "in the configured time zone",
-        "type": "string", "minLength": 1,
-    },
-    "catch_up": {
-        "description": "after downtime: run a missed occurrence once, or skip it",
-        "enum": ["once", "skip"],
-    },
-    "grace": {"description": "how late a missed occurrence may still run",
-              "type": "string", "pattern": durations.DURATION_PATTERN},
-}, _compile_schedule))
+TRIGGERS.add(
+    "schedule",
+    TriggerDef(
+        "schedule",
+        "a cron schedule over every record",
+        {
+            "schedule": {
+                "description": "cron expression (minute hour day-of-month month day-of-week), "
+                "in the configured time zone",
+                "type": "string",
+                "minLength": 1,
+            },
+            "catch_up": {
+                "description": "after downtime: run a missed occurrence once, or skip it",
+                "enum": ["once", "skip"],
+            },
+            "grace": {
+                "description": "how late a missed occurrence may still run",
+                "type": "string",
+                "pattern": durations.DURATION_PATTERN,
+            },
+        },
+        _compile_schedule,
+    ),
+)
 
-TRIGGERS.add("date", TriggerDef("date", "a date field of each record, plus an offset", {
-    "date": {"description": "the date or date-time field", "type": "string", "minLength": 1},
-    "offset": {"description": "signed offset from the date, e.g. 1y or -7d",
-               "type": "string", "pattern": durations.OFFSET_PATTERN},
-    "time": {"description": "local time of day (HH:MM) for a date-only field",
-             "type": "string", "pattern": TIME_PATTERN},
-}, _compile_date))
+TRIGGERS.add(
+    "date",
+    TriggerDef(
+        "date",
+        "a date field of each record, plus an offset",
+        {
+            "date": {
+                "description": "the date or date-time field",
+                "type": "string",
+                "minLength": 1,
+            },
+            "offset": {
+                "description": "signed offset from the date, e.g. 1y or -7d",
+                "type": "string",
+                "pattern": durations.OFFSET_PATTERN,
+            },
+            "time": {
+                "description": "local time of day (HH:MM) for a date-only field",
+                "type": "string",
+                "pattern": TIME_PATTERN,
+            },
+        },
+        _compile_date,
+    ),
+)
 
 # Keys that belong to one kind only (the rest may be shared), for the schema.
 OWNED_KEYS = {
-    "fields": "on", "catch_up": "schedule", "grace": "schedule", "offset": "date", "time": "date",
+    "fields": "on",
+    "catch_up": "schedule",
+    "grace": "schedule",
+    "offset": "date",
+    "time": "date",
 }
 
 

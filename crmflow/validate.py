@@ -19,7 +19,11 @@ from crmflow.findings import Finding
 from crmflow.yamlload import Document
 
 _JSON_TYPES = {
-    "object": dict, "array": list, "string": str, "boolean": bool, "null": type(None),
+    "object": dict,
+    "array": list,
+    "string": str,
+    "boolean": bool,
+    "null": type(None),
 }
 
 
@@ -44,7 +48,9 @@ def type_name(value: Any) -> str:
         return "a number"
     if value is None:
         return "null"
-    return {dict: "a mapping", list: "a list", str: "a string"}.get(type(value), type(value).__name__)
+    return {dict: "a mapping", list: "a list", str: "a string"}.get(
+        type(value), type(value).__name__
+    )
 
 
 def _fits(value: Any, json_type: str | list[str]) -> bool:
@@ -92,7 +98,11 @@ def _discriminators(branches: list[Any]) -> list[str] | None:
     """The keys of a `oneOf: [{required: [k]}, ...]` choice, or None for other shapes."""
     keys = []
     for branch in branches:
-        if not isinstance(branch, dict) or set(branch) != {"required"} or len(branch["required"]) != 1:
+        if (
+            not isinstance(branch, dict)
+            or set(branch) != {"required"}
+            or len(branch["required"]) != 1
+        ):
             return None
         keys.append(branch["required"][0])
     return keys
@@ -112,17 +122,23 @@ def _reduce(error: ValidationError) -> list[_Issue]:
         if keys is not None and isinstance(value, dict):
             present = [k for k in keys if k in value]
             if len(present) > 1:
-                return [_Issue(path, "CF104",
-                               f"{here}takes exactly one of {', '.join(keys)}; "
-                               f"found {', '.join(present)}")]
+                return [
+                    _Issue(
+                        path,
+                        "CF104",
+                        f"{here}takes exactly one of {', '.join(keys)}; found {', '.join(present)}",
+                    )
+                ]
             return [_Issue(path, "CF102", f"{here}needs one of: {', '.join(keys)}")]
         return _reduce_choice(error, path, here)
     if kind == "additionalProperties" and isinstance(value, dict):
         known = list(schema.get("properties", {}))
         what = _kind_of_mapping(schema)
         extra = [k for k in value if k not in known]
-        return [_Issue((*path, k), "CF101", f"{here}unknown {what} {k!r}{suggest(k, known)}",
-                       key=True) for k in extra]
+        return [
+            _Issue((*path, k), "CF101", f"{here}unknown {what} {k!r}{suggest(k, known)}", key=True)
+            for k in extra
+        ]
     if kind == "required":
         missing = [k for k in error.validator_value if isinstance(value, dict) and k not in value]
         return [_Issue(path, "CF102", f"{here}missing required key {k!r}") for k in missing]
@@ -131,11 +147,22 @@ def _reduce(error: ValidationError) -> list[_Issue]:
             if key in value:
                 lacking = [n for n in needed if n not in value]
                 if lacking:
-                    return [_Issue((*path, key), "CF104",
-                                   f"{here}{key!r} only goes with {', '.join(lacking)}", key=True)]
+                    return [
+                        _Issue(
+                            (*path, key),
+                            "CF104",
+                            f"{here}{key!r} only goes with {', '.join(lacking)}",
+                            key=True,
+                        )
+                    ]
     if kind == "type":
-        return [_Issue(path, "CF103", f"{here}must be {_type_words(error.validator_value)}, "
-                                      f"not {type_name(value)}")]
+        return [
+            _Issue(
+                path,
+                "CF103",
+                f"{here}must be {_type_words(error.validator_value)}, not {type_name(value)}",
+            )
+        ]
     if kind in ("enum", "const"):
         allowed = error.validator_value if kind == "enum" else [error.validator_value]
         shown = ", ".join(str(a) for a in allowed)
@@ -168,9 +195,15 @@ def _pattern_words(pattern: str, schema: dict[str, Any]) -> str:
 
 
 def _type_words(types: str | list[str]) -> str:
-    names = {"object": "a mapping", "array": "a list", "string": "a string",
-             "integer": "an integer", "number": "a number", "boolean": "true or false",
-             "null": "null"}
+    names = {
+        "object": "a mapping",
+        "array": "a list",
+        "string": "a string",
+        "integer": "an integer",
+        "number": "a number",
+        "boolean": "true or false",
+        "null": "null",
+    }
     items = [types] if isinstance(types, str) else types
     return " or ".join(names.get(t, t) for t in items)
 
@@ -185,7 +218,7 @@ def _reduce_choice(error: ValidationError, path: tuple[Any, ...], here: str) -> 
     def unfit(index: int) -> bool:
         # A branch whose top-level type does not match the value is not what was meant.
         for sub in by_branch.get(index, []):
-            if not sub.relative_path and sub.validator in ("type", "const", "enum"):
+            if not sub.relative_path and sub.validator == "type":
                 return True
         branch = branches[index]
         return isinstance(branch, dict) and "$ref" in branch and not by_branch.get(index)
@@ -201,17 +234,27 @@ def _reduce_choice(error: ValidationError, path: tuple[Any, ...], here: str) -> 
         words = _branch_words(branches)
         has_ref = any(isinstance(b, dict) and "$ref" in b for b in branches)
         expected = (description or words) if has_ref or not words else words
-        return [_Issue(path, "CF103", f"{here}{type_name(value)} is not allowed here: "
-                                      f"expected {expected}")]
+        return [
+            _Issue(
+                path, "CF103", f"{here}{type_name(value)} is not allowed here: expected {expected}"
+            )
+        ]
     subs = [e for i in candidates for e in by_branch[i]]
     if all(not e.relative_path and e.validator == "pattern" for e in subs):
         description = error.schema.get("description") if isinstance(error.schema, dict) else None
-        return [_Issue(path, "CF104", f"{here}{value!r} is not valid: expected "
-                                      f"{description or 'another form'}")]
+        return [
+            _Issue(
+                path,
+                "CF104",
+                f"{here}{value!r} is not valid: expected {description or 'another form'}",
+            )
+        ]
     from jsonschema.exceptions import best_match
 
     chosen = best_match([e for i in candidates for e in by_branch[i]])
-    return _reduce(chosen) if chosen is not None else [_Issue(path, "CF104", f"{here}{error.message}")]
+    return (
+        _reduce(chosen) if chosen is not None else [_Issue(path, "CF104", f"{here}{error.message}")]
+    )
 
 
 def _branch_words(branches: list[Any]) -> str:
@@ -228,8 +271,9 @@ def _branch_words(branches: list[Any]) -> str:
     return " or ".join(words) or "another form"
 
 
-def schema_findings(doc: Document, validator: Draft202012Validator | None = None,
-                    workflow: str | None = None) -> list[Finding]:
+def schema_findings(
+    doc: Document, validator: Draft202012Validator | None = None, workflow: str | None = None
+) -> list[Finding]:
     """Every schema error of a document as findings at the position they concern."""
     validator = validator or workflow_validator()
     if workflow is None and isinstance(doc.data, dict) and isinstance(doc.data.get("id"), str):

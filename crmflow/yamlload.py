@@ -220,7 +220,7 @@ def _scalar(node: ScalarNode, doc: Document) -> Any:
             return float(value)
     else:
         raise YamlError(doc_location(doc, node), f"unsupported tag {tag}")
-    raise YamlError(doc_location(doc, node), f"{value!r} is not a valid {tag[len(_TAG):]}")
+    raise YamlError(doc_location(doc, node), f"{value!r} is not a valid {tag[len(_TAG) :]}")
 
 
 def iter_yaml_files(paths: list[Path], *, tests: bool = False) -> Iterator[Path]:

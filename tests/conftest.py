@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +20,8 @@ from crmflow.events import parse_event
 from crmflow.ruleset import load_ruleset
 
 ROOT = Path(__file__).resolve().parent.parent
+# Keep the validation cache of test runs (and of the commands they start) out of ~/.cache.
+os.environ["CRMFLOW_CACHE_DIR"] = tempfile.mkdtemp(prefix="crmflow-test-cache-")
 NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 
 
@@ -43,8 +47,12 @@ def cli(tmp_path: Path) -> Callable[..., Result]:
 
     def run(*args: str, stdin: str = "", cwd: Path | None = None) -> Result:
         proc = subprocess.run(
-            [crmflow_bin(), *args], input=stdin, capture_output=True, text=True,
-            cwd=cwd or tmp_path, timeout=60,
+            [crmflow_bin(), *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            cwd=cwd or tmp_path,
+            timeout=60,
         )
         return Result(proc.returncode, proc.stdout, proc.stderr)
 
@@ -71,14 +79,21 @@ def rules_dir(tmp_path: Path) -> Callable[..., Path]:
 def plan_for(rules_dir: Callable[..., Path]) -> Callable[..., dict[str, Any]]:
     """Evaluate one event against workflows given as YAML text; returns the plan JSON."""
 
-    def run(workflows: str | dict[str, str], event: dict[str, Any], *, now: datetime = NOW,
-            seed: int | None = 1, config: Config | None = None) -> dict[str, Any]:
+    def run(
+        workflows: str | dict[str, str],
+        event: dict[str, Any],
+        *,
+        now: datetime = NOW,
+        seed: int | None = 1,
+        config: Config | None = None,
+    ) -> dict[str, Any]:
         files = {"w.yaml": workflows} if isinstance(workflows, str) else workflows
         folder = rules_dir(files)
         cfg = config or Config()
         rules = load_ruleset([folder], cfg)
         plan: Plan = Evaluator(rules, cfg.timezone, seed=seed).evaluate(
-            parse_event(event, cfg.model), now)
+            parse_event(event, cfg.model), now
+        )
         return plan.to_json()
 
     return run

@@ -16,10 +16,12 @@ def read(text: str) -> list[Event | EventError]:
 
 
 def test_ndjson_with_a_bad_line_in_the_middle() -> None:
-    text = ('{"entity":"deal","event":"created","record":{"id":1}}\n'
-            "{not json}\n"
-            "\n"
-            '{"entity":"deal","event":"created","record":{"id":3}}\n')
+    text = (
+        '{"entity":"deal","event":"created","record":{"id":1}}\n'
+        "{not json}\n"
+        "\n"
+        '{"entity":"deal","event":"created","record":{"id":3}}\n'
+    )
     items = read(text)
     assert [type(i).__name__ for i in items] == ["Event", "EventError", "Event"]
     assert str(items[1]).startswith("line 2: invalid JSON")
@@ -42,14 +44,20 @@ def test_a_truncated_last_line() -> None:
     [
         ([], "an event is a JSON object, not an array"),
         ({"event": "created", "record": {}}, "entity: missing"),
-        ({"entity": "dael", "event": "created", "record": {}},
-         "entity: unknown entity 'dael' (did you mean 'deal'?)"),
+        (
+            {"entity": "dael", "event": "created", "record": {}},
+            "entity: unknown entity 'dael' (did you mean 'deal'?)",
+        ),
         ({"entity": "deal", "event": "saved", "record": {}}, "event: 'saved' is not valid"),
         ({"entity": "deal", "event": "created"}, "record: must be an object, not null"),
-        ({"entity": "deal", "event": "updated", "record": {}, "previous": [1]},
-         "previous: must be an object, not an array"),
-        ({"entity": "deal", "event": "created", "record": {}, "at": "yesterday"},
-         "at: 'yesterday' is not an ISO date-time"),
+        (
+            {"entity": "deal", "event": "updated", "record": {}, "previous": [1]},
+            "previous: must be an object, not an array",
+        ),
+        (
+            {"entity": "deal", "event": "created", "record": {}, "at": "yesterday"},
+            "at: 'yesterday' is not an ISO date-time",
+        ),
     ],
 )
 def test_invalid_events_name_the_field(data: object, message: str) -> None:
@@ -59,6 +67,7 @@ def test_invalid_events_name_the_field(data: object, message: str) -> None:
 
 
 def test_at_without_offset_is_utc() -> None:
-    event = parse_event({"entity": "deal", "event": "created", "record": {},
-                         "at": "2026-11-22 10:00:00"})
+    event = parse_event(
+        {"entity": "deal", "event": "created", "record": {}, "at": "2026-11-22 10:00:00"}
+    )
     assert event.at is not None and event.at.isoformat() == "2026-11-22T10:00:00+00:00"

@@ -37,80 +37,140 @@ def test_clean_files_exit_0(cli: Cli, rules_dir: Rules) -> None:
 
 # (workflow text, expected finding line without the file name prefix)
 FINDINGS = [
-    ("id: w\nentity: deal\ntrigger: {on: created}\nactions: [\n",
-     ":5:1: CF001 invalid YAML"),
+    ("id: w\nentity: deal\ntrigger: {on: created}\nactions: [\n", ":5:1: CF001 invalid YAML"),
     ("id: w\nid: v\n", ":2:1: CF002 duplicate key 'id' (first defined at line 1)"),
     ("- a\n- b\n", ":1:1: CF003 a workflow document must be a mapping"),
-    ("id: w\nentity: deal\ntrigger: {on: created, fieldz: [a]}\nactions: [{warn: x}]\n",
-     ":3:24: CF101 w: trigger: unknown trigger key 'fieldz' (did you mean 'fields'?)"),
-    ("id: w\nentity: deal\ntrigger: {on: created}\n",
-     ":1:1: CF102 w: missing required key 'actions'"),
-    ("id: w\nentity: deal\ntrigger: {on: created}\nactions: warn\n",
-     ":4:10: CF103 w: actions: must be a list, not a string"),
-    ("id: W X\nentity: deal\ntrigger: {on: created}\nactions: [{warn: x}]\n",
-     ":1:5: CF104 W X: id: 'W X' is not valid: expected lowercase letters, digits, - and _"),
-    ("id: w\nentity: deal\ntrigger: {on: created}\nconditions: {amount: {gtt: 5}}\n"
-     "actions: [{warn: x}]\n",
-     ":4:23: CF101 w: conditions.amount: unknown operator 'gtt' (did you mean 'gt'?)"),
-    ("id: w\nentity: deal\ntrigger: {on: created}\nconditions: {amount: {gt: [5]}}\n"
-     "actions: [{warn: x}]\n",
-     ":4:27: CF103 w: conditions.amount.gt: a list is not allowed here: expected a number or a string or {field: another_field}"),
-    ("id: w\nentity: deal\ntrigger: {on: created}\nactions:\n  - warn: x\n    delay: 14 days\n",
-     ":6:12: CF104 w: actions[0].delay: '14 days' is not valid: expected a duration"),
-    ("id: w\nentity: deal\ntrigger: {on: created}\nactions:\n  - warn: x\n    email: {to: a, subject: b}\n",
-     ":5:5: CF104 w: actions[0]: takes exactly one of"),
-    ("id: w\nentity: deal\ntrigger: {on: created}\nactions:\n  - notfy: {to: 1}\n",
-     ":5:5: CF101 w: actions[0]: unknown action type or key 'notfy' (did you mean 'notify'?)"),
-    ("id: w\nentity: deal\ntrigger: {on: created, offset: 1d}\nactions: [{warn: x}]\n",
-     ":3:24: CF104 w: trigger: 'offset' only goes with date"),
-    ("id: w\nentity: dael\ntrigger: {on: created}\nactions: [{warn: x}]\n",
-     ":2:9: CF202 w: unknown entity 'dael' (did you mean 'deal'?)"),
-    ("id: w\nentity: deal\ntrigger: {on: created}\nconditions: {amout: 5}\nactions: [{warn: x}]\n",
-     ":4:14: CF203 w: amout: deal has no field 'amout' (did you mean 'amount'?)"),
-    ("id: w\nentity: deal\ntrigger: {on: created}\nconditions: {compny.name: x}\n"
-     "actions: [{warn: x}]\n",
-     ":4:14: CF204 w: compny.name: deal has no relation 'compny' (did you mean 'company'?)"),
-    ("id: w\nentity: deal\ntrigger: {on: created}\nconditions: {company.cuntry: x}\n"
-     "actions: [{warn: x}]\n",
-     ":4:14: CF203 w: company.cuntry: company has no field 'cuntry' (did you mean 'country'?)"),
-    ("id: w\nentity: deal\ntrigger: {on: created}\nactions: [{warn: '{{ deal.name }'}]\n",
-     ":4:18: CF205 w: template syntax error"),
-    ("id: w\nentity: deal\ntrigger: {on: created}\nactions: [{warn: '{{ dael.name }}'}]\n",
-     ":4:18: CF206 w: template name 'dael' is not defined"),
-    ("id: w\nentity: deal\ntrigger: {on: created}\nactions: [{warn: '{{ deal.nme }}'}]\n",
-     ":4:18: CF203 w: nme: deal has no field 'nme' (did you mean 'name'?)"),
-    ("id: w\nentity: deal\ntrigger: {on: created}\nactions:\n  - warn: '{{ steps.code.code }}'\n"
-     "  - id: code\n    generate_code: {}\n",
-     ":5:11: CF207 w: steps.code names no earlier action id"),
-    ("id: w\nentity: deal\ntrigger: {on: created}\nconditions: {x: {before: '2026-13-45'}}\n"
-     "actions: [{warn: x}]\n",
-     ":4:26: CF208 w: before: '2026-13-45' is neither an ISO date nor an offset"),
-    ("id: w\nentity: deal\ntrigger: {schedule: '0 25 * * *'}\nactions: [{warn: x}]\n",
-     ":3:21: CF209 w: hour 25 is out of range 0-23"),
-    ("id: w\nentity: deal\ntrigger: {on: created}\nconditions: {stage: {changed_to: won}}\n"
-     "actions: [{warn: x}]\n",
-     ":4:22: CF211 warning: w: stage changed_to won can never hold"),
-    ("id: w\nentity: deal\ntrigger: {on: created}\nactions: [{set_stage: wonn}]\n",
-     ":4:23: CF212 w: set_stage: deal has no stage 'wonn'"),
-    ("id: w\nentity: deal\ntrigger: {on: created}\nconditions: {name: {matches: '(unclosed'}}\n"
-     "actions: [{warn: x}]\n",
-     ":4:30: CF213 w: invalid regular expression '(unclosed'"),
-    ("id: w\nentity: deal\ntrigger: {date: name, offset: 1y}\nactions: [{warn: x}]\n",
-     ":3:17: CF214 w: trigger.date: name is a string field, not a date"),
-    ("id: w\nentity: deal\ntrigger: {on: created}\nactions:\n  - {id: a, warn: x}\n"
-     "  - {id: a, warn: y}\n",
-     ":6:10: CF215 w: action id 'a' is used twice"),
-    ("id: w\nentity: deal\ntrigger: {on: created, fields: [amount]}\nactions: [{warn: x}]\n",
-     ":3:24: CF216 warning: w: trigger.fields only filters updates"),
-    ("id: w\nentity: deal\ntrigger: {on: created}\nconditions: {name: {before: -1d}}\n"
-     "actions: [{warn: x}]\n",
-     ":4:21: CF217 warning: w: before compares dates, and name is a string field"),
-    ("id: w\nentity: user\ntrigger: {on: created}\nactions: [{set_stage: x}]\n",
-     ":4:23: CF219 w: set_stage: user has no pipeline"),
-    ("id: w\nentity: deal\ntrigger: {on: created}\nactions:\n  - create: {entity: tsk, values: {}}\n",
-     ":5:22: CF202 w: create: unknown entity 'tsk' (did you mean 'task'?)"),
-    ("id: w\nentity: deal\ntrigger: {on: created}\nactions:\n  - update: {target: company, "
-     "values: {nme: x}}\n", ":5:40: CF203 w: company has no field 'nme'"),
+    (
+        "id: w\nentity: deal\ntrigger: {on: created, fieldz: [a]}\nactions: [{warn: x}]\n",
+        ":3:24: CF101 w: trigger: unknown trigger key 'fieldz' (did you mean 'fields'?)",
+    ),
+    (
+        "id: w\nentity: deal\ntrigger: {on: created}\n",
+        ":1:1: CF102 w: missing required key 'actions'",
+    ),
+    (
+        "id: w\nentity: deal\ntrigger: {on: created}\nactions: warn\n",
+        ":4:10: CF103 w: actions: must be a list, not a string",
+    ),
+    (
+        "id: W X\nentity: deal\ntrigger: {on: created}\nactions: [{warn: x}]\n",
+        ":1:5: CF104 W X: id: 'W X' is not valid: expected lowercase letters, digits, - and _",
+    ),
+    (
+        "id: w\nentity: deal\ntrigger: {on: created}\nconditions: {amount: {gtt: 5}}\n"
+        "actions: [{warn: x}]\n",
+        ":4:23: CF101 w: conditions.amount: unknown operator 'gtt' (did you mean 'gt'?)",
+    ),
+    (
+        "id: w\nentity: deal\ntrigger: {on: created}\nconditions: {amount: {gt: [5]}}\n"
+        "actions: [{warn: x}]\n",
+        ":4:27: CF103 w: conditions.amount.gt: a list is not allowed here: expected a number or a string or {field: another_field}",
+    ),
+    (
+        "id: w\nentity: deal\ntrigger: {on: created}\nactions:\n  - warn: x\n    delay: 14 days\n",
+        ":6:12: CF104 w: actions[0].delay: '14 days' is not valid: expected a duration",
+    ),
+    (
+        "id: w\nentity: deal\ntrigger: {on: created}\nactions:\n  - warn: x\n    email: {to: a, subject: b}\n",
+        ":5:5: CF104 w: actions[0]: takes exactly one of",
+    ),
+    (
+        "id: w\nentity: deal\ntrigger: {on: created}\nactions:\n  - notfy: {to: 1}\n",
+        ":5:5: CF101 w: actions[0]: unknown action type or key 'notfy' (did you mean 'notify'?)",
+    ),
+    (
+        "id: w\nentity: deal\ntrigger: {on: created, offset: 1d}\nactions: [{warn: x}]\n",
+        ":3:24: CF104 w: trigger: 'offset' only goes with date",
+    ),
+    (
+        "id: w\nentity: dael\ntrigger: {on: created}\nactions: [{warn: x}]\n",
+        ":2:9: CF202 w: unknown entity 'dael' (did you mean 'deal'?)",
+    ),
+    (
+        "id: w\nentity: deal\ntrigger: {on: created}\nconditions: {amout: 5}\nactions: [{warn: x}]\n",
+        ":4:14: CF203 w: amout: deal has no field 'amout' (did you mean 'amount'?)",
+    ),
+    (
+        "id: w\nentity: deal\ntrigger: {on: created}\nconditions: {compny.name: x}\n"
+        "actions: [{warn: x}]\n",
+        ":4:14: CF204 w: compny.name: deal has no relation 'compny' (did you mean 'company'?)",
+    ),
+    (
+        "id: w\nentity: deal\ntrigger: {on: created}\nconditions: {company.cuntry: x}\n"
+        "actions: [{warn: x}]\n",
+        ":4:14: CF203 w: company.cuntry: company has no field 'cuntry' (did you mean 'country'?)",
+    ),
+    (
+        "id: w\nentity: deal\ntrigger: {on: created}\nactions: [{warn: '{{ deal.name }'}]\n",
+        ":4:18: CF205 w: template syntax error",
+    ),
+    (
+        "id: w\nentity: deal\ntrigger: {on: created}\nactions: [{warn: '{{ dael.name }}'}]\n",
+        ":4:18: CF206 w: template name 'dael' is not defined",
+    ),
+    (
+        "id: w\nentity: deal\ntrigger: {on: created}\nactions: [{warn: '{{ deal.nme }}'}]\n",
+        ":4:18: CF203 w: nme: deal has no field 'nme' (did you mean 'name'?)",
+    ),
+    (
+        "id: w\nentity: deal\ntrigger: {on: created}\nactions:\n  - warn: '{{ steps.code.code }}'\n"
+        "  - id: code\n    generate_code: {}\n",
+        ":5:11: CF207 w: steps.code names no earlier action id",
+    ),
+    (
+        "id: w\nentity: deal\ntrigger: {on: created}\nconditions: {x: {before: '2026-13-45'}}\n"
+        "actions: [{warn: x}]\n",
+        ":4:26: CF208 w: before: '2026-13-45' is neither an ISO date nor an offset",
+    ),
+    (
+        "id: w\nentity: deal\ntrigger: {schedule: '0 25 * * *'}\nactions: [{warn: x}]\n",
+        ":3:21: CF209 w: hour 25 is out of range 0-23",
+    ),
+    (
+        "id: w\nentity: deal\ntrigger: {on: created}\nconditions: {stage: {changed_to: won}}\n"
+        "actions: [{warn: x}]\n",
+        ":4:22: CF211 warning: w: stage changed_to won can never hold",
+    ),
+    (
+        "id: w\nentity: deal\ntrigger: {on: created}\nactions: [{set_stage: wonn}]\n",
+        ":4:23: CF212 w: set_stage: deal has no stage 'wonn'",
+    ),
+    (
+        "id: w\nentity: deal\ntrigger: {on: created}\nconditions: {name: {matches: '(unclosed'}}\n"
+        "actions: [{warn: x}]\n",
+        ":4:30: CF213 w: invalid regular expression '(unclosed'",
+    ),
+    (
+        "id: w\nentity: deal\ntrigger: {date: name, offset: 1y}\nactions: [{warn: x}]\n",
+        ":3:17: CF214 w: trigger.date: name is a string field, not a date",
+    ),
+    (
+        "id: w\nentity: deal\ntrigger: {on: created}\nactions:\n  - {id: a, warn: x}\n"
+        "  - {id: a, warn: y}\n",
+        ":6:10: CF215 w: action id 'a' is used twice",
+    ),
+    (
+        "id: w\nentity: deal\ntrigger: {on: created, fields: [amount]}\nactions: [{warn: x}]\n",
+        ":3:24: CF216 warning: w: trigger.fields only filters updates",
+    ),
+    (
+        "id: w\nentity: deal\ntrigger: {on: created}\nconditions: {name: {before: -1d}}\n"
+        "actions: [{warn: x}]\n",
+        ":4:21: CF217 warning: w: before compares dates, and name is a string field",
+    ),
+    (
+        "id: w\nentity: user\ntrigger: {on: created}\nactions: [{set_stage: x}]\n",
+        ":4:23: CF219 w: set_stage: user has no pipeline",
+    ),
+    (
+        "id: w\nentity: deal\ntrigger: {on: created}\nactions:\n  - create: {entity: tsk, values: {}}\n",
+        ":5:22: CF202 w: create: unknown entity 'tsk' (did you mean 'task'?)",
+    ),
+    (
+        "id: w\nentity: deal\ntrigger: {on: created}\nactions:\n  - update: {target: company, "
+        "values: {nme: x}}\n",
+        ":5:40: CF203 w: company has no field 'nme'",
+    ),
 ]
 
 
@@ -137,8 +197,10 @@ def test_duplicate_ids_across_files(cli: Cli, rules_dir: Rules) -> None:
     rules_dir({"a.yaml": GOOD, "sub/b.yml": GOOD})
     result = cli("lint", "rules")
     assert result.code == 1
-    assert "rules/sub/b.yml:1:5: CF201 good: duplicate workflow id 'good' (also at rules/a.yaml:1:5)" \
+    assert (
+        "rules/sub/b.yml:1:5: CF201 good: duplicate workflow id 'good' (also at rules/a.yaml:1:5)"
         in result.out
+    )
 
 
 def test_multi_document_files_and_test_files(cli: Cli, rules_dir: Rules) -> None:
@@ -160,16 +222,23 @@ def test_json_format(cli: Cli, rules_dir: Rules) -> None:
     data = json.loads(result.out)
     assert data["errors"] >= 1
     finding = data["findings"][0]
-    assert finding == {"file": "rules/w.yaml", "line": 2, "column": 9, "code": "CF202",
-                       "severity": "error", "workflow": "good",
-                       "message": "unknown entity 'dael' (did you mean 'deal'?)"}
+    assert finding == {
+        "file": "rules/w.yaml",
+        "line": 2,
+        "column": 9,
+        "code": "CF202",
+        "severity": "error",
+        "workflow": "good",
+        "message": "unknown entity 'dael' (did you mean 'deal'?)",
+    }
 
 
 def test_github_format(cli: Cli, rules_dir: Rules) -> None:
     result = lint(cli, rules_dir, GOOD.replace("entity: deal", "entity: dael"), "-f", "github")
     assert result.out.splitlines()[0] == (
         "::error file=rules/w.yaml,line=2,col=9,title=CF202::CF202 good: unknown entity 'dael' "
-        "(did you mean 'deal'?)")
+        "(did you mean 'deal'?)"
+    )
 
 
 def test_usage_errors_exit_2(cli: Cli) -> None:
@@ -188,7 +257,8 @@ def test_the_project_examples_are_clean(cli: Cli) -> None:
 
 def test_config_entities_extend_the_model(cli: Cli, rules_dir: Rules, tmp_path: Path) -> None:
     (tmp_path / "crmflow.yaml").write_text(
-        "entities:\n  deal:\n    fields: {margin: number}\n", encoding="utf-8")
+        "entities:\n  deal:\n    fields: {margin: number}\n", encoding="utf-8"
+    )
     text = GOOD.replace("stage: {changed_to: won}", "margin: {gt: 5}")
     assert lint(cli, rules_dir, text).code == 0
 

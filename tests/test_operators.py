@@ -15,8 +15,13 @@ NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 MISSING = object()
 
 
-def holds(condition: dict[str, Any], record: dict[str, Any], previous: dict[str, Any] | None = None,
-          event: str = "updated", tz: Any = UTC) -> bool:
+def holds(
+    condition: dict[str, Any],
+    record: dict[str, Any],
+    previous: dict[str, Any] | None = None,
+    event: str = "updated",
+    tz: Any = UTC,
+) -> bool:
     compiled = ConditionCompiler(tz).compile(condition)
     facts = Facts("deal", event, record, previous, NOW, tz)
     result = compiled.check(facts)
@@ -156,8 +161,10 @@ def test_change_operators(op: str, operand: Any, old: Any, new: Any, expected: b
 
 
 @pytest.mark.parametrize("event", ["created", "deleted", "tick"])
-@pytest.mark.parametrize(("op", "operand"), [("changed", True), ("changed", False),
-                                              ("changed_to", "won"), ("changed_from", None)])
+@pytest.mark.parametrize(
+    ("op", "operand"),
+    [("changed", True), ("changed", False), ("changed_to", "won"), ("changed_from", None)],
+)
 def test_change_operators_are_false_without_an_update(event: str, op: str, operand: Any) -> None:
     assert holds({"f": {op: operand}}, {"f": "won"}, {"f": None}, event=event) is False
 
@@ -201,7 +208,9 @@ def test_comparing_two_fields() -> None:
     assert not holds({"logged": {"gt": {"field": "estimate"}}}, {"logged": 8, "estimate": 8})
     assert not holds({"logged": {"gt": {"field": "estimate"}}}, {"logged": 9, "estimate": None})
     assert holds({"a": {"eq": {"field": "b"}}}, {"a": None})
-    assert holds({"end": {"gte": {"field": "start"}}}, {"start": "2026-01-01", "end": "2026-01-01T00:00:00Z"})
+    assert holds(
+        {"end": {"gte": {"field": "start"}}}, {"start": "2026-01-01", "end": "2026-01-01T00:00:00Z"}
+    )
 
 
 def test_calendar_offsets_use_the_time_zone() -> None:

@@ -19,7 +19,8 @@ from tests.conftest import ROOT
 def test_committed_schemas_match_the_registry(name: str) -> None:
     committed = (ROOT / "schemas" / f"{name}.schema.json").read_text(encoding="utf-8")
     assert committed == dump(schemas()[name]), (
-        f"schemas/{name}.schema.json is stale: run `make schemas` and commit it")
+        f"schemas/{name}.schema.json is stale: run `make schemas` and commit it"
+    )
 
 
 def test_schemas_are_valid_2020_12() -> None:
@@ -40,11 +41,35 @@ def test_every_registered_name_is_in_the_schema() -> None:
 def test_spec_names_are_all_registered() -> None:
     load_all()
     assert set(OPERATORS.names()) >= {
-        "eq", "ne", "gt", "gte", "lt", "lte", "in", "not_in", "contains", "matches", "empty",
-        "changed", "changed_from", "changed_to", "before", "after"}
+        "eq",
+        "ne",
+        "gt",
+        "gte",
+        "lt",
+        "lte",
+        "in",
+        "not_in",
+        "contains",
+        "matches",
+        "empty",
+        "changed",
+        "changed_from",
+        "changed_to",
+        "before",
+        "after",
+    }
     assert set(ACTIONS.names()) >= {
-        "notify", "email", "create", "update", "set_stage", "webhook", "delete",
-        "generate_code", "warn", "wait"}
+        "notify",
+        "email",
+        "create",
+        "update",
+        "set_stage",
+        "webhook",
+        "delete",
+        "generate_code",
+        "warn",
+        "wait",
+    }
 
 
 def test_every_action_and_operator_documents_itself() -> None:
@@ -66,8 +91,9 @@ def test_cli_prints_the_workflow_schema(cli) -> None:  # type: ignore[no-untyped
 
 
 def test_example_workflows_validate_against_the_committed_schema() -> None:
-    validator = Draft202012Validator(json.loads(
-        (ROOT / "schemas" / "workflow.schema.json").read_text(encoding="utf-8")))
+    validator = Draft202012Validator(
+        json.loads((ROOT / "schemas" / "workflow.schema.json").read_text(encoding="utf-8"))
+    )
     files = list(iter_yaml_files([ROOT / "rules"]))
     assert len(files) >= 15
     for file in files:
@@ -82,7 +108,9 @@ def test_readme_yaml_examples_validate() -> None:
     from crmflow.yamlload import load_text
 
     text = (ROOT / "README.md").read_text(encoding="utf-8")
-    blocks = [b for b in re.findall(r"```yaml\n(.*?)```", text, re.S) if re.search(r"^id:", b, re.M)]
+    blocks = [
+        b for b in re.findall(r"```yaml\n(.*?)```", text, re.S) if re.search(r"^id:", b, re.M)
+    ]
     assert blocks
     for block in blocks:
         for doc in load_text(block, "README.md"):

@@ -6,17 +6,37 @@ from typing import Any
 
 import pytest
 
-from crmflow.templates import Record, Template, TemplateFailure, compile_tree, references, render_tree
+from crmflow.templates import (
+    Record,
+    Template,
+    TemplateFailure,
+    compile_tree,
+    references,
+    render_tree,
+)
 
-DEAL = {"id": 42, "name": "ACME", "amount": 250000, "tags": ["a", "b"], "won": None,
-        "company": {"name": "ACME GmbH", "country": "DE"}}
+DEAL = {
+    "id": 42,
+    "name": "ACME",
+    "amount": 250000,
+    "tags": ["a", "b"],
+    "won": None,
+    "company": {"name": "ACME GmbH", "country": "DE"},
+}
 
 
 def render(source: str, record: dict[str, Any] | None = None) -> Any:
     record = DEAL if record is None else record
-    context = {"record": Record(record), "deal": Record(record), "previous": None,
-               "changes": Record({}), "actor": 7, "now": None, "rule": {"id": "r"},
-               "steps": Record({"gen": {"code": "XY12"}})}
+    context = {
+        "record": Record(record),
+        "deal": Record(record),
+        "previous": None,
+        "changes": Record({}),
+        "actor": 7,
+        "now": None,
+        "rule": {"id": "r"},
+        "steps": Record({"gen": {"code": "XY12"}}),
+    }
     return Template(source).render(context)
 
 

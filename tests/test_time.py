@@ -17,9 +17,18 @@ BERLIN = ZoneInfo("Europe/Berlin")
 @pytest.mark.parametrize(
     ("text", "months", "days", "seconds"),
     [
-        ("30s", 0, 0, 30), ("15m", 0, 0, 900), ("2h", 0, 0, 7200), ("14d", 0, 14, 0),
-        ("2w", 0, 14, 0), ("1y", 12, 0, 0), ("P14D", 0, 14, 0), ("PT2H", 0, 0, 7200),
-        ("P1Y", 12, 0, 0), ("P1M", 1, 0, 0), ("P1DT12H", 0, 1, 43200), ("1d12h", 0, 1, 43200),
+        ("30s", 0, 0, 30),
+        ("15m", 0, 0, 900),
+        ("2h", 0, 0, 7200),
+        ("14d", 0, 14, 0),
+        ("2w", 0, 14, 0),
+        ("1y", 12, 0, 0),
+        ("P14D", 0, 14, 0),
+        ("PT2H", 0, 0, 7200),
+        ("P1Y", 12, 0, 0),
+        ("P1M", 1, 0, 0),
+        ("P1DT12H", 0, 1, 43200),
+        ("1d12h", 0, 1, 43200),
         ("PT0.5S", 0, 0, 0.5),
     ],
 )
@@ -54,7 +63,9 @@ def test_a_day_across_fall_back_is_25_hours() -> None:
 
 
 def test_years_and_months_clamp_to_the_end_of_month() -> None:
-    assert parse("1y").add_to(datetime(2024, 2, 29, 12, tzinfo=UTC), UTC).date() == date(2025, 2, 28)
+    assert parse("1y").add_to(datetime(2024, 2, 29, 12, tzinfo=UTC), UTC).date() == date(
+        2025, 2, 28
+    )
     assert parse("P1M").add_to(datetime(2026, 1, 31, tzinfo=UTC), UTC).date() == date(2026, 2, 28)
     assert parse("-1y", signed=True).add_to(datetime(2026, 5, 1, tzinfo=UTC), UTC).year == 2025
 
@@ -83,8 +94,9 @@ def test_dates_stay_dates_and_garbage_is_none() -> None:
 
 def test_format_utc_shows_fractions_only_when_present() -> None:
     assert format_utc(datetime(2026, 11, 22, 11, tzinfo=BERLIN)) == "2026-11-22T10:00:00Z"
-    assert format_utc(datetime(2026, 11, 22, 10, 0, 0, 500000, tzinfo=UTC)) == \
-        "2026-11-22T10:00:00.5Z"
+    assert (
+        format_utc(datetime(2026, 11, 22, 10, 0, 0, 500000, tzinfo=UTC)) == "2026-11-22T10:00:00.5Z"
+    )
 
 
 def _next(expr: str, after: datetime, tz: object = UTC, n: int = 3) -> list[str]:
@@ -95,13 +107,17 @@ def _next(expr: str, after: datetime, tz: object = UTC, n: int = 3) -> list[str]
 def test_cron_weekdays_in_a_time_zone() -> None:
     # Friday 2026-11-20 11:00 Berlin -> next weekday 08:00 Berlin runs are Mon..Wed.
     assert _next("0 8 * * 1-5", datetime(2026, 11, 20, 10, tzinfo=UTC), BERLIN) == [
-        "2026-11-23T07:00:00Z", "2026-11-24T07:00:00Z", "2026-11-25T07:00:00Z"]
+        "2026-11-23T07:00:00Z",
+        "2026-11-24T07:00:00Z",
+        "2026-11-25T07:00:00Z",
+    ]
 
 
 def test_cron_day_of_week_0_and_7_are_sunday() -> None:
     after = datetime(2026, 11, 23, tzinfo=UTC)  # a Monday
-    assert _next("0 0 * * 0", after, n=1) == _next("0 0 * * 7", after, n=1) == \
-        ["2026-11-29T00:00:00Z"]
+    assert (
+        _next("0 0 * * 0", after, n=1) == _next("0 0 * * 7", after, n=1) == ["2026-11-29T00:00:00Z"]
+    )
     assert _next("0 0 * * sun", after, n=1) == ["2026-11-29T00:00:00Z"]
 
 
@@ -113,7 +129,10 @@ def test_cron_day_fields_or_when_both_restricted() -> None:
 
 def test_cron_steps_ranges_lists_and_macros() -> None:
     assert _next("*/20 9-10 * * *", datetime(2026, 11, 22, 9, 30, tzinfo=UTC), n=3) == [
-        "2026-11-22T09:40:00Z", "2026-11-22T10:00:00Z", "2026-11-22T10:20:00Z"]
+        "2026-11-22T09:40:00Z",
+        "2026-11-22T10:00:00Z",
+        "2026-11-22T10:20:00Z",
+    ]
     assert _next("@daily", datetime(2026, 11, 22, 9, tzinfo=UTC), n=1) == ["2026-11-23T00:00:00Z"]
     assert _next("0 12 29 feb *", datetime(2026, 3, 1, tzinfo=UTC), n=1) == ["2028-02-29T12:00:00Z"]
 
@@ -121,17 +140,28 @@ def test_cron_steps_ranges_lists_and_macros() -> None:
 def test_cron_dst_gap_runs_shifted_and_overlap_runs_once() -> None:
     # 02:30 does not exist on 2026-03-29 in Berlin: it runs at 03:30 CEST (01:30Z).
     assert _next("30 2 * * *", datetime(2026, 3, 28, 12, tzinfo=UTC), BERLIN, 2) == [
-        "2026-03-29T01:30:00Z", "2026-03-30T00:30:00Z"]
+        "2026-03-29T01:30:00Z",
+        "2026-03-30T00:30:00Z",
+    ]
     # 02:30 happens twice on 2026-10-25: it runs once, at the first (00:30Z).
     assert _next("30 2 * * *", datetime(2026, 10, 24, 12, tzinfo=UTC), BERLIN, 2) == [
-        "2026-10-25T00:30:00Z", "2026-10-26T01:30:00Z"]
+        "2026-10-25T00:30:00Z",
+        "2026-10-26T01:30:00Z",
+    ]
 
 
 @pytest.mark.parametrize(
     ("expr", "message"),
-    [("0 8 * *", "has 4 fields"), ("61 * * * *", "out of range"), ("0 0 30 2 *", "never runs"),
-     ("x * * * *", "not a valid minute"), ("0 0 * * 8", "out of range"), ("5-1 * * * *", "backwards"),
-     ("*/0 * * * *", "bad step"), ("", "empty")],
+    [
+        ("0 8 * *", "has 4 fields"),
+        ("61 * * * *", "out of range"),
+        ("0 0 30 2 *", "never runs"),
+        ("x * * * *", "not a valid minute"),
+        ("0 0 * * 8", "out of range"),
+        ("5-1 * * * *", "backwards"),
+        ("*/0 * * * *", "bad step"),
+        ("", "empty"),
+    ],
 )
 def test_bad_cron_expressions(expr: str, message: str) -> None:
     with pytest.raises(CronError, match=message):

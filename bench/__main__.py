@@ -1,0 +1,46 @@
+"""`make bench`: run the benchmarks and write bench-results/latest.{json,md}."""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from pathlib import Path
+
+from bench import evaluation, startup
+
+
+def main() -> None:
+    out = Path("bench-results")
+    out.mkdir(exist_ok=True)
+    print("start-up of `crmflow eval --dry-run` (one event) ...", file=sys.stderr)
+    start = startup.measure(10)
+    print("evaluation throughput against hand-written Python ...", file=sys.stderr)
+    evals = evaluation.measure()
+    machine = (
+        f"{platform.machine()}, {platform.python_implementation()} {platform.python_version()}"
+    )
+    results = {"machine": machine, "startup": start, "evaluation": evals}
+    (out / "latest.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    lines = [
+        f"Machine: {machine}",
+        "",
+        "| measure | baseline | crmflow | ratio |",
+        "|---|---|---|---|",
+        f"| start-up, eval of one event (ms, median) | {start['baseline_ms']} "
+        f"(import typer, yaml, jinja2, jsonschema) | {start['eval_ms']} | {start['ratio']}x |",
+        f"| start-up without the validation cache (ms) | {start['baseline_ms']} | "
+        f"{start['no_cache_ms']} | {start['no_cache_ratio']}x |",
+    ]
+    for row in evals:
+        lines.append(
+            f"| {row['workflows']} workflows, events/s | {row['baseline_eps']:,} (hand-written, "
+            f"indexed) | {row['crmflow_eps']:,} | {row['ratio']}x |"
+        )
+    table = "\n".join(lines) + "\n"
+    (out / "latest.md").write_text(table, encoding="utf-8")
+    print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,276 @@
+"""The commands through the installed entry point: exact outputs and exit codes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from xml.etree import ElementTree
+
+from tests.conftest import ROOT, Result
+
+Cli = Callable[..., Result]
+Rules = Callable[..., Path]
+
+BIG = """\
+id: big-deal-alert
+entity: deal
+trigger: {on: [created, updated], fields: [amount, probability]}
+conditions:
+  - amount: {gt: 100000}
+  - probability: {gte: 80}
+actions:
+  - notify:
+      to: ["role:management"]
+      via: [email, inbox]
+      subject: "Big deal: {{ deal.name }} ({{ deal.amount }} {{ deal.currency }})"
+      body: "Probability {{ deal.probability }}%"
+"""
+WON = """\
+id: deal-won-webhook
+entity: deal
+trigger: {on: updated}
+conditions:
+  stage: {changed_to: won}
+actions:
+  - webhook: {url: "https://hooks.example.com/erp"}
+"""
+EVENT = (
+    '{"entity": "deal", "event": "updated", '
+    '"record": {"id": 42, "name": "ACME", "amount": 250000, "currency": "EUR", '
+    '"probability": 90, "stage": "negotiation"}, '
+    '"previous": {"id": 42, "name": "ACME", "amount": 90000, "currency": "EUR", '
+    '"probability": 90, "stage": "negotiation"}, "actor": 7, "at": "2026-11-22T10:00:00Z"}'
+)
+
+
+def test_eval_json_is_the_spec_plan(cli: Cli, rules_dir: Rules) -> None:
+    rules_dir({"a.yaml": BIG, "b.yaml": WON})
+    result = cli("eval", "--dry-run", "--format", "json", stdin=EVENT)
+    assert result.code == 0, result.err
+    assert result.err == ""
+    assert json.loads(result.out) == {
+        "event": {"entity": "deal", "event": "updated", "id": 42},
+        "rules": [
+            {
+                "rule": "big-deal-alert",
+                "matched": True,
+                "actions": [
+                    {
+                        "type": "notify",
+                        "due": "2026-11-22T10:00:00Z",
+                        "params": {
+                            "to": ["role:management"],
+                            "via": ["email", "inbox"],
+                            "subject": "Big deal: ACME (250000 EUR)",
+                            "body": "Probability 90%",
+                        },
+                    }
+                ],
+            },
+            {
+                "rule": "deal-won-webhook",
+                "matched": False,
+                "reason": "stage changed_to won: was negotiation, unchanged",
+            },
+        ],
+    }
+
+
+def test_ndjson_in_ndjson_out_in_order_with_bad_lines(cli: Cli, rules_dir: Rules) -> None:
+    rules_dir({"a.yaml": BIG})
+    lines = [
+        '{"entity": "deal", "event": "created", "record": {"id": 1, "amount": 5}}',
+        "this is not json",
+        '{"entity": "planet", "event": "created", "record": {"id": 2}}',
+        '{"entity": "deal", "event": "created", "record": {"id": 3, "amount": 200000, '
+        '"probability": 99}}',
+    ]
+    result = cli(
+        "eval",
+        "--dry-run",
+        "-f",
+        "json",
+        "--now",
+        "2026-11-22T10:00:00Z",
+        stdin="\n".join(lines) + "\n",
+    )
+    assert result.code == 2
+    plans = result.json_lines()
+    assert [p["event"]["id"] for p in plans] == [1, 3]
+    assert plans[1]["rules"][0]["actions"][0]["due"] == "2026-11-22T10:00:00Z"
+    errors = result.err.splitlines()
+    assert errors[0].startswith("crmflow: line 2: invalid JSON")
+    assert errors[1] == "crmflow: line 3: entity: unknown entity 'planet'"
+    assert "Traceback" not in result.err
+
+
+def test_a_pretty_printed_event(cli: Cli, rules_dir: Rules) -> None:
+    rules_dir({"a.yaml": BIG})
+    pretty = json.dumps(json.loads(EVENT), indent=2)
+    result = cli("eval", "--dry-run", "--format", "json", stdin=pretty)
+    assert result.code == 0
+    assert len(result.json_lines()) == 1
+
+
+def test_text_output_for_people(cli: Cli, rules_dir: Rules) -> None:
+    rules_dir({"a.yaml": BIG, "b.yaml": WON})
+    result = cli("eval", "--dry-run", stdin=EVENT)
+    assert result.code == 0
+    assert result.out.splitlines()[:4] == [
+        "deal #42 updated  at 2026-11-22T10:00:00Z  (line 1)",
+        "  ✓ big-deal-alert",
+        "    notify due 2026-11-22T10:00:00Z",
+        '      to: ["role:management"]',
+    ]
+    assert "  ✗ deal-won-webhook: stage changed_to won: was negotiation, unchanged" in result.out
+
+
+def test_explain_shows_every_clause(cli: Cli, rules_dir: Rules) -> None:
+    rules_dir({"a.yaml": BIG})
+    out = cli("eval", "--dry-run", "--explain", stdin=EVENT).out
+    assert "✓ amount gt 100000: was 250000" in out
+    assert "✓ probability gte 80: was 90" in out
+    data = cli("eval", "--dry-run", "--explain", "-f", "json", stdin=EVENT).json_lines()[0]
+    assert data["rules"][0]["explain"][1] == {
+        "depth": 1,
+        "ok": True,
+        "clause": "amount gt 100000: was 250000",
+    }
+
+
+def test_now_and_seed_make_results_reproducible(cli: Cli, rules_dir: Rules) -> None:
+    rules_dir(
+        {
+            "a.yaml": "id: c\nentity: lead\ntrigger: {on: created}\nactions:\n"
+            "  - {id: g, generate_code: {length: 12}}\n"
+            "  - warn: '{{ steps.g.code }} {{ now }}'\n"
+        }
+    )
+    event = '{"entity": "lead", "event": "created", "record": {"id": 1}}'
+    args = ("eval", "--dry-run", "-f", "json", "--now", "2026-01-02T03:04:05Z", "--seed", "3")
+    first, second = cli(*args, stdin=event).out, cli(*args, stdin=event).out
+    assert first == second
+    message = json.loads(first)["rules"][0]["actions"][1]["params"]["message"]
+    assert message.endswith(" 2026-01-02 03:04:05+00:00")
+    other = cli(*args[:-1], "4", stdin=event).out
+    assert other != first
+
+
+def test_eval_without_dry_run_needs_a_crm(cli: Cli, rules_dir: Rules) -> None:
+    rules_dir({"a.yaml": BIG})
+    result = cli("eval", stdin=EVENT)
+    assert result.code == 2
+    assert result.out == ""
+    assert result.err == (
+        "crmflow: no CRM is configured (no `crm` in crmflow.yaml), so only "
+        "--dry-run is possible until one is\n"
+    )
+
+
+def test_an_invalid_workflow_stops_eval_with_its_position(cli: Cli, rules_dir: Rules) -> None:
+    rules_dir({"a.yaml": BIG.replace("gte: 80", "gte: [80]")})
+    result = cli("eval", "--dry-run", stdin=EVENT)
+    assert result.code == 2
+    assert result.err.startswith(
+        "crmflow: rules/a.yaml:6:24: CF103 big-deal-alert: conditions[1].probability.gte:"
+    )
+    assert len(result.err.splitlines()) == 1
+
+
+def test_invalid_yaml_stops_eval(cli: Cli, rules_dir: Rules) -> None:
+    rules_dir({"a.yaml": "id: a\nentity: [\n"})
+    result = cli("eval", "--dry-run", stdin=EVENT)
+    assert result.code == 2
+    assert result.err.startswith("crmflow: rules/a.yaml:3:1: CF001 invalid YAML")
+
+
+def test_bad_options_exit_2(cli: Cli, rules_dir: Rules) -> None:
+    rules_dir({"a.yaml": BIG})
+    result = cli("eval", "--dry-run", "--now", "soon", stdin=EVENT)
+    assert result.code == 2
+    assert result.err == "crmflow: --now: not an ISO date or date-time: 'soon'\n"
+    assert cli("eval", "--dry-run", "--rules", "missing", stdin=EVENT).code == 2
+
+
+def test_config_file_rules_and_timezone(cli: Cli, rules_dir: Rules, tmp_path: Path) -> None:
+    folder = rules_dir(
+        {"a.yaml": "id: d\nentity: deal\ntrigger: {on: created}\nactions: [{warn: x, delay: 1d}]\n"}
+    )
+    folder.rename(tmp_path / "workflows")
+    (tmp_path / "crmflow.yaml").write_text("rules: workflows/\ntimezone: Europe/Berlin\n")
+    event = (
+        '{"entity": "deal", "event": "created", "record": {"id": 1}, "at": "2026-03-28T12:00:00Z"}'
+    )
+    plan = cli("eval", "--dry-run", "-f", "json", stdin=event).json_lines()[0]
+    assert plan["rules"][0]["actions"][0]["due"] == "2026-03-29T11:00:00Z"
+
+
+def test_crmflow_test_passes_on_the_examples(cli: Cli) -> None:
+    result = cli("test", str(ROOT / "rules"))
+    assert result.code == 0, result.out
+    last = result.out.strip().splitlines()[-1]
+    passed = int(last.split()[0])
+    assert last == f"{passed} passed, 0 failed" and passed >= 32
+
+
+TEST_FILE = """\
+cases:
+  - name: big deal alerts
+    event: {entity: deal, event: created, record: {id: 1, amount: 200000, probability: 90},
+            at: "2026-11-22T10:00:00Z"}
+    expect:
+      rules:
+        big-deal-alert:
+          actions:
+            - {type: notify, due: "2026-11-22T10:00:00Z", params: {to: ["role:management"]}}
+  - name: wrong expectation
+    now: "2026-11-22T10:00:00Z"
+    event: {entity: deal, event: created, record: {id: 1, amount: 200000, probability: 90}}
+    expect:
+      matched: []
+      rules:
+        big-deal-alert:
+          actions:
+            - {type: notify, due: now+1d}
+"""
+
+
+def test_crmflow_test_reports_failures_with_a_diff_and_junit(
+    cli: Cli, rules_dir: Rules, tmp_path: Path
+) -> None:
+    rules_dir({"a.yaml": BIG, "a.test.yaml": TEST_FILE})
+    result = cli("test", "rules", "--junit-xml", "out.xml")
+    assert result.code == 1
+    lines = result.out.splitlines()
+    assert lines[0] == "rules/a.test.yaml::big deal alerts PASSED"
+    assert lines[1] == "rules/a.test.yaml::wrong expectation FAILED"
+    assert "  matched: expected [], got ['big-deal-alert']" in lines
+    assert (
+        "  rules.big-deal-alert.actions[0].due: expected '2026-11-23T10:00:00Z', "
+        "got '2026-11-22T10:00:00Z'"
+    ) in lines
+    assert any(
+        line.strip().startswith("-") and '"due": "2026-11-23T10:00:00Z"' in line for line in lines
+    )
+    assert lines[-1] == "1 passed, 1 failed"
+    suite = ElementTree.parse(tmp_path / "out.xml").getroot()
+    assert suite.get("tests") == "2" and suite.get("failures") == "1"
+    assert suite.findall("testcase")[1].find("failure") is not None
+
+
+def test_crmflow_test_rejects_an_invalid_test_file(cli: Cli, rules_dir: Rules) -> None:
+    rules_dir({"a.yaml": BIG, "a.test.yaml": "cases:\n  - name: x\n    evnt: {}\n"})
+    result = cli("test", "rules")
+    assert result.code == 2
+    assert result.err.startswith(
+        "crmflow: rules/a.test.yaml:3:5: CF101 cases[0]: unknown key 'evnt' (did you mean 'event'?)"
+    )
+
+
+def test_help_teaches(cli: Cli) -> None:
+    result = cli("eval", "--help")
+    assert result.code == 0
+    assert "--dry-run" in result.out and "NDJSON" in result.out
+    assert cli("--help").code == 0
+    assert cli().code in (0, 2)
