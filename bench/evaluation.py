@@ -147,7 +147,9 @@ def measure(
             for kind in kinds:
                 index.setdefault((entity, kind), []).append((f"w{i}", check))
 
-        def run_hand() -> list[list[str]]:
+        def run_hand(
+            index: dict[tuple[str, str], list[tuple[str, Check]]] = index,
+        ) -> list[list[str]]:
             return [
                 [
                     wid
@@ -157,7 +159,7 @@ def measure(
                 for e in stream
             ]
 
-        def run_crmflow() -> list[list[str]]:
+        def run_crmflow(evaluator: Evaluator = evaluator) -> list[list[str]]:
             return [evaluator.matching(e, NOW) for e in stream]
 
         expected, got = run_hand(), run_crmflow()
