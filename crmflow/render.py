@@ -13,10 +13,10 @@ from crmflow.evaluate import Plan
 from crmflow.timeutil import format_utc
 
 
-def _value(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, ensure_ascii=False, default=str)
+def _value(value: Any, indent: int = 8) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    # Continuation lines of a multi-line body stay under their key.
+    return text.rstrip("\n").replace("\n", "\n" + " " * indent)
 
 
 def print_plan(console: Console, plan: Plan, *, explain: bool = False) -> None:

@@ -274,3 +274,31 @@ def test_help_teaches(cli: Cli) -> None:
     assert "--dry-run" in result.out and "NDJSON" in result.out
     assert cli("--help").code == 0
     assert cli().code in (0, 2)
+
+
+def test_json_eval_loads_no_module_it_does_not_use(rules_dir: Rules, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    rules_dir({"a.yaml": BIG})
+    script = (
+        "import sys\n"
+        "sys.argv = ['crmflow', 'eval', '--dry-run', '--format', 'json']\n"
+        "from crmflow.cli import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in ('rich', 'requests', 'sqlalchemy', 'apscheduler', 'jsonschema')\n"
+        "         if m in sys.modules]\n"
+        "print('LOADED', heavy, file=sys.stderr)\n"
+    )
+    # Twice: the first run validates (jsonschema) and remembers; the second needs none of it.
+    for _ in range(2):
+        proc = subprocess.run(
+            [sys.executable, "-c", script],
+            input=EVENT,
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=60,
+        )
+    assert proc.returncode == 0, proc.stderr
+    assert "LOADED []" in proc.stderr
