@@ -10,16 +10,28 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
-from typing import Any
+from typing import Any, Protocol
 
 from crmflow.operators import OperatorDef
 from crmflow.registry import OPERATORS
 from crmflow.values import display
 
 Getter = Callable[[Any, "Facts"], Any]
-# Resolves a related record or value that the event does not embed: (facts, source
-# record, dotted path) -> value. The CRM layer provides one; without it, null.
-Resolver = Callable[["Facts", dict[str, Any], tuple[str, ...]], Any]
+
+
+class Related(Protocol):
+    """Related records the event does not embed, read from the CRM (one per event)."""
+
+    def value(
+        self, entity: str, prefix: tuple[str, ...], record: dict[str, Any], rest: tuple[str, ...]
+    ) -> Any:
+        """The value at `rest` from `record`, reached from `entity` along `prefix`."""
+
+    def relation_entity(self, entity: str, name: str) -> str | None:
+        """The entity a relation of `entity` leads to, or None when `name` is no relation."""
+
+    def load(self, entity: str, record: dict[str, Any], name: str) -> Any:
+        """The record (or list of records) the relation `name` of `record` leads to."""
 
 
 @dataclass(slots=True)
@@ -33,7 +45,7 @@ class Facts:
     now: datetime
     tz: tzinfo
     actor: Any = None
-    resolver: Resolver | None = None
+    related: Related | None = None
     # Results of change clauses kept from trigger time (uid -> result), for delayed
     # actions that re-check conditions against the record as it is at fire time.
     kept: dict[int, bool] | None = None
@@ -97,8 +109,8 @@ def make_getter(path: str) -> Getter:
                 if part in current:
                     current = current[part]
                     continue
-                if facts.resolver is not None and i < len(parts):
-                    return facts.resolver(facts, current, parts[i:])
+                if facts.related is not None:
+                    return facts.related.value(facts.entity, parts[:i], current, parts[i:])
                 return None
             if type(current) is list:
                 rest = ".".join(parts[i:])

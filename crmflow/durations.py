@@ -1,4 +1,4 @@
-"""Durations and signed offsets: `30s`, `15m`, `2h`, `14d`, `2w`, `1y`, ISO 8601 `P14D`.
+"""Durations and signed offsets: `250ms`, `30s`, `15m`, `2h`, `14d`, `2w`, `1y`, ISO 8601 `P14D`.
 
 Days, weeks, months and years are calendar units applied to the wall clock of a time
 zone (a day across a DST change is 23 or 25 hours); hours, minutes and seconds are
@@ -13,8 +13,8 @@ from datetime import UTC, datetime, timedelta, tzinfo
 
 from crmflow.timeutil import localize
 
-_SHORT_RE = re.compile(r"(\d+)\s*(s|m|h|d|w|y)")
-_SHORT_FULL_RE = re.compile(r"(?:\d+\s*(?:s|m|h|d|w|y)\s*)+")
+_SHORT_RE = re.compile(r"(\d+)\s*(ms|s|m|h|d|w|y)")
+_SHORT_FULL_RE = re.compile(r"(?:\d+\s*(?:ms|s|m|h|d|w|y)\s*)+")
 _ISO_RE = re.compile(
     r"P(?!$)(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?"
     r"(?:T(?=\d)(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?"
@@ -22,7 +22,7 @@ _ISO_RE = re.compile(
 
 # The pattern the JSON Schema uses; parse() is the authority, this only guides editors.
 DURATION_PATTERN = (
-    r"^\s*(?:(?:\d+\s*[smhdwy]\s*)+"
+    r"^\s*(?:(?:\d+\s*(?:ms|[smhdwy])\s*)+"
     r"|P(?!$)(?:\d+Y)?(?:\d+M)?(?:\d+W)?(?:\d+D)?(?:T(?=\d)(?:\d+H)?(?:\d+M)?(?:\d+(?:\.\d+)?S)?)?)\s*$"
 )
 OFFSET_PATTERN = DURATION_PATTERN.replace(r"^\s*(?:", r"^\s*[+-]?\s*(?:", 1)
@@ -102,7 +102,9 @@ def parse(text: str, *, signed: bool = False) -> Duration:
     if _SHORT_FULL_RE.fullmatch(raw):
         for amount, unit in _SHORT_RE.findall(raw):
             n = int(amount)
-            if unit == "s":
+            if unit == "ms":
+                seconds += n / 1000
+            elif unit == "s":
                 seconds += n
             elif unit == "m":
                 seconds += 60 * n

@@ -6,11 +6,12 @@ random generator handed in, so the same input gives the same plan.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
-from typing import Any
+from typing import Any, Protocol
 
-from crmflow.conditions import Facts, Resolver, Trace
+from crmflow.conditions import Facts, Related, Trace
 from crmflow.events import Event
 from crmflow.ruleset import RuleSet
 from crmflow.templates import Record, TemplateFailure, render_tree
@@ -115,6 +116,40 @@ def changes_of(record: dict[str, Any], previous: dict[str, Any] | None) -> dict[
     }
 
 
+@dataclass(slots=True)
+class ActionRun:
+    """One action about to be carried out (or planned), with what it needs to know."""
+
+    workflow: Workflow
+    action: Action
+    planned: PlannedAction
+    params: Any
+    event: Event
+    facts: Facts
+    rule: RulePlan
+    steps: dict[str, Any]
+    now: datetime
+
+
+class Performer(Protocol):
+    """What happens to an action once planned: a dry run records, an executor acts."""
+
+    def perform(self, run: ActionRun) -> dict[str, Any] | None:
+        """Carry the action out (or not); return its output for `steps.<id>`."""
+
+
+class DryRun:
+    """Touches nothing: outputs are what a dry run can know (codes, null ids)."""
+
+    def __init__(self, rng: Any) -> None:
+        self.rng = rng
+
+    def perform(self, run: ActionRun) -> dict[str, Any] | None:
+        if run.action.type == "wait":
+            return None
+        return run.action.definition.dry_output(run.params, self.rng)
+
+
 class Evaluator:
     """Evaluates events against a rule set; one per stream (it holds cooldowns and codes)."""
 
@@ -125,7 +160,8 @@ class Evaluator:
         *,
         seed: int | None = None,
         cooldowns: Cooldowns | None = None,
-        resolver: Resolver | None = None,
+        related: Callable[[], Related] | None = None,
+        performer: Performer | None = None,
         explain: bool = False,
     ) -> None:
         self.rules = rules
@@ -134,12 +170,13 @@ class Evaluator:
 
         self.rng: random.Random = random.Random(seed) if seed is not None else random.SystemRandom()
         self.cooldowns = cooldowns if cooldowns is not None else Cooldowns()
-        self.resolver = resolver
+        self.related = related
+        self.performer: Performer = performer or DryRun(self.rng)
         self.explain = explain
 
-    def evaluate(self, event: Event, now: datetime) -> Plan:
-        at = event.at or now
-        facts = Facts(
+    def _facts(self, event: Event, at: datetime) -> Facts:
+        related = self.related() if self.related is not None else None
+        return Facts(
             event.entity,
             event.event,
             event.record,
@@ -147,8 +184,12 @@ class Evaluator:
             at,
             self.tz,
             event.actor,
-            self.resolver,
+            related,
         )
+
+    def evaluate(self, event: Event, now: datetime) -> Plan:
+        at = event.at or now
+        facts = self._facts(event, at)
         plans = []
         context: dict[str, Any] | None = None
         for entry in self.rules.entries(event.entity, event.event):
@@ -164,24 +205,15 @@ class Evaluator:
             plan = self._match(workflow, facts, event, at)
             if plan.matched:
                 if context is None:
-                    context = self._context(event, at)
-                self._plan_actions(workflow, plan, facts, context, plan.start or at)
+                    context = self._context(event, at, facts.related)
+                self._plan_actions(workflow, plan, event, facts, context, plan.start or at, now)
             plans.append(plan)
         return Plan(event, at, plans)
 
     def matching(self, event: Event, now: datetime) -> list[str]:
         """Ids of the workflows the event triggers, without planning their actions."""
         at = event.at or now
-        facts = Facts(
-            event.entity,
-            event.event,
-            event.record,
-            event.previous,
-            at,
-            self.tz,
-            event.actor,
-            self.resolver,
-        )
+        facts = self._facts(event, at)
         matched = []
         for entry in self.rules.entries(event.entity, event.event):
             if not entry.reacts:
@@ -240,9 +272,9 @@ class Evaluator:
             self.cooldowns.fired(workflow.id, event.entity, event.id, at)
         return RulePlan(workflow.id, True, trace=trace, workflow=workflow, kept=kept, start=start)
 
-    def _context(self, event: Event, at: datetime) -> dict[str, Any]:
-        record = Record(event.record)
-        previous = Record(event.previous) if event.previous is not None else None
+    def _context(self, event: Event, at: datetime, related: Related | None) -> dict[str, Any]:
+        record = Record(event.record, event.entity, related)
+        previous = Record(event.previous, event.entity) if event.previous is not None else None
         return {
             "record": record,
             event.entity: record,
@@ -256,9 +288,11 @@ class Evaluator:
         self,
         workflow: Workflow,
         plan: RulePlan,
+        event: Event,
         facts: Facts,
         shared: dict[str, Any],
         start: datetime,
+        now: datetime,
     ) -> None:
         steps: dict[str, Any] = {}
         context = dict(shared)
@@ -276,25 +310,26 @@ class Evaluator:
                     steps[action.id] = {}
                 continue
             if action.type == "wait":
-                planned.params = action.raw
+                params: Any = action.raw
                 base = (
                     None
                     if action.wait_for is None or due is None
                     else action.wait_for.add_to(due, self.tz)
                 )
                 waited = True
-                continue
-            try:
-                params = render_tree(action.params, context)
-            except TemplateFailure as exc:
-                planned.error = str(exc)
-                if action.id:
-                    steps[action.id] = {}
-                continue
+            else:
+                try:
+                    params = render_tree(action.params, context)
+                except TemplateFailure as exc:
+                    planned.error = str(exc)
+                    if action.id:
+                        steps[action.id] = {}
+                    continue
             planned.params = params
-            planned.output = action.definition.dry_output(params, self.rng)
+            run = ActionRun(workflow, action, planned, params, event, facts, plan, steps, now)
+            planned.output = self.performer.perform(run)
             if action.id:
-                steps[action.id] = planned.output
+                steps[action.id] = planned.output or {}
 
 
 def _after(base: datetime, action: Action, tz: tzinfo) -> datetime:

@@ -32,15 +32,36 @@ class TemplateFailure(Exception):
 
 
 class Record(Mapping[str, Any]):
-    """A record as templates see it: `deal.name`, missing fields are null."""
+    """A record as templates see it: `deal.name`; missing fields are null.
 
-    __slots__ = ("_data",)
+    With a source of related records (a configured CRM), a relation the event does not
+    embed (`deal.company.name`, `company.contacts`) is read when a template first asks.
+    """
 
-    def __init__(self, data: Mapping[str, Any]) -> None:
+    __slots__ = ("_data", "_entity", "_loaded", "_related")
+
+    def __init__(
+        self, data: Mapping[str, Any], entity: str | None = None, related: Any = None
+    ) -> None:
         self._data = data
+        self._entity = entity
+        self._related = related
+        self._loaded: dict[str, Any] = {}
 
     def __getitem__(self, key: str) -> Any:
-        return wrap(self._data.get(key))
+        if key in self._data:
+            return self._wrap(key, self._data[key])
+        if self._related is None or self._entity is None:
+            return None
+        if key not in self._loaded:
+            self._loaded[key] = self._related.load(self._entity, self._data, key)
+        return self._wrap(key, self._loaded[key])
+
+    def _wrap(self, key: str, value: Any) -> Any:
+        if isinstance(value, (dict, list)) and self._related is not None and self._entity:
+            target = self._related.relation_entity(self._entity, key)
+            return wrap(value, target, self._related)
+        return wrap(value)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._data)
@@ -55,11 +76,11 @@ class Record(Mapping[str, Any]):
         return str(dict(self._data))
 
 
-def wrap(value: Any) -> Any:
+def wrap(value: Any, entity: str | None = None, related: Any = None) -> Any:
     if isinstance(value, dict):
-        return Record(value)
+        return Record(value, entity, related)
     if isinstance(value, list) and any(isinstance(v, dict) for v in value):
-        return [wrap(v) for v in value]
+        return [wrap(v, entity, related) for v in value]
     return value
 
 
