@@ -37,6 +37,8 @@ class ActionDef:
         default=lambda params, rng: {}
     )
     changes_records: bool = False
+    # The effect that carries the action out (module:function), imported on first use.
+    effect: str = ""
 
 
 def _obj(
@@ -63,7 +65,25 @@ def _code_output(params: dict[str, Any], rng: random.Random) -> dict[str, Any]:
     return {"code": generate_code(length, alphabet, rng)}
 
 
+_EFFECTS = {
+    "notify": "messages:notify",
+    "email": "messages:email",
+    "create": "records:create",
+    "update": "records:update",
+    "set_stage": "records:set_stage",
+    "webhook": "webhooks:webhook",
+    "delete": "records:delete",
+    "generate_code": "records:generate_code",
+    "warn": "messages:warn",
+}
+
+
 def _register(definition: ActionDef) -> None:
+    effect = _EFFECTS.get(definition.name)
+    if effect and not definition.effect:
+        from dataclasses import replace
+
+        definition = replace(definition, effect=f"crmflow.effects.{effect}")
     ACTIONS.add(definition.name, definition)
 
 

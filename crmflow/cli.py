@@ -68,6 +68,18 @@ def _guard() -> Iterator[None]:
         raise typer.Exit(0) from None
     except KeyboardInterrupt:
         raise _fail("interrupted", 130) from None
+    except (typer.Exit, typer.Abort, SystemExit):
+        raise
+    except Exception as exc:
+        # A bug, not a user error: one line by default, the traceback on request.
+        import os
+
+        if os.environ.get("CRMFLOW_DEBUG"):
+            raise
+        raise _fail(
+            f"internal error: {type(exc).__name__}: {exc} (set CRMFLOW_DEBUG=1 for the traceback)",
+            70,
+        ) from None
 
 
 def _rule_paths(paths: list[Path] | None, config_rules: list[Path]) -> list[Path]:
@@ -234,6 +246,26 @@ def schema(
     from crmflow.schema import dump, schemas
 
     print(dump(schemas()[which.value]), end="")
+
+
+@app.command()
+def init(
+    folder: Annotated[Path, typer.Argument(help="Where to create the demo CRM.")] = Path("."),
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an existing demo CRM (crm.db, crmflow.yaml).")
+    ] = False,
+) -> None:
+    """Create a demo CRM: crm.db (SQLite, sample data), crmflow.yaml, rules/, mail/.
+
+    Then try: `cd FOLDER && crmflow eval < event.json` and look into mail/new/.
+    """
+    from crmflow.demo import init_project
+
+    with _guard():
+        created = init_project(folder, force=force)
+        for path in created:
+            print(f"created {path}")
+        print(f"\nnext: cd {folder} && crmflow lint && crmflow run")
 
 
 @app.command()

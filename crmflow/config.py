@@ -46,6 +46,13 @@ class Config:
                 raise ConfigError(str(exc), Location(str(self.path or CONFIG_NAME))) from None
         return self._model
 
+    @property
+    def state_url(self) -> str:
+        """crmflow's own database: `state`, or .crmflow/state.db beside the configuration."""
+        if self.state:
+            return self.state
+        return f"sqlite:///{(self.base / '.crmflow' / 'state.db').as_posix()}"
+
     def duration(self, key: str, default: str) -> durations.Duration:
         return durations.parse(self.raw.get(key, default))
 

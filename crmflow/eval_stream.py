@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from crmflow.config import Config
-from crmflow.errors import EXIT_BAD_INPUT, EXIT_OK, ConfigError, EventError
+from crmflow.errors import EXIT_ACTION_FAILED, EXIT_BAD_INPUT, EXIT_OK, ConfigError, EventError
 from crmflow.timeutil import parse_instant, system_clock
 
 
@@ -38,22 +38,52 @@ def run_eval(
         except ValueError as exc:
             raise ConfigError(f"--now: {exc}") from None
     rules = load_ruleset(rule_paths, config)
+    crm = state = executor = None
+    related = None
+    if config.crm is not None:
+        from crmflow.crm import CRM
+
+        # A dry run reads related records too, through a connection that cannot write.
+        crm = CRM(config.crm, config.model, read_only=dry_run)
+        related = crm.related
+    cooldowns = None
     if not dry_run:
-        raise ConfigError(
-            "carrying out actions needs the CRM layer, which this build does "
-            "not have yet; use --dry-run"
-        )
-    evaluator = Evaluator(rules, config.timezone, seed=seed, explain=explain)
+        from crmflow.effects.base import Services
+        from crmflow.execute import Executor
+        from crmflow.state import State, StoredCooldowns
+
+        state = State(config.state_url)
+        executor = Executor(Services(config, crm), state)
+        cooldowns = StoredCooldowns(state)
+    evaluator = Evaluator(
+        rules,
+        config.timezone,
+        seed=seed,
+        explain=explain,
+        related=related,
+        performer=executor,
+        cooldowns=cooldowns,
+    )
     write = _json_writer(sink, explain) if fmt == "json" else _text_writer(sink, explain)
     status = EXIT_OK
-    for item in read_events(source, config.model):
-        if isinstance(item, EventError):
-            print(f"crmflow: {item}", file=errors)
-            status = EXIT_BAD_INPUT
-            continue
-        plan = evaluator.evaluate(item, fixed_now or system_clock())
-        write(plan)
-    sink.flush()
+    try:
+        for item in read_events(source, config.model):
+            if isinstance(item, EventError):
+                print(f"crmflow: {item}", file=errors)
+                status = EXIT_BAD_INPUT
+                continue
+            plan = evaluator.evaluate(item, fixed_now or system_clock())
+            if executor is not None:
+                for rule in plan.rules:
+                    executor.record_decision(rule, item)
+            write(plan)
+        sink.flush()
+    finally:
+        for resource in (crm, state):
+            if resource is not None:
+                resource.dispose()
+    if executor is not None and executor.failed and status == EXIT_OK:
+        return EXIT_ACTION_FAILED
     return status
 
 

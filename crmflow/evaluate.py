@@ -31,6 +31,8 @@ class PlannedAction:
     skipped: str | None = None
     after_wait: bool = False
     output: dict[str, Any] | None = None
+    status: str | None = None  # when carried out: done, failed, skipped, scheduled
+    result: str | None = None  # what happened, in words
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -45,6 +47,9 @@ class PlannedAction:
             data["params"] = self.params
         if self.after_wait:
             data["after_wait"] = True
+        if self.status is not None:
+            data["status"] = self.status
+            data["result"] = self.result
         return data
 
 
@@ -86,6 +91,14 @@ class Plan:
     @property
     def matched(self) -> list[RulePlan]:
         return [r for r in self.rules if r.matched]
+
+
+class CooldownBook(Protocol):
+    """Where cooldowns are kept: in memory for a stream, in the state database for the daemon."""
+
+    def last(self, rule: str, entity: str, record_id: Any) -> datetime | None: ...
+
+    def fired(self, rule: str, entity: str, record_id: Any, at: datetime) -> None: ...
 
 
 class Cooldowns:
@@ -159,7 +172,7 @@ class Evaluator:
         tz: tzinfo,
         *,
         seed: int | None = None,
-        cooldowns: Cooldowns | None = None,
+        cooldowns: CooldownBook | None = None,
         related: Callable[[], Related] | None = None,
         performer: Performer | None = None,
         explain: bool = False,
@@ -169,7 +182,7 @@ class Evaluator:
         import random
 
         self.rng: random.Random = random.Random(seed) if seed is not None else random.SystemRandom()
-        self.cooldowns = cooldowns if cooldowns is not None else Cooldowns()
+        self.cooldowns: CooldownBook = cooldowns if cooldowns is not None else Cooldowns()
         self.related = related
         self.performer: Performer = performer or DryRun(self.rng)
         self.explain = explain

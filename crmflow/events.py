@@ -27,6 +27,8 @@ class Event:
     # A tick for one schedule workflow only (the daemon's ticks name their workflow).
     rule: str | None = None
     line: int = 0
+    # The change version (a hash of the row) when the daemon saw it; keys derive from it.
+    version: str | None = None
 
     @property
     def id(self) -> Any:

@@ -56,6 +56,14 @@ def print_plan(console: Console, plan: Plan, *, explain: bool = False) -> None:
             if action.skipped is not None:
                 console.print(f"{label} [yellow]skipped: {escape(action.skipped)}[/yellow]")
                 continue
+            if action.status is not None:
+                color = {"done": "green", "failed": "red", "scheduled": "blue"}.get(
+                    action.status, "yellow"
+                )
+                console.print(
+                    f"{label} [{color}]{action.status}[/{color}]: {escape(action.result or '')}"
+                )
+                continue
             console.print(label)
             if action.type == "warn" and isinstance(action.params, dict):
                 console.print(

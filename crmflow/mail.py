@@ -1,0 +1,170 @@
+"""E-mail: building messages safely and handing them to a maildir or an SMTP server."""
+
+from __future__ import annotations
+
+import mailbox
+import os
+import re
+import smtplib
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import formatdate, getaddresses
+from pathlib import Path
+from typing import Any
+
+from crmflow.errors import ConfigError
+
+_ADDRESS_RE = re.compile(r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;]+$")
+
+
+class MailError(Exception):
+    """Sending failed; `transient` failures are worth retrying."""
+
+    def __init__(self, message: str, *, transient: bool) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+def check_header(name: str, value: str) -> str:
+    """A header value, or MailError: CR/LF would let data add headers (Bcc injection)."""
+    if "\r" in value or "\n" in value:
+        raise MailError(
+            f"refused: line break in the {name} header (header injection)", transient=False
+        )
+    return value
+
+
+def addresses(value: Any, field: str) -> list[str]:
+    """E-mail addresses from a string (comma-separated) or a list; MailError if invalid."""
+    items = value if isinstance(value, list) else ([] if value in (None, "") else [value])
+    found: list[str] = []
+    for item in items:
+        text = check_header(field, str(item))
+        for _name, address in getaddresses([text]):
+            if not address:
+                continue
+            if not _ADDRESS_RE.match(address):
+                raise MailError(f"{field}: {address!r} is not an e-mail address", transient=False)
+            found.append(address)
+    return found
+
+
+@dataclass
+class Mail:
+    sender: str
+    to: list[str]
+    cc: list[str]
+    bcc: list[str]
+    subject: str
+    body: str
+    html: str | None
+    key: str
+    reply_to: str | None = None
+    original_to: list[str] | None = None
+
+    def message(self, domain: str) -> EmailMessage:
+        msg = EmailMessage()
+        msg["From"] = check_header("From", self.sender)
+        msg["To"] = ", ".join(self.to)
+        if self.cc:
+            msg["Cc"] = ", ".join(self.cc)
+        if self.reply_to:
+            msg["Reply-To"] = check_header("Reply-To", self.reply_to)
+        msg["Subject"] = check_header("Subject", self.subject)
+        msg["Date"] = formatdate(localtime=False, usegmt=True)
+        # Derived from the idempotency key: a repeat of the same action is the same message.
+        msg["Message-ID"] = f"<{self.key}@{domain}>"
+        if self.original_to:
+            msg["X-Crmflow-Original-To"] = ", ".join(self.original_to)
+        msg.set_content(self.body or "")
+        if self.html is not None:
+            msg.add_alternative(self.html, subtype="html")
+        return msg
+
+    @property
+    def recipients(self) -> list[str]:
+        return list(dict.fromkeys(self.to + self.cc + self.bcc))
+
+
+class Maildir:
+    """Every e-mail becomes a file in a maildir folder (new/): the demo default."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def send(self, mail: Mail, domain: str) -> str:
+        message = mail.message(domain)
+        try:
+            for sub in ("tmp", "new", "cur"):
+                (self.path / sub).mkdir(parents=True, exist_ok=True)
+            name = mailbox.Maildir(str(self.path), create=False).add(message)
+        except OSError as exc:
+            raise MailError(f"maildir {self.path}: {exc.strerror}", transient=False) from None
+        return f"written to {self.path / 'new' / name}"
+
+
+class Smtp:
+    """An SMTP server, with STARTTLS or implicit TLS and login; password from the environment."""
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        self.host = settings["host"]
+        self.port = int(settings.get("port") or (465 if settings.get("ssl") else 25))
+        self.username = settings.get("username")
+        self.password_env = settings.get("password_env")
+        self.starttls = bool(settings.get("starttls"))
+        self.ssl = bool(settings.get("ssl"))
+        from crmflow.durations import parse
+
+        self.timeout = parse(settings.get("timeout", "30s")).seconds
+
+    def _password(self) -> str | None:
+        if not self.password_env:
+            return None
+        value = os.environ.get(self.password_env)
+        if value is None:
+            raise MailError(
+                f"email.password_env: environment variable {self.password_env} is not set",
+                transient=False,
+            )
+        return value
+
+    def send(self, mail: Mail, domain: str) -> str:
+        password = self._password()
+        message = mail.message(domain)
+        try:
+            client_class = smtplib.SMTP_SSL if self.ssl else smtplib.SMTP
+            with client_class(self.host, self.port, timeout=self.timeout) as client:
+                if self.starttls:
+                    client.starttls()
+                if self.username:
+                    client.login(self.username, password or "")
+                refused = client.send_message(message, to_addrs=mail.recipients)
+        except smtplib.SMTPResponseException as exc:
+            text = (
+                exc.smtp_error.decode(errors="replace")
+                if isinstance(exc.smtp_error, bytes)
+                else str(exc.smtp_error)
+            )
+            raise MailError(
+                f"SMTP {exc.smtp_code}: {text}", transient=400 <= exc.smtp_code < 500
+            ) from None
+        except smtplib.SMTPRecipientsRefused as exc:
+            codes = [code for code, _ in exc.recipients.values()]
+            raise MailError(
+                f"SMTP refused every recipient: {exc.recipients}",
+                transient=all(400 <= c < 500 for c in codes),
+            ) from None
+        except (TimeoutError, smtplib.SMTPException, OSError) as exc:
+            raise MailError(f"SMTP {self.host}:{self.port}: {exc}", transient=True) from None
+        if refused:
+            return f"sent via {self.host}; refused: {', '.join(refused)}"
+        return f"sent via {self.host}:{self.port}"
+
+
+def transport(settings: dict[str, Any] | None, base: Path) -> Maildir | Smtp:
+    settings = settings or {"transport": "maildir", "path": "mail/"}
+    if settings.get("transport") == "smtp":
+        return Smtp(settings)
+    if settings.get("transport", "maildir") != "maildir":
+        raise ConfigError(f"email.transport: unknown transport {settings.get('transport')!r}")
+    return Maildir(base / settings.get("path", "mail/"))

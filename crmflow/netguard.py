@@ -1,0 +1,144 @@
+"""Which webhook targets may be called, and at which address.
+
+A URL is matched against `webhooks.allow` as parsed parts (scheme, host, port, path),
+never as a raw string. Its host is resolved once and the connection goes to the address
+that was checked (no second lookup an attacker's DNS could answer differently). A host
+written literally in a pattern may be private (an on-premises ERP); a wildcard never
+admits private, loopback, link-local or otherwise non-public addresses.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from urllib.parse import SplitResult, urlsplit
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+Resolve = Callable[[str, int], list[str]]
+
+
+class Refused(Exception):
+    """A target crmflow will not call; the message says why."""
+
+
+@dataclass(frozen=True)
+class Pattern:
+    text: str
+    scheme: str
+    host: str
+    port: int | None  # None: any port
+    path: str
+
+    @property
+    def wildcard(self) -> bool:
+        return "*" in self.host or "?" in self.host
+
+    def matches(self, scheme: str, host: str, port: int, path: str) -> bool:
+        return (
+            scheme == self.scheme
+            and (self.port is None or port == self.port)
+            and fnmatchcase(host, self.host)
+            and fnmatchcase(path, self.path)
+        )
+
+
+@dataclass(frozen=True)
+class Target:
+    url: str
+    scheme: str
+    host: str
+    port: int
+    address: str  # the checked IP address to connect to
+
+
+def parse_pattern(text: str) -> Pattern:
+    parts = urlsplit(text)
+    scheme = parts.scheme.lower()
+    if scheme not in DEFAULT_PORTS or not parts.netloc:
+        raise ValueError(f"webhooks.allow: {text!r} is not an http(s) URL pattern")
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    host, port = netloc.lower(), DEFAULT_PORTS[scheme]
+    port_any = False
+    if netloc.startswith("["):
+        host, _, rest = netloc[1:].partition("]")
+        if rest.startswith(":"):
+            port = int(rest[1:])
+    elif ":" in netloc:
+        host, _, port_text = netloc.rpartition(":")
+        if port_text == "*":
+            port_any = True
+        else:
+            port = int(port_text)
+    return Pattern(text, scheme, host.lower(), None if port_any else port, parts.path or "/*")
+
+
+def default_resolve(host: str, port: int) -> list[str]:
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def is_public(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not (ip.is_multicast or ip.is_reserved or ip.is_link_local)
+
+
+class UrlPolicy:
+    def __init__(self, allow: list[str], resolve: Resolve = default_resolve) -> None:
+        self.patterns = [parse_pattern(p) for p in allow]
+        self.resolve = resolve
+
+    def check(self, url: str) -> Target:
+        """The address to call for `url`, or Refused with the reason."""
+        parts = _split(url)
+        scheme = parts.scheme.lower()
+        if scheme not in DEFAULT_PORTS:
+            raise Refused(f"{url!r}: only http and https URLs can be called")
+        if parts.username is not None or parts.password is not None:
+            raise Refused(f"{url!r}: credentials in the URL are not allowed; use headers")
+        host = (parts.hostname or "").lower()
+        if not host:
+            raise Refused(f"{url!r}: no host")
+        try:
+            port = parts.port or DEFAULT_PORTS[scheme]
+        except ValueError:
+            raise Refused(f"{url!r}: invalid port") from None
+        path = parts.path or "/"
+        pattern = next((p for p in self.patterns if p.matches(scheme, host, port, path)), None)
+        if pattern is None:
+            raise Refused(f"{scheme}://{host}:{port}{path} is not in webhooks.allow")
+        try:
+            addresses = [host] if _is_ip(host) else self.resolve(host, port)
+        except OSError as exc:
+            raise Refused(f"{host}: cannot resolve ({exc})") from None
+        if not addresses:
+            raise Refused(f"{host}: no address")
+        if pattern.wildcard:
+            private = [a for a in addresses if not is_public(a)]
+            if private:
+                raise Refused(
+                    f"{host} resolves to the non-public address {private[0]}; only a "
+                    "host named literally in webhooks.allow may be private"
+                )
+        return Target(url, scheme, host, port, addresses[0])
+
+
+def _split(url: str) -> SplitResult:
+    if any(c in url for c in "\r\n\t "):
+        raise Refused(f"{url!r}: whitespace in the URL")
+    try:
+        return urlsplit(url)
+    except ValueError as exc:
+        raise Refused(f"{url!r}: {exc}") from None
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
