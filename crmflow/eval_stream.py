@@ -24,8 +24,13 @@ def run_eval(
     seed: int | None = None,
     explain: bool = False,
     stderr: IO[str] | None = None,
+    services: Any = None,
 ) -> int:
-    """Evaluate every event of `source`; returns the exit code."""
+    """Evaluate every event of `source`; returns the exit code.
+
+    `services` (crmflow.effects.base.Services) replaces how actions reach the world,
+    e.g. a clock, a sleep or a DNS resolver of one's own.
+    """
     from crmflow.evaluate import Evaluator
     from crmflow.events import read_events
     from crmflow.ruleset import load_ruleset
@@ -53,7 +58,11 @@ def run_eval(
         from crmflow.state import State, StoredCooldowns
 
         state = State(config.state_url)
-        executor = Executor(Services(config, crm), state)
+        if services is None:
+            services = Services(config, crm)
+        else:
+            services.crm = crm
+        executor = Executor(services, state)
         cooldowns = StoredCooldowns(state)
     evaluator = Evaluator(
         rules,

@@ -160,6 +160,15 @@ class Executor:
             "params": run.params,
         }
         wait_id = self._wait_ids.get(id(run.rule))
+        due = planned.due
+        if run.action.type == "wait":
+            # The daemon acts on a wait when it times out; `until` is checked on each change.
+            wait_for = run.action.wait_for
+            due = (
+                None
+                if wait_for is None or due is None
+                else wait_for.add_to(due, self.services.config.timezone)
+            )
         status = "waiting" if planned.after_wait else "pending"
         stored = self.state.schedule(
             key=key,
@@ -169,14 +178,14 @@ class Executor:
             record_id=event.id,
             action_index=run.action.index,
             action_type=run.action.type,
-            due=planned.due,
+            due=due,
             context=context,
             status=status,
             wait_id=wait_id,
         )
         if run.action.type == "wait" and stored is not None:
             self._wait_ids[id(run.rule)] = stored
-        when = format_utc(planned.due) if planned.due else "when the wait ends"
+        when = format_utc(due) if due else "when the wait ends"
         if stored is None:
             planned.status, planned.result = "skipped", f"already scheduled ({when})"
         else:

@@ -6,6 +6,7 @@ import mailbox
 import os
 import re
 import smtplib
+import ssl
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, getaddresses
@@ -113,6 +114,7 @@ class Smtp:
         self.password_env = settings.get("password_env")
         self.starttls = bool(settings.get("starttls"))
         self.ssl = bool(settings.get("ssl"))
+        self.ca_file = settings.get("ca_file")
         from crmflow.durations import parse
 
         self.timeout = parse(settings.get("timeout", "30s")).seconds
@@ -128,17 +130,32 @@ class Smtp:
             )
         return value
 
+    def _tls(self) -> ssl.SSLContext:
+        # Certificates are verified (smtplib's own default does not); ca_file adds a CA.
+        return ssl.create_default_context(cafile=self.ca_file)
+
     def send(self, mail: Mail, domain: str) -> str:
         password = self._password()
         message = mail.message(domain)
         try:
-            client_class = smtplib.SMTP_SSL if self.ssl else smtplib.SMTP
-            with client_class(self.host, self.port, timeout=self.timeout) as client:
+            if self.ssl:
+                client: smtplib.SMTP = smtplib.SMTP_SSL(
+                    self.host, self.port, timeout=self.timeout, context=self._tls()
+                )
+            else:
+                client = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+            with client:
                 if self.starttls:
-                    client.starttls()
+                    client.starttls(context=self._tls())
                 if self.username:
                     client.login(self.username, password or "")
                 refused = client.send_message(message, to_addrs=mail.recipients)
+        except smtplib.SMTPRecipientsRefused as exc:
+            codes = [code for code, _ in exc.recipients.values()]
+            raise MailError(
+                f"SMTP refused every recipient: {_codes(exc.recipients)}",
+                transient=all(400 <= c < 500 for c in codes),
+            ) from None
         except smtplib.SMTPResponseException as exc:
             text = (
                 exc.smtp_error.decode(errors="replace")
@@ -148,17 +165,15 @@ class Smtp:
             raise MailError(
                 f"SMTP {exc.smtp_code}: {text}", transient=400 <= exc.smtp_code < 500
             ) from None
-        except smtplib.SMTPRecipientsRefused as exc:
-            codes = [code for code, _ in exc.recipients.values()]
-            raise MailError(
-                f"SMTP refused every recipient: {exc.recipients}",
-                transient=all(400 <= c < 500 for c in codes),
-            ) from None
-        except (TimeoutError, smtplib.SMTPException, OSError) as exc:
+        except (smtplib.SMTPException, OSError) as exc:
             raise MailError(f"SMTP {self.host}:{self.port}: {exc}", transient=True) from None
         if refused:
-            return f"sent via {self.host}; refused: {', '.join(refused)}"
+            return f"sent via {self.host}:{self.port}; refused: {_codes(refused)}"
         return f"sent via {self.host}:{self.port}"
+
+
+def _codes(refused: dict[str, tuple[int, bytes]]) -> str:
+    return ", ".join(f"{address} ({code})" for address, (code, _) in refused.items())
 
 
 def transport(settings: dict[str, Any] | None, base: Path) -> Maildir | Smtp:

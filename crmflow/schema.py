@@ -197,6 +197,7 @@ def config_schema() -> dict[str, Any]:
             "password_env": {"type": "string", "description": "environment variable"},
             "starttls": {"type": "boolean"},
             "ssl": {"type": "boolean"},
+            "ca_file": {"type": "string", "description": "extra CA certificates (PEM)"},
             "timeout": _duration("connection timeout"),
             "redirect_to": {"type": "string", "description": "send every e-mail here (staging)"},
             "per_minute": {"type": "integer", "minimum": 1},
