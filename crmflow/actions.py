@@ -39,6 +39,8 @@ class ActionDef:
     changes_records: bool = False
     # The effect that carries the action out (module:function), imported on first use.
     effect: str = ""
+    # Keys holding HTML: their templates escape what they insert.
+    html_keys: frozenset[str] = frozenset()
 
 
 def _obj(
@@ -134,6 +136,7 @@ _register(
             },
             ["to", "subject"],
         ),
+        html_keys=frozenset({"html"}),
     )
 )
 

@@ -42,7 +42,9 @@ def compile_workflow(doc: Document, tz: tzinfo) -> Workflow:
                 index=index,
                 type=kind,
                 definition=definition,
-                params=compile_tree(params) if definition.templated else params,
+                params=compile_tree(params, definition.html_keys)
+                if definition.templated
+                else params,
                 raw=params,
                 location=doc.locate(("actions", index)),
                 id=spec.get("id"),

@@ -13,12 +13,12 @@ from email.utils import formatdate, getaddresses
 from pathlib import Path
 from typing import Any
 
-from crmflow.errors import ConfigError
+from crmflow.errors import ActionError, ConfigError
 
 _ADDRESS_RE = re.compile(r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;]+$")
 
 
-class MailError(Exception):
+class MailError(ActionError):
     """Sending failed; `transient` failures are worth retrying."""
 
     def __init__(self, message: str, *, transient: bool) -> None:

@@ -145,10 +145,11 @@ def _date(context: Any, value: Any, fmt: str = "%Y-%m-%d") -> str:
 
 
 @cache
-def environment() -> _Environment:
+def environment(autoescape: bool = False) -> _Environment:
+    """The sandbox; with `autoescape`, for HTML, where CRM values are escaped."""
     env = _Environment(
         undefined=StrictUndefined,
-        autoescape=False,
+        autoescape=autoescape,
         keep_trailing_newline=True,
         finalize=lambda value: "" if value is None else value,
     )
@@ -160,17 +161,19 @@ def environment() -> _Environment:
 class Template:
     """One compiled string of an action (compiled lazily, at most once)."""
 
-    __slots__ = ("_render", "source")
+    __slots__ = ("_render", "autoescape", "source")
 
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, autoescape: bool = False) -> None:
         self.source = source
+        self.autoescape = autoescape
         self._render: Any = None
 
     def compile(self) -> None:
         if self._render is not None:
             return
-        env = environment()
-        single = _SINGLE_RE.fullmatch(self.source)
+        env = environment(self.autoescape)
+        # An HTML body is always text: no single-expression typing, so escaping applies.
+        single = None if self.autoescape else _SINGLE_RE.fullmatch(self.source)
         try:
             if single is not None:
                 expression = env.compile_expression(single.group(1), undefined_to_none=False)
@@ -207,8 +210,18 @@ def is_template(text: str) -> bool:
     return any(marker in text for marker in _MARKERS)
 
 
-def compile_tree(value: Any) -> Any:
-    """Action parameters with every template string replaced by a Template."""
+def compile_tree(value: Any, html_keys: frozenset[str] = frozenset()) -> Any:
+    """Action parameters with every template string replaced by a Template.
+
+    Top-level keys in `html_keys` are HTML: their templates escape what they insert.
+    """
+    if html_keys and isinstance(value, dict):
+        return {
+            k: Template(v, autoescape=True)
+            if k in html_keys and isinstance(v, str)
+            else compile_tree(v)
+            for k, v in value.items()
+        }
     if isinstance(value, str):
         return Template(value) if is_template(value) else value
     if isinstance(value, dict):

@@ -69,7 +69,7 @@ def smtp_server(handler: MailHandler, *, login: tuple[str, str] | None = None,
         def authenticate(server: Any, session: Any, envelope: Any, mechanism: str,
                          data: Any) -> AuthResult:
             ok = data.login.decode() == user and data.password.decode() == password
-            return AuthResult(success=ok)
+            return AuthResult(success=ok, handled=False)
 
         kwargs.update(authenticator=authenticate, auth_required=True,
                       auth_require_tls=tls is not None)

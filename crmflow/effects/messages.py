@@ -83,25 +83,25 @@ def _send(
 ) -> str:
     settings = job.services.config.raw.get("email") or {}
     sender = settings.get("from", "crmflow@localhost")
-    original = None
-    redirect = settings.get("redirect_to")
-    if redirect:
-        original = to + (cc or []) + (bcc or [])
-        to, cc, bcc = addresses(redirect, "email.redirect_to"), [], []
-    mail = Mail(
-        sender,
-        to,
-        cc or [],
-        bcc or [],
-        check_header("Subject", subject),
-        body,
-        html,
-        job.key,
-        reply_to,
-        original,
-    )
-    domain = sender.rsplit("@", 1)[-1] if "@" in sender else "crmflow.local"
     try:
+        original = None
+        redirect = settings.get("redirect_to")
+        if redirect:
+            original = to + (cc or []) + (bcc or [])
+            to, cc, bcc = addresses(redirect, "email.redirect_to"), [], []
+        mail = Mail(
+            sender,
+            to,
+            cc or [],
+            bcc or [],
+            check_header("Subject", subject),
+            body,
+            html,
+            job.key,
+            reply_to,
+            original,
+        )
+        domain = sender.rsplit("@", 1)[-1] if "@" in sender else "crmflow.local"
         return job.services.mailer.send(mail, domain)
     except MailError as exc:
         if exc.transient:
