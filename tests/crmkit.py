@@ -57,16 +57,30 @@ class Project:
             text += "email: {transport: maildir, path: mail/, from: crmflow@demo.example}\n"
         (self.folder / "crmflow.yaml").write_text(text, encoding="utf-8")
 
-    def eval(self, *events: dict[str, Any], dry_run: bool = False,
-             now: str = "2026-11-22T10:00:00Z") -> tuple[int, list[dict[str, Any]], str]:
+    def eval(
+        self, *events: dict[str, Any], dry_run: bool = False, now: str = "2026-11-22T10:00:00Z"
+    ) -> tuple[int, list[dict[str, Any]], str]:
         config = load_config(self.folder / "crmflow.yaml")
         out, err = io.StringIO(), io.StringIO()
-        services = Services(config, sleep=self.sleeps.append,
-                            resolve=lambda host, port: self.dns[host],
-                            clock=lambda: NOW)
+        services = Services(
+            config,
+            sleep=self.sleeps.append,
+            resolve=lambda host, port: self.dns[host],
+            clock=lambda: NOW,
+        )
         source = io.StringIO("\n".join(json.dumps(e) for e in events) + "\n")
-        code = run_eval(config, config.rules, source, out, dry_run=dry_run, fmt="json",
-                        now=now, seed=1, stderr=err, services=services)
+        code = run_eval(
+            config,
+            config.rules,
+            source,
+            out,
+            dry_run=dry_run,
+            fmt="json",
+            now=now,
+            seed=1,
+            stderr=err,
+            services=services,
+        )
         plans = [json.loads(line) for line in out.getvalue().splitlines() if line.strip()]
         return code, plans, err.getvalue()
 

@@ -34,7 +34,7 @@ class MailHandler:
     messages: list[Envelope] = field(default_factory=list)
     attempts: int = 0
 
-    async def handle_DATA(self, server: Any, session: Session, envelope: Envelope) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Session, envelope: Envelope) -> str:
         self.attempts += 1
         if self.permanent_failure:
             return "554 5.7.1 Message rejected"
@@ -48,16 +48,37 @@ class MailHandler:
 def self_signed(folder: Path) -> tuple[Path, Path]:
     cert, key = folder / "cert.pem", folder / "key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True)
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return cert, key
 
 
 @contextmanager
-def smtp_server(handler: MailHandler, *, login: tuple[str, str] | None = None,
-                tls: tuple[Path, Path] | None = None) -> Iterator[int]:
+def smtp_server(
+    handler: MailHandler,
+    *,
+    login: tuple[str, str] | None = None,
+    tls: tuple[Path, Path] | None = None,
+) -> Iterator[int]:
     kwargs: dict[str, Any] = {}
     if tls is not None:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -66,13 +87,15 @@ def smtp_server(handler: MailHandler, *, login: tuple[str, str] | None = None,
     if login is not None:
         user, password = login
 
-        def authenticate(server: Any, session: Any, envelope: Any, mechanism: str,
-                         data: Any) -> AuthResult:
+        def authenticate(
+            server: Any, session: Any, envelope: Any, mechanism: str, data: Any
+        ) -> AuthResult:
             ok = data.login.decode() == user and data.password.decode() == password
             return AuthResult(success=ok, handled=False)
 
-        kwargs.update(authenticator=authenticate, auth_required=True,
-                      auth_require_tls=tls is not None)
+        kwargs.update(
+            authenticator=authenticate, auth_required=True, auth_require_tls=tls is not None
+        )
     port = free_port()
     controller = Controller(handler, hostname="127.0.0.1", port=port, **kwargs)
     controller.start()
@@ -119,7 +142,7 @@ class Web:
                 self.end_headers()
                 self.wfile.write(payload)
 
-            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _answer  # noqa: N815
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _answer
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True

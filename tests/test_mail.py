@@ -25,10 +25,17 @@ actions:
 """
 
 
-def contact(name: str = "Ada Lovelace", first: str = "Ada", address: str = "ada@example.org",
-            **extra: object) -> dict[str, object]:
-    return {"entity": "contact", "event": "created",
-            "record": {"id": 99, "name": name, "first_name": first, "email": address, **extra}}
+def contact(
+    name: str = "Ada Lovelace",
+    first: str = "Ada",
+    address: str = "ada@example.org",
+    **extra: object,
+) -> dict[str, object]:
+    return {
+        "entity": "contact",
+        "event": "created",
+        "record": {"id": 99, "name": name, "first_name": first, "email": address, **extra},
+    }
 
 
 @pytest.fixture
@@ -39,15 +46,17 @@ def project(tmp_path: Path) -> Project:
 
 
 def smtp_config(port: int, extra: str = "") -> str:
-    return (f"email: {{transport: smtp, host: 127.0.0.1, port: {port}, timeout: 5s, "
-            f"from: crm@demo.example{extra}}}\n")
+    return (
+        f"email: {{transport: smtp, host: 127.0.0.1, port: {port}, timeout: 5s, "
+        f"from: crm@demo.example{extra}}}\n"
+    )
 
 
 def test_smtp_delivery_with_message_id_from_the_key(project: Project) -> None:
     handler = MailHandler()
     with smtp_server(handler) as port:
         project.configure(smtp_config(port))
-        code, plans, err = project.eval(contact())
+        code, _plans, err = project.eval(contact())
     assert code == 0, err
     (env,) = handler.messages
     assert sorted(env.rcpt_tos) == ["ada@example.org", "office@demo.example"]
@@ -68,14 +77,19 @@ def test_html_bodies_escape_crm_data(project: Project) -> None:
     assert "<b>" in html  # the template's own markup stays
 
 
-def test_smtp_starttls_and_login_with_password_from_env(project: Project, tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_smtp_starttls_and_login_with_password_from_env(
+    project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cert, key = self_signed(tmp_path)
     monkeypatch.setenv("SMTP_PASSWORD", "s3cret")
     handler = MailHandler()
     with smtp_server(handler, login=("crm", "s3cret"), tls=(cert, key)) as port:
-        project.configure(smtp_config(port, f", starttls: true, username: crm, password_env: "
-                                            f"SMTP_PASSWORD, ca_file: {cert}"))
+        project.configure(
+            smtp_config(
+                port,
+                f", starttls: true, username: crm, password_env: SMTP_PASSWORD, ca_file: {cert}",
+            )
+        )
         code, plans, err = project.eval(contact())
         assert code == 0, (err, plans)
         assert len(handler.messages) == 1
@@ -89,7 +103,7 @@ def test_smtp_4xx_is_retried_and_then_accepted(project: Project) -> None:
     handler = MailHandler(temporary_failures=2)
     with smtp_server(handler) as port:
         project.configure(smtp_config(port))
-        code, plans, err = project.eval(contact())
+        code, _plans, err = project.eval(contact())
     assert code == 0, err
     assert handler.attempts == 3 and len(handler.messages) == 1
     assert len(project.sleeps) == 2 and project.sleeps[1] > project.sleeps[0] * 0.9
@@ -105,8 +119,9 @@ def test_smtp_5xx_fails_without_retry(project: Project) -> None:
     assert code == 3
     assert handler.attempts == 1
     assert actions(plans[0], "welcome")[0]["result"] == "SMTP 554: 5.7.1 Message rejected"
-    assert project.state_sql("SELECT outcome FROM crmflow_history WHERE action_type = 'email'") \
-        == [("failed",)]
+    assert project.state_sql("SELECT outcome FROM crmflow_history WHERE action_type = 'email'") == [
+        ("failed",)
+    ]
 
 
 def test_header_injection_from_crm_data_is_refused(project: Project) -> None:
@@ -129,13 +144,15 @@ def test_contacts_who_opted_out_are_not_written_to(project: Project) -> None:
     (mail,) = project.mails()
     assert opted not in mail.lower().split("to:")[1].split("\n")[0]
     project.rules({"w.yaml": WELCOME.replace('cc: ["office@demo.example"]', "")})
-    code, plans, _ = project.eval(contact(address=opted, name="Again"))
+    _code, plans, _ = project.eval(contact(address=opted, name="Again"))
     assert actions(plans[0], "welcome")[0]["status"] == "skipped"
 
 
 def test_redirect_to_sends_everything_to_one_address(project: Project) -> None:
-    project.configure("email: {transport: maildir, path: mail/, from: crm@demo.example, "
-                      "redirect_to: staging@demo.example}\n")
+    project.configure(
+        "email: {transport: maildir, path: mail/, from: crm@demo.example, "
+        "redirect_to: staging@demo.example}\n"
+    )
     project.eval(contact())
     (mail,) = project.mails()
     assert "To: staging@demo.example" in mail
@@ -146,7 +163,7 @@ def test_redirect_to_sends_everything_to_one_address(project: Project) -> None:
 def test_template_payloads_in_crm_data_stay_text(project: Project) -> None:
     project.configure()
     payload = "{{ ''.__class__.__mro__[1].__subclasses__() }} {{ 7*7 }}"
-    code, plans, _ = project.eval(contact(name=payload))
+    code, _plans, _ = project.eval(contact(name=payload))
     assert code == 0
     (mail,) = project.mails()
     assert "{{ 7*7 }}" in mail and "49" not in mail.split("Subject:")[1].split("\n")[0]
