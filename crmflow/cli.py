@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -266,6 +266,267 @@ def init(
         for path in created:
             print(f"created {path}")
         print(f"\nnext: cd {folder} && crmflow lint && crmflow run")
+
+
+class LogFormat(StrEnum):
+    auto = "auto"
+    plain = "plain"
+    json = "json"
+    rich = "rich"
+
+
+def _daemon(config_path: Path | None, log_format: str = "plain", now: str | None = None) -> Any:
+    from crmflow.config import load_config
+    from crmflow.control import clock_from_env
+    from crmflow.daemon import Daemon
+    from crmflow.log import Log
+    from crmflow.timeutil import frozen_clock, parse_instant
+
+    config = load_config(config_path, required=True)
+    if log_format == "auto":
+        log_format = "rich" if sys.stdout.isatty() else "plain"
+    clock = frozen_clock(parse_instant(now)) if now else clock_from_env()
+    return Daemon(config, clock=clock, log=Log(log_format))
+
+
+@app.command()
+def run(
+    backfill: Annotated[
+        bool,
+        typer.Option(
+            "--backfill",
+            help="On the first start, fire `created` workflows for existing "
+            "records (after showing how many) instead of a silent baseline.",
+        ),
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before a backfill.")] = False,
+    log_format: Annotated[
+        LogFormat,
+        typer.Option(
+            "--log-format", help="auto (rich on a terminal, else plain), plain, json, rich."
+        ),
+    ] = LogFormat.auto,
+    config_path: ConfigOption = None,
+) -> None:
+    """Run the daemon: poll the CRM, fire workflows, carry out due actions.
+
+    The first start takes a baseline and fires nothing. SIGTERM or Ctrl-C stop it
+    cleanly (work in hand finishes, the rest stays pending); SIGHUP reloads the workflows
+    (they also reload when their files change; an invalid set keeps the running one).
+    """
+    import signal
+    import threading
+
+    from crmflow.control import single_daemon
+
+    with _guard():
+        daemon = _daemon(config_path, log_format.value)
+        with single_daemon(daemon.config.state_url):
+            if backfill:
+                preview = daemon.backfill_preview()
+                for workflow, count in preview.items():
+                    print(f"{workflow}: would act on {count} existing record(s)")
+                if not yes and not typer.confirm("Fire these workflows now?", default=False):
+                    raise typer.Exit(1)
+            daemon.start(backfill=backfill)
+            stop, reload = threading.Event(), threading.Event()
+            signal.signal(signal.SIGTERM, lambda *_: daemon.request_stop(stop))
+            signal.signal(signal.SIGINT, lambda *_: daemon.request_stop(stop))
+            signal.signal(signal.SIGHUP, lambda *_: daemon.request_reload(reload))
+            daemon.log.note(
+                f"running: {len(daemon.rules)} workflows, watching "
+                f"{', '.join(daemon.capture.entities) or 'nothing'}, every "
+                f"{daemon.poll_interval:g}s"
+            )
+            daemon.run(stop, reload)
+
+
+@app.command()
+def tick(
+    now: Annotated[
+        str | None, typer.Option("--now", help="ISO date-time to act as now.", show_default=False)
+    ] = None,
+    config_path: ConfigOption = None,
+) -> None:
+    """One poll plus everything due, then exit (for running crmflow from cron)."""
+    from crmflow.control import single_daemon
+
+    with _guard():
+        daemon = _daemon(config_path, "plain", now)
+        with single_daemon(daemon.config.state_url):
+            daemon.start()
+            summary = daemon.tick()
+            daemon.close()
+        print(f"{summary.changes} change(s), {summary.actions} due action(s)")
+
+
+def _state(config_path: Path | None) -> Any:
+    from crmflow.config import load_config
+    from crmflow.state import State
+
+    config = load_config(config_path, required=True)
+    return State(config.state_url)
+
+
+@app.command()
+def status(
+    fmt: Annotated[
+        PlanFormat, typer.Option("--format", "-f", help="text or json.")
+    ] = PlanFormat.text,
+    config_path: ConfigOption = None,
+) -> None:
+    """Last poll, lag, pending actions by status, failures of the last day."""
+    import json
+
+    from crmflow.control import clock_from_env
+    from crmflow.control import status as read_status
+
+    with _guard():
+        report = read_status(_state(config_path), clock_from_env()())
+        if fmt == PlanFormat.json:
+            print(json.dumps(report))
+            return
+        print(
+            f"last poll:    {report['last_poll'] or 'never'}"
+            + (f" ({report['lag_seconds']}s ago)" if report["lag_seconds"] is not None else "")
+        )
+        print(f"paused:       {'yes' if report['paused'] else 'no'}")
+        pending = ", ".join(f"{k} {v}" for k, v in report["pending"].items()) or "none"
+        print(f"actions:      {pending}")
+        print(f"next due:     {report['next_due'] or '-'}")
+        print(f"failures 24h: {report['failures_24h']}")
+
+
+@app.command()
+def pending(
+    command: Annotated[str, typer.Argument(help="list, cancel or retry.")] = "list",
+    action_id: Annotated[
+        int | None, typer.Argument(help="The action's id (cancel, retry).", show_default=False)
+    ] = None,
+    status_filter: Annotated[
+        str | None, typer.Option("--status", help="Only this status.", show_default=False)
+    ] = None,
+    fmt: Annotated[PlanFormat, typer.Option("--format", "-f")] = PlanFormat.text,
+    config_path: ConfigOption = None,
+) -> None:
+    """List pending actions, or cancel or retry one: `crmflow pending retry 12`."""
+    import json
+
+    from crmflow import control
+    from crmflow.errors import ConfigError
+
+    with _guard():
+        state = _state(config_path)
+        if command == "list":
+            rows = control.pending_rows(state, status_filter)
+            if fmt == PlanFormat.json:
+                print(json.dumps(rows))
+                return
+            for r in rows:
+                error = f"  ({r['last_error']})" if r["last_error"] else ""
+                print(
+                    f"{r['id']:>6} {r['status']:9} {r['due'] or '-':24} {r['workflow']}: "
+                    f"{r['action']} {r['entity']} {r['record_id'] or ''}{error}"
+                )
+            if not rows:
+                print("no pending actions")
+            return
+        if command not in ("cancel", "retry") or action_id is None:
+            raise ConfigError("usage: crmflow pending [list | cancel ID | retry ID]")
+        if command == "cancel":
+            print(control.cancel(state, action_id))
+        else:
+            print(control.retry(state, action_id, control.clock_from_env()()))
+
+
+@app.command()
+def history(
+    workflow: Annotated[str | None, typer.Option("--workflow", "-w", show_default=False)] = None,
+    record: Annotated[
+        str | None, typer.Option("--record", help="entity:id, e.g. deal:42", show_default=False)
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since", help="A duration back from now, e.g. 2h or 7d.", show_default=False
+        ),
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n")] = 200,
+    fmt: Annotated[PlanFormat, typer.Option("--format", "-f")] = PlanFormat.text,
+    config_path: ConfigOption = None,
+) -> None:
+    """Every decision: fired, not fired and why, scheduled, cancelled, done, failed, retried."""
+    import json
+
+    from crmflow import control
+
+    with _guard():
+        rows = control.history_rows(
+            _state(config_path),
+            workflow=workflow,
+            record=record,
+            since=since,
+            now=control.clock_from_env()(),
+            limit=limit,
+        )
+        if fmt == PlanFormat.json:
+            print(json.dumps(rows))
+            return
+        for r in rows:
+            what = f"{r['action_type']}" if r["action_type"] else ""
+            target = f"{r['entity']}:{r['record_id']}" if r["entity"] else ""
+            print(
+                f"{r['at']} {r['outcome']:11} {r['workflow'] or '-'} {what} {target} "
+                f"{r['detail'] or ''}".rstrip()
+            )
+
+
+@app.command()
+def schedule(
+    next_count: Annotated[int, typer.Option("--next", help="How many run times to show.")] = 5,
+    config_path: ConfigOption = None,
+) -> None:
+    """The next run times of timed (schedule) workflows, in the configured time zone."""
+    from crmflow.config import load_config
+    from crmflow.control import clock_from_env
+    from crmflow.ruleset import load_ruleset
+
+    with _guard():
+        config = load_config(config_path)
+        rules = load_ruleset(config.rules, config)
+        now = clock_from_env()()
+        runs = []
+        for workflow in rules.workflows:
+            if workflow.enabled and workflow.trigger.cron is not None:
+                for i, moment in enumerate(workflow.trigger.cron.occurrences(now, config.timezone)):
+                    if i >= next_count:
+                        break
+                    runs.append((moment, workflow.id))
+        for moment, workflow_id in sorted(runs)[:next_count]:
+            local = moment.astimezone(config.timezone)
+            print(f"{local:%Y-%m-%d %H:%M %Z}  {workflow_id}")
+        if not runs:
+            print("no schedule workflows")
+
+
+@app.command()
+def pause(config_path: ConfigOption = None) -> None:
+    """Hold all actions (changes are still recorded; due actions wait) until resume."""
+    from crmflow.control import PAUSED
+
+    with _guard():
+        _state(config_path).set_flag(PAUSED, "1")
+        print("paused: changes are recorded, actions wait for `crmflow resume`")
+
+
+@app.command()
+def resume(config_path: ConfigOption = None) -> None:
+    """Release the actions held by pause."""
+    from crmflow.control import PAUSED
+
+    with _guard():
+        _state(config_path).set_flag(PAUSED, None)
+        print("resumed")
 
 
 @app.command()

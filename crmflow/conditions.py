@@ -49,6 +49,8 @@ class Facts:
     # Results of change clauses kept from trigger time (uid -> result), for delayed
     # actions that re-check conditions against the record as it is at fire time.
     kept: dict[int, bool] | None = None
+    # The chain of crmflow's writes that caused this change, if any.
+    chain: list[Any] | None = None
 
     @property
     def has_change(self) -> bool:

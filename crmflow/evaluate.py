@@ -163,6 +163,31 @@ class DryRun:
         return run.action.definition.dry_output(run.params, self.rng)
 
 
+def template_context(
+    event: Event,
+    at: datetime,
+    tz: tzinfo,
+    related: Related | None,
+    workflow: Workflow | None = None,
+    steps: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What templates see for an event (SPEC: record, the entity's name, previous, ...)."""
+    record = Record(event.record, event.entity, related)
+    previous = Record(event.previous, event.entity) if event.previous is not None else None
+    context = {
+        "record": record,
+        event.entity: record,
+        "previous": previous,
+        "changes": Record(changes_of(event.record, event.previous)),
+        "actor": event.actor,
+        "now": at.astimezone(tz),
+    }
+    if workflow is not None:
+        context["rule"] = {"id": workflow.id, "name": workflow.title}
+        context["steps"] = Record(steps or {})
+    return context
+
+
 class Evaluator:
     """Evaluates events against a rule set; one per stream (it holds cooldowns and codes)."""
 
@@ -176,8 +201,12 @@ class Evaluator:
         related: Callable[[], Related] | None = None,
         performer: Performer | None = None,
         explain: bool = False,
+        gate: Callable[[Workflow, Event], str | None] | None = None,
     ) -> None:
         self.rules = rules
+        # A last word on a matched workflow (the daemon's loop protection): a reason not
+        # to fire, or None.
+        self.gate = gate
         self.tz = tz
         import random
 
@@ -198,6 +227,7 @@ class Evaluator:
             self.tz,
             event.actor,
             related,
+            chain=event.chain,
         )
 
     def evaluate(self, event: Event, now: datetime) -> Plan:
@@ -281,21 +311,14 @@ class Evaluator:
         else:
             trace = None
         kept = {c.uid: c.check(facts) for c in condition.change_clauses()} or None
+        if self.gate is not None and (stopped := self.gate(workflow, event)) is not None:
+            return RulePlan(workflow.id, False, stopped, workflow=workflow)
         if workflow.cooldown is not None:
             self.cooldowns.fired(workflow.id, event.entity, event.id, at)
         return RulePlan(workflow.id, True, trace=trace, workflow=workflow, kept=kept, start=start)
 
     def _context(self, event: Event, at: datetime, related: Related | None) -> dict[str, Any]:
-        record = Record(event.record, event.entity, related)
-        previous = Record(event.previous, event.entity) if event.previous is not None else None
-        return {
-            "record": record,
-            event.entity: record,
-            "previous": previous,
-            "changes": Record(changes_of(event.record, event.previous)),
-            "actor": event.actor,
-            "now": at.astimezone(self.tz),
-        }
+        return template_context(event, at, self.tz, related)
 
     def _plan_actions(
         self,

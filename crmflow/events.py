@@ -29,6 +29,8 @@ class Event:
     line: int = 0
     # The change version (a hash of the row) when the daemon saw it; keys derive from it.
     version: str | None = None
+    # When crmflow's own write caused this change: the (workflow, entity, id) steps so far.
+    chain: list[Any] | None = None
 
     @property
     def id(self) -> Any:

@@ -90,6 +90,35 @@ cooldowns = Table(
     Column("record_id", String(80), primary_key=True),
     Column("fired_at", Float, nullable=False),
 )
+# The last values crmflow saw of each record: `previous` and changed fields come from here.
+snapshots = Table(
+    "crmflow_snapshots",
+    metadata,
+    Column("entity", String(80), primary_key=True),
+    Column("record_id", String(80), primary_key=True),
+    Column("version", String(40), nullable=False),
+    Column("data", Text, nullable=False),
+)
+# How far change capture has read, per entity (an updated_at text or a changelog sequence).
+watermarks = Table(
+    "crmflow_watermarks",
+    metadata,
+    Column("entity", String(80), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("scanned_at", Float),  # last hard-delete scan
+)
+# Writes crmflow made itself, so the change they cause is known as crmflow's (chains).
+writes = Table(
+    "crmflow_writes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("entity", String(80), nullable=False),
+    Column("record_id", String(80), nullable=False),
+    Column("key", String(80), nullable=False),
+    Column("chain", Text, nullable=False),  # JSON list of [workflow, entity, record_id]
+    Column("at", Float, nullable=False),
+)
+Index("ix_crmflow_writes_record", writes.c.entity, writes.c.record_id)
 
 
 def _epoch(moment: datetime) -> float:
@@ -311,6 +340,214 @@ class State:
                         fired_at=_epoch(at),
                     )
                 )
+
+    # -- snapshots and watermarks (change capture) -----------------------------------
+    def snapshots(self, entity: str, ids: list[str]) -> dict[str, tuple[str, dict[str, Any]]]:
+        """id -> (version, data) for those of `ids` crmflow has seen."""
+        found: dict[str, tuple[str, dict[str, Any]]] = {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                query = select(snapshots.c.record_id, snapshots.c.version, snapshots.c.data).where(
+                    snapshots.c.entity == entity, snapshots.c.record_id.in_(chunk)
+                )
+                for record_id, version, data in conn.execute(query):
+                    found[record_id] = (version, json.loads(data))
+        return found
+
+    def snapshot_ids(self, entity: str) -> set[str]:
+        with self.engine.connect() as conn:
+            query = select(snapshots.c.record_id).where(snapshots.c.entity == entity)
+            return {row[0] for row in conn.execute(query)}
+
+    def save_snapshots(self, entity: str, rows: list[tuple[str, str, dict[str, Any]]]) -> None:
+        """Upsert (id, version, data) rows, in one transaction."""
+        if not rows:
+            return
+        with self.engine.begin() as conn:
+            ids = [r[0] for r in rows]
+            for start in range(0, len(ids), 500):
+                conn.execute(
+                    snapshots.delete().where(
+                        snapshots.c.entity == entity,
+                        snapshots.c.record_id.in_(ids[start : start + 500]),
+                    )
+                )
+            conn.execute(
+                insert(snapshots),
+                [
+                    {
+                        "entity": entity,
+                        "record_id": i,
+                        "version": v,
+                        "data": json.dumps(d, default=str),
+                    }
+                    for i, v, d in rows
+                ],
+            )
+
+    def drop_snapshots(self, entity: str, ids: list[str]) -> None:
+        with self.engine.begin() as conn:
+            for start in range(0, len(ids), 500):
+                conn.execute(
+                    snapshots.delete().where(
+                        snapshots.c.entity == entity,
+                        snapshots.c.record_id.in_(ids[start : start + 500]),
+                    )
+                )
+
+    def watermark(self, entity: str) -> tuple[str | None, float | None]:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(watermarks.c.value, watermarks.c.scanned_at).where(
+                    watermarks.c.entity == entity
+                )
+            ).first()
+        return (row[0], row[1]) if row else (None, None)
+
+    def set_watermark(
+        self, entity: str, value: str | None = None, scanned_at: float | None = None
+    ) -> None:
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                select(watermarks.c.value).where(watermarks.c.entity == entity)
+            ).first()
+            values: dict[str, Any] = {}
+            if value is not None:
+                values["value"] = value
+            if scanned_at is not None:
+                values["scanned_at"] = scanned_at
+            if row is None:
+                conn.execute(
+                    insert(watermarks).values(
+                        entity=entity, value=value or "", scanned_at=scanned_at
+                    )
+                )
+            elif values:
+                conn.execute(
+                    update(watermarks).where(watermarks.c.entity == entity).values(**values)
+                )
+
+    # -- crmflow's own writes (chains) ------------------------------------------------
+    def note_write(self, entity: str, record_id: Any, key: str, chain: list[Any]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                insert(writes).values(
+                    entity=entity,
+                    record_id=str(record_id),
+                    key=key,
+                    chain=json.dumps(chain),
+                    at=_epoch(self.clock()),
+                )
+            )
+
+    def take_write(self, entity: str, record_id: Any) -> list[Any] | None:
+        """The chain of crmflow's oldest unclaimed write to this record (claiming it)."""
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                select(writes.c.id, writes.c.chain)
+                .where(writes.c.entity == entity, writes.c.record_id == str(record_id))
+                .order_by(writes.c.id)
+                .limit(1)
+            ).first()
+            if row is None:
+                return None
+            conn.execute(
+                writes.delete().where(
+                    writes.c.entity == entity, writes.c.record_id == str(record_id)
+                )
+            )
+            return list(json.loads(row[1]))
+
+    # -- control ----------------------------------------------------------------------
+    def flag(self, name: str) -> str | None:
+        with self.engine.connect() as conn:
+            return conn.execute(select(meta.c.value).where(meta.c.key == name)).scalar()
+
+    def set_flag(self, name: str, value: str | None) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(meta.delete().where(meta.c.key == name))
+            if value is not None:
+                conn.execute(insert(meta).values(key=name, value=value))
+
+    def due(self, now: datetime, limit: int = 100) -> list[PendingAction]:
+        query = (
+            select(pending)
+            .where(pending.c.status == "pending", pending.c.due_at <= _epoch(now))
+            .order_by(pending.c.due_at, pending.c.id)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [self._pending(row) for row in conn.execute(query)]
+
+    def next_due(self) -> datetime | None:
+        with self.engine.connect() as conn:
+            value = conn.execute(
+                select(func.min(pending.c.due_at)).where(pending.c.status == "pending")
+            ).scalar()
+        return datetime.fromtimestamp(value, UTC) if value is not None else None
+
+    def get_pending(self, action_id: int) -> PendingAction | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(pending).where(pending.c.id == action_id)).first()
+        return self._pending(row) if row is not None else None
+
+    def find_pending(
+        self,
+        *,
+        workflow: str | None = None,
+        entity: str | None = None,
+        record_id: Any = None,
+        action_type: str | None = None,
+        statuses: tuple[str, ...] = ("pending", "waiting"),
+    ) -> list[PendingAction]:
+        query = select(pending).where(pending.c.status.in_(statuses))
+        if workflow is not None:
+            query = query.where(pending.c.workflow == workflow)
+        if entity is not None:
+            query = query.where(pending.c.entity == entity)
+        if record_id is not None:
+            query = query.where(pending.c.record_id == str(record_id))
+        if action_type is not None:
+            query = query.where(pending.c.action_type == action_type)
+        with self.engine.connect() as conn:
+            return [self._pending(row) for row in conn.execute(query.order_by(pending.c.id))]
+
+    def update_pending(self, action_id: int, **values: Any) -> None:
+        if "due_at" in values and isinstance(values["due_at"], datetime):
+            values["due_at"] = _epoch(values["due_at"])
+        if "context" in values and not isinstance(values["context"], str):
+            values["context"] = json.dumps(values["context"], default=str)
+        values["updated_at"] = _epoch(self.clock())
+        with self.engine.begin() as conn:
+            conn.execute(update(pending).where(pending.c.id == action_id).values(**values))
+
+    def claim(self, action_id: int) -> bool:
+        """Mark a due row running; False if someone else took it first."""
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(pending)
+                .where(pending.c.id == action_id, pending.c.status == "pending")
+                .values(
+                    status="running",
+                    attempts=pending.c.attempts + 1,
+                    updated_at=_epoch(self.clock()),
+                )
+            )
+            return bool(result.rowcount)
+
+    def requeue_running(self) -> int:
+        """Rows left running by a crash go back to pending (their effect may be repeated)."""
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(pending).where(pending.c.status == "running").values(status="pending")
+            )
+            return int(result.rowcount or 0)
+
+    def prune_history(self, before: datetime) -> int:
+        with self.engine.begin() as conn:
+            result = conn.execute(history.delete().where(history.c.at < _epoch(before)))
+            return int(result.rowcount or 0)
 
     def dispose(self) -> None:
         self.engine.dispose()

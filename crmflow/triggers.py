@@ -53,6 +53,8 @@ class CompiledTrigger:
         """Why this trigger does not fire for the event, or None when it does."""
         if facts.event not in self.events:
             return f"trigger {self.describe}: not a {facts.event} event"
+        if self.ignore_actors and facts.chain and "crmflow" in self.ignore_actors:
+            return "trigger ignores changes made by crmflow"
         if (
             self.ignore_actors
             and facts.actor is not None

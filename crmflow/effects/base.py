@@ -30,6 +30,7 @@ class Outcome:
     output: dict[str, Any] | None = None
     transient: bool = False  # a failure worth retrying
     retry_after: float | None = None  # seconds the other side asked us to wait
+    touched: list[tuple[str, Any]] = field(default_factory=list)  # records it changed
 
 
 class Transient(Exception):

@@ -36,7 +36,7 @@ def create(job: Job) -> Outcome:
     )
     if not ran:
         return Outcome("skipped", f"already applied: {entity} {new_id}", {"id": new_id})
-    return Outcome("done", f"created {entity} {new_id}", {"id": new_id})
+    return Outcome("done", f"created {entity} {new_id}", {"id": new_id}, touched=[(entity, new_id)])
 
 
 def _targets(job: Job) -> tuple[str, list[Any]]:
@@ -79,6 +79,7 @@ def update(job: Job) -> Outcome:
         "done",
         f"updated {count} {entity} record{'s' if count != 1 else ''} "
         f"({_ids(ids)}): {', '.join(values)}",
+        touched=[(entity, i) for i in ids],
     )
 
 
@@ -99,7 +100,7 @@ def delete(job: Job) -> Outcome:
         return Outcome("skipped", f"already applied: {entity} {record_id} deleted")
     if not count:
         return Outcome("skipped", f"{entity} {record_id} was already gone")
-    return Outcome("done", f"deleted {entity} {record_id}")
+    return Outcome("done", f"deleted {entity} {record_id}", touched=[(entity, record_id)])
 
 
 def set_stage(job: Job) -> Outcome:
@@ -133,7 +134,11 @@ def set_stage(job: Job) -> Outcome:
     )
     if not ran:
         return Outcome("skipped", f"already applied: {entity} {record_id} to {stage}")
-    return Outcome("done", f"moved {entity} {record_id} from {current} to {stage}")
+    return Outcome(
+        "done",
+        f"moved {entity} {record_id} from {current} to {stage}",
+        touched=[(entity, record_id)],
+    )
 
 
 def generate_code(job: Job) -> Outcome:

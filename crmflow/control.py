@@ -1,0 +1,193 @@
+"""Looking at and steering a running crmflow: status, pending actions, history, pausing.
+
+These work on the state database alone, so they answer while the daemon runs.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+
+from crmflow import durations
+from crmflow.errors import ConfigError
+from crmflow.state import State, history, pending
+from crmflow.timeutil import Clock, format_utc, parse_instant, system_clock
+
+PAUSED = "paused"
+
+
+def clock_from_env() -> Clock:
+    """The system clock, or (for tests and drills) the instant in $CRMFLOW_CLOCK_FILE."""
+    path = os.environ.get("CRMFLOW_CLOCK_FILE")
+    if not path:
+        return system_clock
+
+    def read() -> datetime:
+        try:
+            text = Path(path).read_text(encoding="utf-8").strip()
+        except OSError:
+            return system_clock()
+        return parse_instant(text) if text else system_clock()
+
+    return read
+
+
+@contextmanager
+def single_daemon(state_url: str) -> Iterator[None]:
+    """One daemon per SQLite state database: a second one refuses to start."""
+    if not state_url.startswith("sqlite:///"):
+        yield
+        return
+    path = Path(state_url[len("sqlite:///") :] + ".lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = path.open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "?"
+        handle.close()
+        raise ConfigError(
+            f"another crmflow daemon (pid {holder}) is running on this state "
+            f"database; with SQLite only one may"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    try:
+        yield
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+
+def status(state: State, now: datetime) -> dict[str, Any]:
+    last = state.flag("last_poll")
+    with state.engine.connect() as conn:
+        counts = dict(
+            conn.execute(select(pending.c.status, func.count()).group_by(pending.c.status)).all()
+        )
+        failures = conn.execute(
+            select(func.count())
+            .select_from(history)
+            .where(
+                history.c.outcome == "failed", history.c.at >= (now - timedelta(days=1)).timestamp()
+            )
+        ).scalar_one()
+    next_due = state.next_due()
+    lag = (now - parse_instant(last)).total_seconds() if last else None
+    return {
+        "last_poll": last,
+        "lag_seconds": None if lag is None else round(lag, 1),
+        "paused": state.flag(PAUSED) is not None,
+        "pending": {k: int(v) for k, v in sorted(counts.items())},
+        "next_due": format_utc(next_due) if next_due else None,
+        "failures_24h": int(failures),
+        "schema_version": state.version,
+    }
+
+
+def history_rows(
+    state: State,
+    *,
+    workflow: str | None = None,
+    record: str | None = None,
+    since: str | None = None,
+    now: datetime | None = None,
+    limit: int = 200,
+) -> list[dict[str, Any]]:
+    query = select(history).order_by(history.c.id.desc()).limit(limit)
+    if workflow:
+        query = query.where(history.c.workflow == workflow)
+    if record:
+        entity, _, record_id = record.partition(":")
+        if not record_id:
+            raise ConfigError(f"--record {record!r}: write entity:id, e.g. deal:42")
+        query = query.where(history.c.entity == entity, history.c.record_id == record_id)
+    if since:
+        try:
+            span = durations.parse(since)
+        except ValueError as exc:
+            raise ConfigError(f"--since: {exc}") from None
+        start = (now or system_clock()) - timedelta(seconds=span.approx_seconds())
+        query = query.where(history.c.at >= start.timestamp())
+    with state.engine.connect() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(query)]
+    for row in rows:
+        row["at"] = format_utc(datetime.fromtimestamp(row["at"], UTC))
+    return list(reversed(rows))
+
+
+def pending_rows(state: State, status_filter: str | None = None) -> list[dict[str, Any]]:
+    rows = []
+    for row in state.pending_actions(status_filter):
+        if status_filter is None and row.status not in ("pending", "waiting", "running", "failed"):
+            continue
+        rows.append(
+            {
+                "id": row.id,
+                "workflow": row.workflow,
+                "entity": row.entity,
+                "record_id": row.record_id,
+                "action": row.action_type,
+                "index": row.action_index,
+                "status": row.status,
+                "due": format_utc(row.due_at) if row.due_at else None,
+                "attempts": row.attempts,
+                "last_error": row.last_error,
+            }
+        )
+    return rows
+
+
+def cancel(state: State, action_id: int) -> str:
+    row = state.get_pending(action_id)
+    if row is None:
+        raise ConfigError(f"no pending action {action_id}")
+    if row.status not in ("pending", "waiting", "failed"):
+        raise ConfigError(
+            f"action {action_id} is {row.status}; only pending, waiting or "
+            "failed actions can be cancelled"
+        )
+    state.update_pending(action_id, status="cancelled", last_error="cancelled by hand")
+    state.record(
+        "cancelled",
+        workflow=row.workflow,
+        entity=row.entity,
+        record_id=row.record_id,
+        action_index=row.action_index,
+        action_type=row.action_type,
+        key=row.key,
+        detail="cancelled by hand",
+    )
+    return f"cancelled {action_id} ({row.workflow}: {row.action_type})"
+
+
+def retry(state: State, action_id: int, now: datetime) -> str:
+    row = state.get_pending(action_id)
+    if row is None:
+        raise ConfigError(f"no pending action {action_id}")
+    if row.status not in ("failed", "cancelled"):
+        raise ConfigError(
+            f"action {action_id} is {row.status}; only failed or cancelled actions can be retried"
+        )
+    state.update_pending(action_id, status="pending", due_at=now, attempts=0)
+    state.record(
+        "retried",
+        workflow=row.workflow,
+        entity=row.entity,
+        record_id=row.record_id,
+        action_index=row.action_index,
+        action_type=row.action_type,
+        key=row.key,
+        detail="retry requested by hand",
+    )
+    return f"{action_id} ({row.workflow}: {row.action_type}) is due again"

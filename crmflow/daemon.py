@@ -1,0 +1,650 @@
+"""`crmflow run`: watch the CRM, fire workflows, keep every promise across restarts.
+
+One tick = poll each watched entity for changes (evaluating workflows for each, in
+commit order), then carry out whatever pending actions are due. Pending actions
+(delays, waits, schedules, date triggers, retries) are rows in the state database, read
+against an injectable clock; APScheduler only wakes the loop, so a restart rebuilds
+everything from the table.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from crmflow import durations
+from crmflow.capture import Capture, Change
+from crmflow.conditions import Facts
+from crmflow.config import Config
+from crmflow.control import PAUSED
+from crmflow.crm import CRM
+from crmflow.effects.base import Services
+from crmflow.errors import ConfigError, CrmflowError
+from crmflow.evaluate import Evaluator, Plan, template_context
+from crmflow.events import Event
+from crmflow.execute import Executor
+from crmflow.keys import record_version
+from crmflow.log import Log
+from crmflow.ruleset import RuleSet, load_ruleset
+from crmflow.state import PendingAction, State, StoredCooldowns
+from crmflow.templates import TemplateFailure, render_tree
+from crmflow.timeutil import Clock, format_utc, parse_instant, system_clock
+from crmflow.workflow import Workflow
+
+
+@dataclass
+class TickSummary:
+    changes: int = 0
+    actions: int = 0
+    started: datetime | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+class Daemon:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        clock: Clock = system_clock,
+        log: Log | None = None,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.log = log or Log()
+        self.tz = config.timezone
+        if config.crm is None:
+            raise ConfigError("no CRM is configured (`crm` in crmflow.yaml)")
+        self.rules = load_ruleset(config.rules, config)
+        self._rule_stamp = self._rules_fingerprint()
+        self.crm = CRM(config.crm, config.model, clock=clock)
+        self.state = State(config.state_url, clock=clock)
+        services = Services(config, self.crm, clock=clock)
+        if sleep is not None:
+            services.sleep = sleep
+        self.services = services
+        self.executor = Executor(
+            services, self.state, inline_retries=False, paused=lambda: self.paused
+        )
+        raw = config.raw
+        self.poll_interval = durations.parse(raw.get("poll_interval", "2s")).seconds
+        self.chain_depth = int(raw.get("chain_depth", 5))
+        self.retention = durations.parse(raw.get("history_retention", "90d"))
+        self.capture = Capture(
+            self.crm,
+            self.state,
+            self.watched(),
+            clock,
+            overlap=timedelta(seconds=durations.parse(raw.get("overlap", "10s")).seconds),
+            delete_scan_every=timedelta(
+                seconds=durations.parse(raw.get("delete_scan_interval", "60s")).seconds
+            ),
+            mode=raw.get("change_capture", "polling"),
+        )
+        self.evaluator = self._evaluator()
+        self.last_poll: datetime | None = None
+        self._pruned: datetime | None = None
+        self._wake = threading.Event()
+        if not self.crm.exactly_once:
+            self.log.warn(
+                "the CRM database cannot hold crmflow_applied: CRM writes are at-least-once"
+            )
+
+    # -- set-up -----------------------------------------------------------------------
+    def _evaluator(self) -> Evaluator:
+        return Evaluator(
+            self.rules,
+            self.tz,
+            cooldowns=StoredCooldowns(self.state),
+            related=self.crm.related,
+            performer=self.executor,
+            gate=self._gate,
+        )
+
+    def watched(self) -> list[str]:
+        """Entities whose changes matter: those of record, date and wait workflows."""
+        names = {
+            w.entity for w in self.rules.workflows if w.enabled and w.trigger.kind != "schedule"
+        }
+        names |= {w.entity for w in self.rules.workflows if any(a.until for a in w.actions)}
+        return sorted(n for n in names if n in self.config.model)
+
+    @property
+    def paused(self) -> bool:
+        return self.state.flag(PAUSED) is not None
+
+    def start(self, *, backfill: bool = False) -> dict[str, int]:
+        """Recover from a crash, take baselines, and make sure schedules are planned."""
+        requeued = self.state.requeue_running()
+        if requeued:
+            self.log.note(f"{requeued} action(s) cut off by a stop are due again")
+        counts: dict[str, int] = {}
+        for entity in self.capture.entities:
+            if self.capture.ready(entity):
+                continue
+            seen = 0
+            for change in self.capture.baseline(entity):
+                seen += 1
+                if backfill:
+                    self.handle(change, self.clock())
+            counts[entity] = seen
+            self.log.note(
+                f"baseline of {entity}: {seen} record(s)" + ("" if backfill else ", nothing fired")
+            )
+        self.ensure_schedules(self.clock())
+        return counts
+
+    def backfill_preview(self) -> dict[str, int]:
+        """How many existing records each created-workflow would act on (for --backfill)."""
+        preview: dict[str, int] = {}
+        for workflow in self.rules.workflows:
+            if not workflow.enabled or "created" not in workflow.trigger.events:
+                continue
+            if self.capture.ready(workflow.entity):
+                continue
+            count = 0
+            for record in self._records(workflow.entity):
+                event = Event(workflow.entity, "created", record, None, record.get("updated_by"))
+                if workflow.id in Evaluator(self.rules, self.tz, related=self.crm.related).matching(
+                    event, self.clock()
+                ):
+                    count += 1
+            preview[workflow.id] = count
+        return preview
+
+    def _records(self, entity: str) -> list[dict[str, Any]]:
+        return self.crm.find(entity, {})
+
+    # -- one tick ---------------------------------------------------------------------
+    def tick(self) -> TickSummary:
+        now = self.clock()
+        summary = TickSummary(started=now)
+        self.reload_if_changed()
+        for entity in self.capture.entities:
+            changes = self.capture.poll(entity)
+            changes += self.capture.scan_deletes(entity)
+            for change in changes:
+                self.handle(change, now)
+                self.capture.commit(change)
+                summary.changes += 1
+            self.capture.advance(entity)
+        self.last_poll = now
+        self.state.set_flag("last_poll", format_utc(now))
+        if not self.paused:
+            summary.actions += self.run_due(now)
+        self._prune(now)
+        return summary
+
+    def handle(self, change: Change, now: datetime) -> Plan:
+        chain = self.state.take_write(change.entity, change.record_id)
+        at = change.at if change.at is not None and change.at <= now else now
+        event = Event(
+            change.entity,
+            change.kind,
+            change.record,
+            change.previous,
+            change.actor,
+            at=at,
+            version=change.version,
+            chain=chain,
+        )
+        self._check_waits(event, now)
+        plan = self.evaluator.evaluate(event, now)
+        for rule in plan.rules:
+            if rule.workflow is not None and rule.workflow.entity == event.entity:
+                self.executor.record_decision(rule, event)
+                if rule.reason and rule.reason.startswith("loop stopped"):
+                    self.state.record(
+                        "loop_stopped",
+                        workflow=rule.rule,
+                        entity=event.entity,
+                        record_id=event.id,
+                        detail=rule.reason,
+                    )
+                    self.log.warn(f"{rule.rule}: {rule.reason}")
+        self.log.plan(plan)
+        return plan
+
+    def _gate(self, workflow: Workflow, event: Event) -> str | None:
+        chain = event.chain or []
+        if not chain:
+            return None
+        if len(chain) >= self.chain_depth:
+            return (
+                f"loop stopped: chain depth {self.chain_depth} reached "
+                f"({' -> '.join(str(c[0]) for c in chain)})"
+            )
+        step = [workflow.id, event.entity, str(event.id)]
+        if any([str(c[0]), str(c[1]), str(c[2])] == step for c in chain):
+            return (
+                f"loop stopped: {workflow.id} already fired for {event.entity} {event.id} "
+                f"in this chain ({' -> '.join(str(c[0]) for c in chain)})"
+            )
+        return None
+
+    # -- waits ------------------------------------------------------------------------
+    def _check_waits(self, event: Event, now: datetime) -> None:
+        for row in self.state.find_pending(
+            entity=event.entity, record_id=event.id, action_type="wait", statuses=("pending",)
+        ):
+            workflow = self.rules.by_id.get(row.workflow)
+            if workflow is None or row.action_index >= len(workflow.actions):
+                continue
+            action = workflow.actions[row.action_index]
+            if action.until is None:
+                continue
+            facts = Facts(
+                event.entity,
+                event.event,
+                event.record,
+                event.previous,
+                now,
+                self.tz,
+                event.actor,
+                self.crm.related(),
+            )
+            if action.until.check(facts):
+                self._end_wait(row, workflow, met=True, now=now)
+
+    def _end_wait(
+        self, row: PendingAction, workflow: Workflow, *, met: bool, now: datetime
+    ) -> None:
+        action = workflow.actions[row.action_index]
+        go_on = (action.on_met if met else action.on_timeout) == "continue"
+        why = "until held" if met else "timed out"
+        for follower in self.state.find_pending(
+            workflow=row.workflow, entity=row.entity, record_id=row.record_id, statuses=("waiting",)
+        ):
+            if follower.wait_id != row.id:
+                continue
+            if go_on:
+                due = follower.due_at if not met else self._after(workflow, follower, now)
+                self.state.update_pending(follower.id, status="pending", due_at=due)
+            else:
+                self.state.update_pending(
+                    follower.id,
+                    status="cancelled",
+                    last_error=f"wait {why}; on_{'met' if met else 'timeout'}: stop",
+                )
+                self.state.record(
+                    "cancelled",
+                    workflow=row.workflow,
+                    entity=row.entity,
+                    record_id=row.record_id,
+                    action_index=follower.action_index,
+                    action_type=follower.action_type,
+                    key=follower.key,
+                    detail=f"the wait {why} and says stop",
+                )
+        self.state.update_pending(row.id, status="done", last_error=None)
+        self.state.record(
+            "done",
+            workflow=row.workflow,
+            entity=row.entity,
+            record_id=row.record_id,
+            action_index=row.action_index,
+            action_type="wait",
+            key=row.key,
+            detail=f"wait {why}: {'continue' if go_on else 'stop'}",
+        )
+        self.log.action(row.workflow, "wait", f"{why}: {'continue' if go_on else 'stop'}")
+
+    def _after(self, workflow: Workflow, row: PendingAction, now: datetime) -> datetime:
+        action = workflow.actions[row.action_index]
+        return action.delay.add_to(now, self.tz) if action.delay is not None else now
+
+    # -- due actions ------------------------------------------------------------------
+    def run_due(self, now: datetime) -> int:
+        count = 0
+        while True:
+            rows = self.state.due(now, limit=200)
+            if not rows:
+                return count
+            for row in rows:
+                if not self.state.claim(row.id):
+                    continue
+                count += 1
+                try:
+                    self._fire(row, now)
+                except CrmflowError as exc:
+                    self._finish(row, "failed", str(exc))
+
+    def _fire(self, row: PendingAction, now: datetime) -> None:
+        if row.action_type == "schedule":
+            return self._run_schedule(row, now)
+        workflow = self.rules.by_id.get(row.workflow)
+        if workflow is None or not workflow.enabled:
+            return self._finish(
+                row, "cancelled", f"workflow {row.workflow} was removed or disabled"
+            )
+        if (
+            row.action_index >= len(workflow.actions)
+            or workflow.actions[row.action_index].type != row.action_type
+        ):
+            return self._finish(row, "cancelled", "the workflow changed: this action is gone")
+        if row.action_type == "wait":
+            return self._end_wait(row, workflow, met=False, now=now)
+        self._fire_action(row, workflow, now)
+        return None
+
+    def _fire_action(self, row: PendingAction, workflow: Workflow, now: datetime) -> None:
+        action = workflow.actions[row.action_index]
+        ctx = row.context
+        stored = ctx["event"]
+        current = self.crm.get(row.entity, row.record_id)
+        if current is None:
+            return self._finish(row, "cancelled", f"{row.entity} {row.record_id} is gone")
+        at = parse_instant(stored["at"])
+        event = Event(
+            row.entity,
+            stored["event"],
+            current,
+            stored.get("previous"),
+            stored.get("actor"),
+            at=at,
+            version=stored.get("version"),
+            chain=stored.get("chain"),
+        )
+        same_version = row.workflow_version == workflow.version
+        kept = {int(k): v for k, v in ctx.get("kept", {}).items()} if same_version else {}
+        facts = Facts(
+            row.entity,
+            stored["event"],
+            current,
+            stored.get("previous"),
+            now,
+            self.tz,
+            stored.get("actor"),
+            self.crm.related(),
+            kept=kept,
+            chain=stored.get("chain"),
+        )
+        for label, condition in (("conditions", workflow.condition), ("if", action.condition)):
+            if condition is not None and not condition.check(facts):
+                reason = condition.explain(facts).reason()
+                return self._finish(row, "cancelled", f"{label} no longer hold: {reason}")
+        context = template_context(event, now, self.tz, facts.related, workflow, ctx.get("steps"))
+        try:
+            params = (
+                render_tree(action.params, context) if action.definition.templated else action.raw
+            )
+        except TemplateFailure as exc:
+            return self._finish(row, "failed", str(exc), history=True)
+        outcome = self.executor.attempt(
+            workflow, action, event, params, row.key, now, attempt=row.attempts
+        )
+        if outcome.transient and outcome.status == "failed":
+            policy = self.executor.policy
+            age = (now - datetime.fromtimestamp(self._created(row), UTC)).total_seconds()
+            if row.attempts >= policy.max_attempts or age > policy.max_age:
+                detail = f"{outcome.detail} (gave up after {row.attempts} attempts)"
+                self.state.record(
+                    "failed",
+                    workflow=row.workflow,
+                    entity=row.entity,
+                    record_id=row.record_id,
+                    action_index=row.action_index,
+                    action_type=row.action_type,
+                    key=row.key,
+                    detail=detail,
+                )
+                return self._finish(row, "failed", detail)
+            pause = policy.delay(row.attempts, self.services.rng, outcome.retry_after)
+            due = now + timedelta(seconds=pause)
+            self.state.update_pending(
+                row.id, status="pending", due_at=due, last_error=outcome.detail
+            )
+            self.state.record(
+                "retried",
+                workflow=row.workflow,
+                entity=row.entity,
+                record_id=row.record_id,
+                action_index=row.action_index,
+                action_type=row.action_type,
+                key=row.key,
+                detail=f"attempt {row.attempts}: {outcome.detail}; next at {format_utc(due)}",
+            )
+            self.log.action(
+                row.workflow, row.action_type, f"retry at {format_utc(due)}: {outcome.detail}"
+            )
+            return None
+        status = "done" if outcome.status in ("done", "skipped") else "failed"
+        self._finish(row, status, outcome.detail if status == "failed" else None)
+        self.log.action(row.workflow, row.action_type, f"{outcome.status}: {outcome.detail}")
+        return None
+
+    def _created(self, row: PendingAction) -> float:
+        from sqlalchemy import select
+
+        from crmflow.state import pending
+
+        with self.state.engine.connect() as conn:
+            return float(
+                conn.execute(
+                    select(pending.c.created_at).where(pending.c.id == row.id)
+                ).scalar_one()
+            )
+
+    def _finish(
+        self, row: PendingAction, status: str, reason: str | None, history: bool = False
+    ) -> None:
+        self.state.update_pending(row.id, status=status, last_error=reason)
+        if status == "cancelled" or history:
+            self.state.record(
+                status,
+                workflow=row.workflow,
+                entity=row.entity,
+                record_id=row.record_id,
+                action_index=row.action_index,
+                action_type=row.action_type,
+                key=row.key,
+                detail=reason or "",
+            )
+            self.log.action(row.workflow, row.action_type, f"{status}: {reason}")
+
+    # -- schedules --------------------------------------------------------------------
+    def schedule_workflows(self) -> list[Workflow]:
+        return [w for w in self.rules.workflows if w.enabled and w.trigger.kind == "schedule"]
+
+    def ensure_schedules(self, now: datetime) -> None:
+        active = {w.id for w in self.schedule_workflows()}
+        for row in self.state.find_pending(action_type="schedule", statuses=("pending",)):
+            if row.workflow not in active:
+                self._finish(row, "cancelled", f"workflow {row.workflow} was removed or disabled")
+        planned = {
+            r.workflow
+            for r in self.state.find_pending(action_type="schedule", statuses=("pending",))
+        }
+        for workflow in self.schedule_workflows():
+            if workflow.id not in planned:
+                self._plan_occurrence(workflow, now)
+
+    def _plan_occurrence(self, workflow: Workflow, after: datetime) -> None:
+        cron = workflow.trigger.cron
+        assert cron is not None
+        due = cron.next_after(after, self.tz)
+        if due is None:
+            return
+        self.state.schedule(
+            key=f"schedule:{workflow.id}:{format_utc(due)}",
+            workflow=workflow.id,
+            workflow_version=workflow.version,
+            entity=workflow.entity,
+            record_id=None,
+            action_index=-1,
+            action_type="schedule",
+            due=due,
+            context={"cron": cron.text},
+        )
+
+    def _run_schedule(self, row: PendingAction, now: datetime) -> None:
+        workflow = self.rules.by_id.get(row.workflow)
+        if workflow is None or not workflow.enabled or workflow.trigger.kind != "schedule":
+            return self._finish(row, "cancelled", f"workflow {row.workflow} was removed or changed")
+        occurrence = row.due_at or now
+        late = (now - occurrence).total_seconds()
+        trigger = workflow.trigger
+        missed = late > max(2 * self.poll_interval + 5, 30)
+        skip = None
+        if trigger.grace is not None and late > trigger.grace.approx_seconds():
+            skip = f"missed {format_utc(occurrence)} by more than grace {trigger.grace}"
+        elif missed and trigger.catch_up == "skip":
+            skip = f"missed {format_utc(occurrence)} (catch_up: skip)"
+        if skip is None:
+            fired = 0
+            for record in self._records(workflow.entity):
+                event = Event(
+                    workflow.entity,
+                    "tick",
+                    record,
+                    None,
+                    None,
+                    at=occurrence,
+                    rule=workflow.id,
+                    version=record_version(record),
+                )
+                plan = self.evaluator.evaluate(event, now)
+                fired += sum(1 for r in plan.rules if r.matched)
+                for rule in plan.rules:
+                    if rule.rule == workflow.id:
+                        self.executor.record_decision(rule, event)
+            detail = f"run for {format_utc(occurrence)}: fired for {fired} record(s)"
+        else:
+            detail = skip
+        self.state.update_pending(row.id, status="done", last_error=None)
+        self.state.record(
+            "done" if skip is None else "skipped",
+            workflow=workflow.id,
+            entity=workflow.entity,
+            action_type="schedule",
+            key=row.key,
+            detail=detail,
+        )
+        self.log.action(workflow.id, "schedule", detail)
+        self._plan_occurrence(workflow, max(now, occurrence))
+        return None
+
+    def next_runs(self, count: int) -> list[tuple[str, datetime]]:
+        """The next `count` run times of timed workflows (schedules), soonest first."""
+        runs: list[tuple[str, datetime]] = []
+        now = self.clock()
+        for workflow in self.schedule_workflows():
+            cron = workflow.trigger.cron
+            assert cron is not None
+            for moment in _take(cron.occurrences(now, self.tz), count):
+                runs.append((workflow.id, moment))
+        return sorted(runs, key=lambda r: r[1])[:count]
+
+    # -- reloading --------------------------------------------------------------------
+    def _rules_fingerprint(self) -> tuple[tuple[str, float, int], ...]:
+        from crmflow.yamlload import iter_yaml_files
+
+        files = []
+        for path in iter_yaml_files([Path(p) for p in self.config.rules if Path(p).exists()]):
+            stat = path.stat()
+            files.append((str(path), stat.st_mtime, stat.st_size))
+        return tuple(files)
+
+    def reload_if_changed(self, force: bool = False) -> bool:
+        stamp = self._rules_fingerprint()
+        if not force and stamp == self._rule_stamp:
+            return False
+        self._rule_stamp = stamp
+        try:
+            rules = load_ruleset(self.config.rules, self.config)
+        except CrmflowError as exc:
+            self.log.warn(f"workflows not reloaded, keeping the running set: {exc}")
+            return False
+        self._apply_rules(rules)
+        return True
+
+    def _apply_rules(self, rules: RuleSet) -> None:
+        removed = set(self.rules.by_id) - set(rules.by_id)
+        self.rules = rules
+        self.evaluator = self._evaluator()
+        for workflow_id in sorted(removed):
+            for row in self.state.find_pending(workflow=workflow_id):
+                self._finish(row, "cancelled", f"workflow {workflow_id} was removed")
+        entities = self.watched()
+        for entity in entities:
+            if entity not in self.capture.entities:
+                self.capture.entities.append(entity)
+                if not self.capture.ready(entity):
+                    for _ in self.capture.baseline(entity):
+                        pass
+        self.ensure_schedules(self.clock())
+        self.log.note(
+            f"workflows reloaded: {len(rules)} loaded"
+            + (f", removed {', '.join(sorted(removed))}" if removed else "")
+        )
+
+    # -- housekeeping -----------------------------------------------------------------
+    def _prune(self, now: datetime) -> None:
+        if self._pruned is not None and now - self._pruned < timedelta(hours=1):
+            return
+        self._pruned = now
+        cutoff = now - timedelta(seconds=self.retention.approx_seconds())
+        removed = self.state.prune_history(cutoff)
+        if removed:
+            self.log.note(f"history: pruned {removed} entries older than {self.retention}")
+
+    # -- the loop ---------------------------------------------------------------------
+    def request_stop(self, stop: threading.Event) -> None:
+        """From a signal handler: finish the work in hand, then leave the loop."""
+        stop.set()
+        self._wake.set()
+
+    def request_reload(self, reload: threading.Event) -> None:
+        reload.set()
+        self._wake.set()
+
+    def run(self, stop: threading.Event, reload: threading.Event | None = None) -> None:
+        """Tick until `stop` is set; APScheduler wakes the loop for polls and due times."""
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        wake = self._wake
+        scheduler = BackgroundScheduler(timezone=UTC)
+        scheduler.add_job(wake.set, "interval", seconds=self.poll_interval, id="poll")
+        scheduler.start()
+        try:
+            while not stop.is_set():
+                if reload is not None and reload.is_set():
+                    reload.clear()
+                    self.reload_if_changed(force=True)
+                self.tick()
+                next_due = self.state.next_due()
+                if next_due is not None:
+                    delay = (next_due - self.clock()).total_seconds()
+                    if 0 < delay < self.poll_interval:
+                        scheduler.add_job(
+                            wake.set,
+                            "date",
+                            id="due",
+                            replace_existing=True,
+                            run_date=datetime.now(UTC) + timedelta(seconds=delay),
+                        )
+                if stop.is_set():
+                    break
+                wake.wait()
+                wake.clear()
+        finally:
+            scheduler.shutdown(wait=False)
+            self.log.note("stopped")
+            self.close()
+
+    def close(self) -> None:
+        self.crm.dispose()
+        self.state.dispose()
+
+
+def _take(iterator: Any, count: int) -> list[Any]:
+    out = []
+    for item in iterator:
+        out.append(item)
+        if len(out) >= count:
+            break
+    return out
