@@ -14,11 +14,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]' --config-settings editable_mode=compat
 	touch $(STAMP)
 
-# Until the daemon lands: lint the example workflows and show the plans they make for
-# the sample events in examples/events.ndjson.
+# The demo: a CRM in demo/ (created once), the daemon running on it with the example
+# workflows. Change rows with sqlite3 demo/crm.db and watch it act; Ctrl-C stops it.
+DEMO ?= demo
+
 run: install
-	$(BIN)/crmflow lint rules
-	$(BIN)/crmflow eval --dry-run --rules rules < examples/events.ndjson
+	test -f $(DEMO)/crm.db || $(BIN)/crmflow init $(DEMO)
+	cd $(DEMO) && $(abspath $(BIN))/crmflow run
 
 test: install
 	$(BIN)/ruff check crmflow tests bench

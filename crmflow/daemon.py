@@ -505,7 +505,7 @@ class Daemon:
                     None,
                     at=occurrence,
                     rule=workflow.id,
-                    version=record_version(record),
+                    version=record_version(record, format_utc(occurrence)),
                 )
                 plan = self.evaluator.evaluate(event, now)
                 fired += sum(1 for r in plan.rules if r.matched)

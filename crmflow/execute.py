@@ -131,7 +131,10 @@ class Executor:
         version = event.version or record_version(
             event.record, event.event, event.previous, format_utc(moment) if moment else None
         )
-        return action_key(run.workflow.id, event.entity, event.id, version, run.action.index)
+        # The kind is part of it: a deletion of an unchanged row is another change.
+        return action_key(
+            run.workflow.id, event.entity, event.id, f"{event.event}:{version}", run.action.index
+        )
 
     # -- carrying one action out ------------------------------------------------------
     def attempt(

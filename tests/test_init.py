@@ -12,16 +12,37 @@ from tests.conftest import Result
 Cli = Callable[..., Result]
 
 SPEC_COLUMNS = {
-    "deals": {"name", "amount", "currency", "probability", "stage", "company_id", "contact_id",
-              "owner_id", "last_activity_at"},
+    "deals": {
+        "name",
+        "amount",
+        "currency",
+        "probability",
+        "stage",
+        "company_id",
+        "contact_id",
+        "owner_id",
+        "last_activity_at",
+    },
     "leads": {"name", "email", "status", "owner_id", "last_activity_at"},
     "tasks": {"title", "status", "assignee_id", "due_date", "estimated_hours", "logged_hours"},
     "activities": {"kind", "subject", "at", "related_entity", "related_id", "owner_id"},
     "notifications": {"user_id", "subject", "body", "created_at", "read_at"},
     "users": {"name", "email", "role"},
 }
-TABLES = ["users", "companies", "contacts", "leads", "deals", "quotes", "projects", "tasks",
-          "activities", "contracts", "cases", "notifications"]
+TABLES = [
+    "users",
+    "companies",
+    "contacts",
+    "leads",
+    "deals",
+    "quotes",
+    "projects",
+    "tasks",
+    "activities",
+    "contracts",
+    "cases",
+    "notifications",
+]
 
 
 def test_init_creates_the_demo_crm(cli: Cli, tmp_path: Path) -> None:
@@ -66,11 +87,27 @@ def test_a_first_session(cli: Cli, tmp_path: Path) -> None:
     folder = tmp_path / "demo"
     with sqlite3.connect(folder / "crm.db") as conn:
         conn.execute("UPDATE deals SET probability = 90, updated_by = 2 WHERE id = 4")
-    event = {"entity": "deal", "event": "updated", "actor": 2,
-             "record": {"id": 4, "name": "Delta warehouse sensors", "amount": 260000,
-                        "currency": "EUR", "probability": 90, "stage": "negotiation"},
-             "previous": {"id": 4, "name": "Delta warehouse sensors", "amount": 260000,
-                          "currency": "EUR", "probability": 85, "stage": "negotiation"}}
+    event = {
+        "entity": "deal",
+        "event": "updated",
+        "actor": 2,
+        "record": {
+            "id": 4,
+            "name": "Delta warehouse sensors",
+            "amount": 260000,
+            "currency": "EUR",
+            "probability": 90,
+            "stage": "negotiation",
+        },
+        "previous": {
+            "id": 4,
+            "name": "Delta warehouse sensors",
+            "amount": 260000,
+            "currency": "EUR",
+            "probability": 85,
+            "stage": "negotiation",
+        },
+    }
     dry = cli("eval", "--dry-run", "--format", "json", stdin=json.dumps(event), cwd=folder)
     assert dry.code == 0 and not (folder / ".crmflow").exists()
     result = cli("eval", "--format", "json", stdin=json.dumps(event), cwd=folder)
@@ -79,10 +116,13 @@ def test_a_first_session(cli: Cli, tmp_path: Path) -> None:
     alert = next(r for r in plan["rules"] if r["rule"] == "big-deal-alert")
     assert alert["actions"][0]["status"] == "done"
     with sqlite3.connect(folder / "crm.db") as conn:
-        inbox = conn.execute("SELECT user_id, subject FROM notifications WHERE related_id = 4 "
-                             "ORDER BY user_id").fetchall()
-    assert inbox == [(3, "Big deal: Delta warehouse sensors (260000 EUR)"),
-                     (4, "Big deal: Delta warehouse sensors (260000 EUR)")]
+        inbox = conn.execute(
+            "SELECT user_id, subject FROM notifications WHERE related_id = 4 ORDER BY user_id"
+        ).fetchall()
+    assert inbox == [
+        (3, "Big deal: Delta warehouse sensors (260000 EUR)"),
+        (4, "Big deal: Delta warehouse sensors (260000 EUR)"),
+    ]
     (mail,) = list((folder / "mail" / "new").iterdir())
     assert "Subject: Big deal: Delta warehouse sensors (260000 EUR)" in mail.read_text()
     text = cli("eval", stdin=json.dumps(event), cwd=folder)

@@ -88,15 +88,28 @@ def project(tmp_path: Path) -> Project:
 
 
 def test_big_deal_alert_reaches_management_through_the_mapping(project: Project) -> None:
-    deal = {"id": 42, "name": "Nordwind fleet", "amount": 250000, "currency": "EUR",
-            "probability": 90}
-    code, plans, err = project.eval({"entity": "deal", "event": "updated", "actor": 1,
-                                     "record": deal, "previous": {**deal, "amount": 90000}})
+    deal = {
+        "id": 42,
+        "name": "Nordwind fleet",
+        "amount": 250000,
+        "currency": "EUR",
+        "probability": 90,
+    }
+    code, plans, err = project.eval(
+        {
+            "entity": "deal",
+            "event": "updated",
+            "actor": 1,
+            "record": deal,
+            "previous": {**deal, "amount": 90000},
+        }
+    )
     assert code == 0, err
     assert actions(plans[0], "big-deal-alert")[0]["status"] == "done"
-    assert project.sql("SELECT res_users_id, subject, res_model, res_id, write_uid, "
-                       "write_date IS NOT NULL FROM mail_inbox") == [
-        (3, "Big deal: Nordwind fleet (250000 EUR)", "deal", 42, 1, 1)]
+    assert project.sql(
+        "SELECT res_users_id, subject, res_model, res_id, write_uid, "
+        "write_date IS NOT NULL FROM mail_inbox"
+    ) == [(3, "Big deal: Nordwind fleet (250000 EUR)", "deal", 42, 1, 1)]
     (mail,) = project.mails()
     assert "To: priya@erp.example" in mail
 
@@ -104,28 +117,65 @@ def test_big_deal_alert_reaches_management_through_the_mapping(project: Project)
 def test_won_deal_webhook_reads_mapped_columns(project: Project) -> None:
     with Web() as web:
         project.configure(MAPPING + f"webhooks: {{allow: ['{web.base}/*']}}\n")
-        project.rules({"w.yaml": (ROOT / "rules" / "deal-won-webhook.yaml").read_text()
-                       .replace("https://hooks.example.com/erp/orders", f"{web.base}/orders")})
-        deal = {"id": 42, "name": "Nordwind fleet", "amount": 250000, "currency": "EUR",
-                "stage": "won", "company_id": 8, "owner_id": 1}
-        code, plans, err = project.eval({"entity": "deal", "event": "updated", "record": deal,
-                                         "previous": {**deal, "stage": "negotiation"}})
+        project.rules(
+            {
+                "w.yaml": (ROOT / "rules" / "deal-won-webhook.yaml")
+                .read_text()
+                .replace("https://hooks.example.com/erp/orders", f"{web.base}/orders")
+            }
+        )
+        deal = {
+            "id": 42,
+            "name": "Nordwind fleet",
+            "amount": 250000,
+            "currency": "EUR",
+            "stage": "won",
+            "company_id": 8,
+            "owner_id": 1,
+        }
+        code, plans, err = project.eval(
+            {
+                "entity": "deal",
+                "event": "updated",
+                "record": deal,
+                "previous": {**deal, "stage": "negotiation"},
+            }
+        )
         assert code == 0, err
         (body,) = web.json_bodies("/orders")
     assert body["deal_id"] == 42 and body["company_id"] == 8
 
 
 def test_billing_address_copies_to_contacts_through_a_mapped_relation(project: Project) -> None:
-    company = {"id": 8, "name": "Nordwind GmbH", "billing_street": "Hafenstraße 3",
-               "billing_zip": "20457", "billing_city": "Hamburg", "billing_country": "DE",
-               "owner_id": 1}
-    previous = {**company, "billing_street": "Ostwall 8", "billing_zip": "28195",
-                "billing_city": "Bremen"}
-    code, plans, err = project.eval({"entity": "company", "event": "updated",
-                                     "record": company, "previous": previous, "actor": 3})
+    company = {
+        "id": 8,
+        "name": "Nordwind GmbH",
+        "billing_street": "Hafenstraße 3",
+        "billing_zip": "20457",
+        "billing_city": "Hamburg",
+        "billing_country": "DE",
+        "owner_id": 1,
+    }
+    previous = {
+        **company,
+        "billing_street": "Ostwall 8",
+        "billing_zip": "28195",
+        "billing_city": "Bremen",
+    }
+    code, plans, err = project.eval(
+        {
+            "entity": "company",
+            "event": "updated",
+            "record": company,
+            "previous": previous,
+            "actor": 3,
+        }
+    )
     assert code == 0, err
     assert project.sql("SELECT street, zip, city, write_uid FROM res_contact ORDER BY id") == [
-        ("Hafenstraße 3", "20457", "Hamburg", 3), ("Hafenstraße 3", "20457", "Hamburg", 3)]
+        ("Hafenstraße 3", "20457", "Hamburg", 3),
+        ("Hafenstraße 3", "20457", "Hamburg", 3),
+    ]
     assert project.sql("SELECT res_users_id FROM mail_inbox") == [(1,)]
 
 

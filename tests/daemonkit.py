@@ -1,0 +1,101 @@
+"""An in-process daemon over the demo CRM, with a clock the test moves."""
+
+from __future__ import annotations
+
+import io
+import sqlite3
+import textwrap
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from crmflow.config import load_config
+from crmflow.crm import iso_utc
+from crmflow.daemon import Daemon
+from crmflow.demo import create_demo_crm
+from crmflow.log import Log
+
+START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)  # a Monday
+
+
+@dataclass
+class Clock:
+    now: datetime = START
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> datetime:
+        self.now += timedelta(**delta)
+        return self.now
+
+
+@dataclass
+class Rig:
+    folder: Path
+    clock: Clock = field(default_factory=Clock)
+    out: io.StringIO = field(default_factory=io.StringIO)
+    daemon: Daemon | None = None
+
+    def sql(self, query: str, *args: Any) -> list[tuple[Any, ...]]:
+        with sqlite3.connect(self.folder / "crm.db") as conn:
+            return conn.execute(query, args).fetchall()
+
+    def write(self, query: str, *args: Any, by: int = 1) -> None:
+        """A CRM application's write: it stamps updated_at (the rig's now) and updated_by."""
+        stamp = iso_utc(self.clock.now)
+        with sqlite3.connect(self.folder / "crm.db") as conn:
+            conn.execute(query.replace("{stamp}", f"'{stamp}'").replace("{by}", str(by)), args)
+
+    def state(self, query: str) -> list[tuple[Any, ...]]:
+        with sqlite3.connect(self.folder / ".crmflow" / "state.db") as conn:
+            return conn.execute(query).fetchall()
+
+    def rules(self, files: dict[str, str]) -> None:
+        folder = self.folder / "rules"
+        folder.mkdir(exist_ok=True)
+        for old in folder.glob("*.yaml"):
+            old.unlink()
+        for name, text in files.items():
+            (folder / name).write_text(textwrap.dedent(text), encoding="utf-8")
+
+    def configure(self, extra: str = "") -> None:
+        text = textwrap.dedent("""\
+            crm: sqlite:///crm.db
+            rules: rules/
+            timezone: Europe/Berlin
+            poll_interval: 1s
+            overlap: 10s
+            email: {transport: maildir, path: mail/}
+            retry: {base_delay: 1s, max_attempts: 3}
+            """) + textwrap.dedent(extra)
+        (self.folder / "crmflow.yaml").write_text(text, encoding="utf-8")
+
+    def start(self, **kwargs: Any) -> Daemon:
+        config = load_config(self.folder / "crmflow.yaml")
+        self.daemon = Daemon(
+            config, clock=self.clock, log=Log("plain", stream=self.out), sleep=lambda s: None
+        )
+        self.daemon.start(**kwargs)
+        return self.daemon
+
+    def tick(self, **delta: float) -> Any:
+        if delta:
+            self.clock.advance(**delta)
+        assert self.daemon is not None
+        return self.daemon.tick()
+
+    def history(self, workflow: str | None = None) -> list[tuple[str, str]]:
+        where = f"WHERE workflow = '{workflow}'" if workflow else ""
+        return [
+            (r[0], r[1])
+            for r in self.state(f"SELECT outcome, detail FROM crmflow_history {where} ORDER BY id")
+        ]
+
+
+def make_rig(folder: Path) -> Rig:
+    rig = Rig(folder)
+    create_demo_crm(folder / "crm.db", now=START - timedelta(days=1))
+    rig.configure()
+    return rig
