@@ -1,0 +1,196 @@
+"""A real `crmflow run` process: end to end, and SIGKILL while actions come due."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from crmflow.demo import create_demo_crm
+from tests.conftest import ROOT, crmflow_bin
+from tests.servers import Web
+
+
+class DaemonProcess:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.runs = 0
+
+    def start(self) -> None:
+        self.runs += 1
+        log = (self.folder / f"daemon-{self.runs}.log").open("wb")
+        self.proc = subprocess.Popen([crmflow_bin(), "run", "--log-format", "plain"],
+                                     cwd=self.folder, stdout=log, stderr=subprocess.STDOUT)
+        self.wait_for_log("running:")
+
+    def log(self) -> str:
+        return (self.folder / f"daemon-{self.runs}.log").read_text(errors="replace")
+
+    def wait_for_log(self, text: str, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.log():
+                return
+            assert self.proc is not None and self.proc.poll() is None, self.log()
+            time.sleep(0.05)
+        raise AssertionError(f"no {text!r} in the log:\n{self.log()}")
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=20)
+
+
+def sql(folder: Path, query: str, *args: object) -> list[tuple[object, ...]]:
+    with sqlite3.connect(folder / "crm.db", timeout=30) as conn:
+        return conn.execute(query, args).fetchall()
+
+
+def state_sql(folder: Path, query: str) -> list[tuple[object, ...]]:
+    with sqlite3.connect(folder / ".crmflow" / "state.db", timeout=30) as conn:
+        return conn.execute(query).fetchall()
+
+
+def wait_until(check: object, timeout: float = 60, every: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():  # type: ignore[operator]
+            return
+        time.sleep(every)
+    raise AssertionError("timed out waiting")
+
+
+@pytest.fixture
+def web() -> Iterator[Web]:
+    with Web() as server:
+        yield server
+
+
+def project(folder: Path, web: Web, rules: dict[str, str]) -> DaemonProcess:
+    create_demo_crm(folder / "crm.db")
+    (folder / "crmflow.yaml").write_text(textwrap.dedent(f"""\
+        crm: sqlite:///crm.db
+        rules: rules/
+        timezone: Europe/Berlin
+        poll_interval: 200ms
+        email: {{transport: maildir, path: mail/}}
+        webhooks: {{allow: ["{web.base}/*"], timeout: 5s}}
+        retry: {{base_delay: 100ms}}
+        """), encoding="utf-8")
+    (folder / "rules").mkdir()
+    for name, text in rules.items():
+        (folder / "rules" / name).write_text(text.replace("WEB", web.base), encoding="utf-8")
+    return DaemonProcess(folder)
+
+
+def now_sql() -> str:
+    return "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+
+
+def test_example_workflows_end_to_end(tmp_path: Path, web: Web) -> None:
+    names = ["big-deal-alert.yaml", "deal-won-webhook.yaml", "task-hours-exceeded.yaml",
+             "project-feedback.yaml", "lead-junk-delete.yaml", "lead-converted.yaml"]
+    rules = {n: (ROOT / "rules" / n).read_text() for n in names}
+    rules["deal-won-webhook.yaml"] = rules["deal-won-webhook.yaml"].replace(
+        "https://hooks.example.com/erp/orders", "WEB/erp/orders")
+    daemon = project(tmp_path, web, rules)
+    daemon.start()
+    stamp = now_sql()
+    with sqlite3.connect(tmp_path / "crm.db", timeout=30) as conn:
+        conn.execute(f"UPDATE deals SET probability = 95, updated_at = {stamp}, updated_by = 1 "
+                     "WHERE id = 3")
+        conn.execute(f"UPDATE deals SET stage = 'won', updated_at = {stamp}, updated_by = 2 "
+                     "WHERE id = 8")
+        conn.execute(f"UPDATE tasks SET logged_hours = 9, updated_at = {stamp}, updated_by = 6 "
+                     "WHERE id = 3")
+        conn.execute(f"UPDATE projects SET stage = 'feedback', updated_at = {stamp} WHERE id = 1")
+        conn.execute(f"UPDATE leads SET status = 'junk', updated_at = {stamp} WHERE id = 2")
+        conn.execute(f"UPDATE leads SET status = 'converted', updated_at = {stamp} WHERE id = 6")
+    wait_until(lambda: len(state_sql(tmp_path, "SELECT 1 FROM crmflow_history WHERE outcome = "
+                                               "'done'")) >= 8, timeout=30)
+    assert sql(tmp_path, "SELECT count(*) FROM notifications WHERE related_entity = 'deal' AND "
+                         "related_id = 3") == [(2,)]
+    assert web.json_bodies("/erp/orders")[0]["deal_id"] == 8
+    assert sql(tmp_path, "SELECT status FROM tasks WHERE id = 3") == [("to_deliver",)]
+    assert sql(tmp_path, "SELECT count(*) FROM leads WHERE id = 2") == [(0,)]
+    assert sql(tmp_path, "SELECT count(*) FROM contacts WHERE name = 'Blue Ocean Ltd'") == [(1,)]
+    mails = list((tmp_path / "mail" / "new").iterdir())
+    assert any("Feedback phase: Sunrise intranet rollout" in m.read_text() for m in mails)
+    assert daemon.stop() == 0
+    assert "stopped" in daemon.log()
+
+
+KILLED = """
+id: delayed
+entity: deal
+trigger: {on: created}
+actions:
+  - update: {values: {probability: 7}}
+    delay: 2s
+  - webhook: {url: "WEB/seen", body: {deal: "{{ deal.id }}"}}
+    delay: 2s
+"""
+
+
+def test_sigkill_while_200_delayed_actions_come_due(tmp_path: Path, web: Web) -> None:
+    daemon = project(tmp_path, web, {"w.yaml": KILLED})
+    daemon.start()
+    stamp = now_sql()
+    with sqlite3.connect(tmp_path / "crm.db", timeout=30) as conn:
+        conn.execute(
+            f"WITH RECURSIVE n(v) AS (SELECT 1 UNION ALL SELECT v + 1 FROM n WHERE v < 200) "
+            f"INSERT INTO deals (id, name, stage, probability, updated_at) "
+            f"SELECT 5000 + v, 'batch ' || v, 'qualification', 10, {stamp} FROM n")
+    rng = random.Random(int(os.environ.get("CRMFLOW_KILL_SEED", "7")))
+    daemon.wait_for_log("deal 5200 created")
+    time.sleep(1.6)  # the first actions come due after 2 s
+    for _ in range(5):
+        time.sleep(rng.uniform(0.05, 0.5))
+        daemon.kill()
+        daemon.start()
+
+    def settled() -> bool:
+        left = state_sql(tmp_path, "SELECT count(*) FROM crmflow_pending WHERE status IN "
+                                   "('pending', 'running')")[0][0]
+        return left == 0
+
+    wait_until(settled, timeout=90)
+    assert daemon.stop() == 0
+    # Every update landed, and each exactly once (its key is in crmflow_applied once).
+    assert sql(tmp_path, "SELECT count(*) FROM deals WHERE id > 5000 AND probability = 7") == \
+        [(200,)]
+    applied = sql(tmp_path, "SELECT workflow, count(*) FROM crmflow_applied GROUP BY workflow")
+    assert applied == [("delayed", 200)]
+    # The receiver saw every idempotency key; repeats only for kills between send and record.
+    ids = [h.headers["webhook-id"] for h in web.hits if h.path == "/seen"]
+    assert len(set(ids)) == 200
+    duplicates = len(ids) - len(set(ids))
+    assert duplicates <= 5, duplicates
+    bodies = {int(b["deal"]) for b in web.json_bodies("/seen")}
+    assert bodies == set(range(5001, 5201))
+    failed = state_sql(tmp_path, "SELECT count(*) FROM crmflow_pending WHERE status = 'failed'")
+    assert failed == [(0,)]
+
+
+def test_a_second_daemon_on_the_same_sqlite_state_refuses(tmp_path: Path, web: Web) -> None:
+    daemon = project(tmp_path, web, {"w.yaml": KILLED})
+    daemon.start()
+    second = subprocess.run([crmflow_bin(), "run"], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=30)
+    assert second.returncode == 2
+    assert "another crmflow daemon" in second.stderr and "pid" in second.stderr
+    assert daemon.stop() == 0
