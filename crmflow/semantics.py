@@ -325,4 +325,68 @@ def semantic_findings(docs: list[Document], config: Config, *, full: bool) -> li
             checker.check_fields()
             checker.check_actions()
         findings.extend(checker.findings)
+    if full:
+        findings.extend(loop_findings(docs, config.model))
+    return findings
+
+
+def _listens(data: dict[str, Any]) -> set[tuple[str, str]]:
+    """(entity, field) updates that trigger a workflow; "*" for any field."""
+    trigger = data["trigger"]
+    events = trigger.get("on", [])
+    events = [events] if isinstance(events, str) else list(events)
+    if not ({"updated", "saved"} & set(events)) and "date" not in trigger:
+        return set()
+    fields = trigger.get("fields") or ([trigger["date"]] if "date" in trigger else ["*"])
+    return {(data["entity"], f) for f in fields}
+
+
+def _writes(data: dict[str, Any], model: EntityModel) -> set[tuple[str, str]]:
+    """(entity, field) that a workflow's actions change."""
+    entity = data["entity"]
+    found: set[tuple[str, str]] = set()
+    for spec in data["actions"]:
+        kind = action_type(spec)
+        params = normalise_params(ACTIONS[kind], spec[kind])
+        if kind == "update" and isinstance(params.get("values"), dict):
+            target = entity
+            if params.get("target"):
+                info = model.resolve(entity, params["target"])
+                target = info.entity if info.ok and info.relation else ""
+            found |= {(target, f) for f in params["values"]}
+        elif kind == "set_stage":
+            definition = model.get(entity)
+            if definition is not None and definition.pipeline is not None:
+                found.add((entity, definition.pipeline.field))
+    return found
+
+
+def loop_findings(docs: list[Document], model: EntityModel) -> list[Finding]:
+    """CF218: workflows whose writes trigger each other (A -> B -> A), or themselves."""
+    listens = {d.data["id"]: _listens(d.data) for d in docs if d.data.get("enabled", True)}
+    writes = {d.data["id"]: _writes(d.data, model) for d in docs if d.data.get("enabled", True)}
+
+    def triggers(source: str, target: str) -> bool:
+        return any(
+            (e, f) in listens[target] or (e, "*") in listens[target] for e, f in writes[source]
+        )
+
+    findings = []
+    for doc in docs:
+        wid = doc.data["id"]
+        if wid not in listens:
+            continue
+        partners = [other for other in listens if triggers(wid, other) and triggers(other, wid)]
+        if partners:
+            loop = " -> ".join([wid, partners[0], wid]) if partners[0] != wid else f"{wid} -> {wid}"
+            findings.append(
+                Finding(
+                    "CF218",
+                    "warning",
+                    f"possible loop: {loop} (each updates what the other triggers on; the daemon "
+                    "stops such chains at chain_depth)",
+                    doc.locate(("trigger",), key=True),
+                    wid,
+                )
+            )
     return findings

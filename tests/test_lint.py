@@ -190,7 +190,7 @@ def test_every_semantic_code_is_exercised() -> None:
     tested = {line.split()[1] for _, line in FINDINGS}
     untested = set(SEMANTIC_CODES) - tested
     # CF201 and CF210 have tests of their own; CF218 and CF220 belong to the daemon.
-    assert untested <= {"CF201", "CF210", "CF218", "CF220"}, untested
+    assert untested <= {"CF201", "CF210", "CF218", "CF220"}, untested  # CF218: below
 
 
 def test_duplicate_ids_across_files(cli: Cli, rules_dir: Rules) -> None:
@@ -268,3 +268,28 @@ def test_bad_time_zone_in_config(cli: Cli, rules_dir: Rules, tmp_path: Path) -> 
     result = lint(cli, rules_dir, GOOD)
     assert result.code == 2
     assert result.err.strip() == "crmflow: crmflow.yaml:1:11: CF210 unknown time zone 'Mars/Base'"
+
+
+def test_static_loops_are_warned_about(cli: Cli, rules_dir: Rules) -> None:
+    rules_dir({
+        "a.yaml": "id: ping\nentity: deal\ntrigger: {on: updated, fields: [amount]}\n"
+                  "actions: [{update: {target: company, values: {industry: x}}}]\n",
+        "b.yaml": "id: pong\nentity: company\ntrigger: {on: updated, fields: [industry]}\n"
+                  "actions: [{update: {target: deals, values: {amount: 1}}}]\n",
+        "c.yaml": "id: self\nentity: task\ntrigger: {on: updated}\n"
+                  "actions: [{update: {values: {status: open}}}]\n",
+        "d.yaml": "id: fine\nentity: task\ntrigger: {on: updated, fields: [logged_hours]}\n"
+                  "actions: [{update: {values: {status: to_deliver}}}]\n",
+    })
+    result = cli("lint", "rules")
+    assert result.code == 0
+    lines = [line for line in result.out.splitlines() if "CF218" in line]
+    assert lines == [
+        "rules/a.yaml:3:1: CF218 warning: ping: possible loop: ping -> pong -> ping (each "
+        "updates what the other triggers on; the daemon stops such chains at chain_depth)",
+        "rules/b.yaml:3:1: CF218 warning: pong: possible loop: pong -> ping -> pong (each "
+        "updates what the other triggers on; the daemon stops such chains at chain_depth)",
+        "rules/c.yaml:3:1: CF218 warning: self: possible loop: self -> self (each updates what "
+        "the other triggers on; the daemon stops such chains at chain_depth)",
+    ]
+    assert cli("lint", "--strict", "rules").code == 1
