@@ -7,7 +7,7 @@ import platform
 import sys
 from pathlib import Path
 
-from bench import evaluation, startup
+from bench import evaluation, polling, startup
 
 
 def main() -> None:
@@ -17,10 +17,12 @@ def main() -> None:
     start = startup.measure(10)
     print("evaluation throughput against hand-written Python ...", file=sys.stderr)
     evals = evaluation.measure()
+    print("idle polls on 1,000 and 1,000,000 rows ...", file=sys.stderr)
+    poll = polling.measure()
     machine = (
         f"{platform.machine()}, {platform.python_implementation()} {platform.python_version()}"
     )
-    results = {"machine": machine, "startup": start, "evaluation": evals}
+    results = {"machine": machine, "startup": start, "evaluation": evals, "polling": poll}
     (out / "latest.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     lines = [
         f"Machine: {machine}",
@@ -32,6 +34,10 @@ def main() -> None:
         f"| start-up without the validation cache (ms) | {start['baseline_ms']} | "
         f"{start['no_cache_ms']} | {start['no_cache_ratio']}x |",
     ]
+    lines.append(
+        f"| idle poll, ms (median of 50) | {poll['small_ms']} (1,000 rows) | {poll['large_ms']} "
+        f"(1,000,000 rows) | {poll['ratio']}x |"
+    )
     for row in evals:
         lines.append(
             f"| {row['workflows']} workflows, events/s | {row['baseline_eps']:,} (hand-written, "

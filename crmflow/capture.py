@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Column, Integer, MetaData, String, Table, Text, and_, or_, select, text
+from sqlalchemy import Column, Integer, MetaData, String, Table, Text, select, text, union_all
 from sqlalchemy.types import DateTime
 
 from crmflow.crm import CRM, iso_utc
@@ -106,15 +106,24 @@ class Capture:
         column = table.c[self.crm.entity(entity).column("updated_at")]
         lower = mark - self.overlap
         if isinstance(column.type, DateTime):
-            where = column >= lower.astimezone(UTC).replace(tzinfo=None)
+            query = (
+                select(table)
+                .where(column >= lower.astimezone(UTC).replace(tzinfo=None))
+                .order_by(column, table.c.id)
+            )
         else:
-            # ISO text: "T" and space forms sort differently, so ask for each form's range;
-            # both use the index. (The overlap absorbs differing fraction digits.)
-            t_form = lower.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
-            s_form = lower.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
-            day_t = lower.astimezone(UTC).strftime("%Y-%m-%dT")
-            where = or_(column >= t_form, and_(column >= s_form, column < day_t))
-        query = select(table).where(where).order_by(column, table.c.id)
+            # ISO text: the "T" and the space form sort differently, so ask for each form's
+            # range separately; each is an index search (an OR would scan the index).
+            # The overlap absorbs differing fraction digits.
+            utc = lower.astimezone(UTC)
+            t_form = utc.strftime("%Y-%m-%dT%H:%M:%S")
+            s_form = utc.strftime("%Y-%m-%d %H:%M:%S")
+            day_t = utc.strftime("%Y-%m-%dT")
+            both = union_all(
+                select(table).where(column >= t_form),
+                select(table).where(column >= s_form, column < day_t),
+            ).subquery()
+            query = select(both).order_by(both.c[column.name], both.c.id)
         with self.crm.engine.connect() as conn:
             records = [self.crm._record(entity, row) for row in conn.execute(query)]
         changes = self._compare(entity, records)

@@ -36,7 +36,6 @@ SEMANTIC_CODES = {
     "CF217": "operator that cannot hold for the field's type",
     "CF218": "workflows that trigger each other in a loop",
     "CF219": "entity without a pipeline",
-    "CF220": "delay on an action that cannot be delayed",
 }
 
 

@@ -1,0 +1,87 @@
+"""An idle poll (no changes) on a table of 1,000 and of 1,000,000 rows.
+
+Change capture reads `updated_at >= watermark - overlap` through the column's index, so
+the cost of a poll that finds nothing should not grow with the table.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, insert
+
+from crmflow.capture import Capture
+from crmflow.crm import CRM, iso_utc
+from crmflow.demo import schema
+from crmflow.entities import builtin_model
+from crmflow.state import State
+
+NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
+
+
+def _crm_with(rows: int, folder: Path) -> Path:
+    path = folder / f"crm-{rows}.db"
+    engine = create_engine(f"sqlite:///{path}")
+    metadata = schema(builtin_model())
+    metadata.create_all(engine)
+    deals = metadata.tables["deals"]
+    start = NOW - timedelta(days=365)
+    step = timedelta(days=364) / rows
+    with engine.begin() as conn:
+        batch = []
+        for i in range(rows):
+            batch.append(
+                {
+                    "id": i + 1,
+                    "name": f"deal {i}",
+                    "amount": i % 5000,
+                    "stage": "proposal",
+                    "updated_at": iso_utc(start + step * i),
+                }
+            )
+            if len(batch) == 20000:
+                conn.execute(insert(deals), batch)
+                batch = []
+        if batch:
+            conn.execute(insert(deals), batch)
+    engine.dispose()
+    return path
+
+
+def idle_poll_ms(rows: int, folder: Path, polls: int = 50) -> float:
+    crm = CRM(f"sqlite:///{_crm_with(rows, folder)}", builtin_model())
+    state = State(f"sqlite:///{folder / f'state-{rows}.db'}")
+    capture = Capture(crm, state, ["deal"], clock=lambda: NOW)
+    # Start from a watermark at the newest row, as after a baseline.
+    state.set_watermark("deal", iso_utc(NOW - timedelta(days=1)), scanned_at=NOW.timestamp())
+    capture.poll("deal")
+    times = []
+    for _ in range(polls):
+        started = time.perf_counter()
+        assert capture.poll("deal") == []
+        times.append(time.perf_counter() - started)
+    crm.dispose()
+    state.dispose()
+    return statistics.median(times) * 1000
+
+
+def measure() -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as folder:
+        small = idle_poll_ms(1_000, Path(folder))
+        large = idle_poll_ms(1_000_000, Path(folder))
+    return {
+        "rows_small": 1_000,
+        "rows_large": 1_000_000,
+        "small_ms": round(small, 3),
+        "large_ms": round(large, 3),
+        "ratio": round(large / small, 2),
+    }
+
+
+if __name__ == "__main__":
+    print(measure())
