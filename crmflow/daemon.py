@@ -374,6 +374,14 @@ class Daemon:
             )
         except TemplateFailure as exc:
             return self._finish(row, "failed", str(exc), history=True)
+        if (pause := self.executor.limits.wait(row.action_type, params, now)) > 0:
+            self.state.update_pending(
+                row.id,
+                status="pending",
+                attempts=max(0, row.attempts - 1),
+                due_at=now + timedelta(seconds=pause),
+            )
+            return None
         outcome = self.executor.attempt(
             workflow, action, event, params, row.key, now, attempt=row.attempts
         )

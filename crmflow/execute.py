@@ -91,6 +91,9 @@ class Executor:
             min(policy.max_age, inline_limit),
         )
         self.inline_retries = inline_retries
+        from crmflow.limits import RateLimits
+
+        self.limits = RateLimits(services.config.raw)
         self.paused = paused
         self.failed = 0
         self._broken: set[int] = set()  # plans whose earlier action failed
@@ -110,6 +113,11 @@ class Executor:
             return self._defer(run, key)
         if self.inline_retries:
             outcome = self.run_now(run, key)
+        elif (pause := self.limits.wait(run.action.type, run.params, run.now)) > 0:
+            due = run.now + timedelta(seconds=pause)
+            self._store(run, key, due, "pending")
+            planned.status, planned.result = "scheduled", f"rate limit: due {format_utc(due)}"
+            return None
         else:
             outcome = self.attempt(run.workflow, run.action, run.event, run.params, key, run.now)
             if outcome.transient and outcome.status == "failed":

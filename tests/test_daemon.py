@@ -389,3 +389,39 @@ def test_history_is_pruned_after_retention(rig: Rig) -> None:
     rig.tick(days=8)
     assert before > 0 and len(rig.history()) == 0
     assert START.year == 2026
+
+
+def test_rate_limits_spread_webhooks_per_host(rig: Rig) -> None:
+    from tests.servers import Web
+
+    with Web() as web:
+        rig.configure(f"webhooks: {{allow: ['{web.base}/*'], per_host_per_minute: 2}}\n")
+        rig.rules({"w.yaml": f"""
+            id: hook
+            entity: deal
+            trigger: {{on: updated}}
+            actions: [{{webhook: {{url: "{web.base}/x"}}}}]
+            """})
+        rig.start()
+        for deal in (1, 2, 3, 4, 5):
+            rig.write(f"UPDATE deals SET amount = 1, updated_at = {{stamp}} WHERE id = {deal}")
+        rig.tick(seconds=1)
+        assert len(web.hits) == 2
+        rig.tick(seconds=30)
+        assert len(web.hits) == 2
+        rig.tick(seconds=31)
+        assert len(web.hits) == 4
+        rig.tick(seconds=61)
+        assert len(web.hits) == 5
+
+
+def test_cooldowns_hold_across_restarts(rig: Rig) -> None:
+    rig.rules({"w.yaml": ON_DEAL_UPDATE.replace("id: watch", "id: watch\ncooldown: 1d")})
+    rig.start()
+    rig.write("UPDATE deals SET amount = 1, updated_at = {stamp} WHERE id = 1")
+    rig.tick(seconds=1)
+    rig.start()  # a restart: a new daemon on the same state
+    rig.write("UPDATE deals SET amount = 2, updated_at = {stamp} WHERE id = 1")
+    rig.tick(seconds=1)
+    assert len(comments(rig)) == 1
+    assert any("cooldown 1d" in d for o, d in rig.history("watch") if o == "not_fired")
