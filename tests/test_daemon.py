@@ -396,12 +396,16 @@ def test_rate_limits_spread_webhooks_per_host(rig: Rig) -> None:
 
     with Web() as web:
         rig.configure(f"webhooks: {{allow: ['{web.base}/*'], per_host_per_minute: 2}}\n")
-        rig.rules({"w.yaml": f"""
+        rig.rules(
+            {
+                "w.yaml": f"""
             id: hook
             entity: deal
             trigger: {{on: updated}}
             actions: [{{webhook: {{url: "{web.base}/x"}}}}]
-            """})
+            """
+            }
+        )
         rig.start()
         for deal in (1, 2, 3, 4, 5):
             rig.write(f"UPDATE deals SET amount = 1, updated_at = {{stamp}} WHERE id = {deal}")

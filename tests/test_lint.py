@@ -270,16 +270,18 @@ def test_bad_time_zone_in_config(cli: Cli, rules_dir: Rules, tmp_path: Path) -> 
 
 
 def test_static_loops_are_warned_about(cli: Cli, rules_dir: Rules) -> None:
-    rules_dir({
-        "a.yaml": "id: ping\nentity: deal\ntrigger: {on: updated, fields: [amount]}\n"
-                  "actions: [{update: {target: company, values: {industry: x}}}]\n",
-        "b.yaml": "id: pong\nentity: company\ntrigger: {on: updated, fields: [industry]}\n"
-                  "actions: [{update: {target: deals, values: {amount: 1}}}]\n",
-        "c.yaml": "id: self\nentity: task\ntrigger: {on: updated}\n"
-                  "actions: [{update: {values: {status: open}}}]\n",
-        "d.yaml": "id: fine\nentity: task\ntrigger: {on: updated, fields: [logged_hours]}\n"
-                  "actions: [{update: {values: {status: to_deliver}}}]\n",
-    })
+    rules_dir(
+        {
+            "a.yaml": "id: ping\nentity: deal\ntrigger: {on: updated, fields: [amount]}\n"
+            "actions: [{update: {target: company, values: {industry: x}}}]\n",
+            "b.yaml": "id: pong\nentity: company\ntrigger: {on: updated, fields: [industry]}\n"
+            "actions: [{update: {target: deals, values: {amount: 1}}}]\n",
+            "c.yaml": "id: self\nentity: task\ntrigger: {on: updated}\n"
+            "actions: [{update: {values: {status: open}}}]\n",
+            "d.yaml": "id: fine\nentity: task\ntrigger: {on: updated, fields: [logged_hours]}\n"
+            "actions: [{update: {values: {status: to_deliver}}}]\n",
+        }
+    )
     result = cli("lint", "rules")
     assert result.code == 0
     lines = [line for line in result.out.splitlines() if "CF218" in line]
