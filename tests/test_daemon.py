@@ -429,3 +429,28 @@ def test_cooldowns_hold_across_restarts(rig: Rig) -> None:
     rig.tick(seconds=1)
     assert len(comments(rig)) == 1
     assert any("cooldown 1d" in d for o, d in rig.history("watch") if o == "not_fired")
+
+
+def test_backfill_previews_then_fires_created_for_existing_records(rig: Rig) -> None:
+    rig.rules(
+        {
+            "w.yaml": """
+        id: welcome-existing
+        entity: contact
+        trigger: {on: created}
+        conditions: {email_opt_out: false}
+        actions: [{warn: "hello {{ contact.name }}"}]
+        """
+        }
+    )
+    from crmflow.config import load_config
+    from crmflow.daemon import Daemon
+    from crmflow.log import Log
+
+    daemon = Daemon(
+        load_config(rig.folder / "crmflow.yaml"), clock=rig.clock, log=Log("plain", stream=rig.out)
+    )
+    assert daemon.backfill_preview() == {"welcome-existing": 11}  # 12 contacts, 1 opted out
+    daemon.start(backfill=True)
+    fired = [d for o, d in rig.history("welcome-existing") if o == "done"]
+    assert len(fired) == 11
