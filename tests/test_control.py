@@ -1,0 +1,84 @@
+"""status, pending, history, schedule, pause/resume and tick through the entry point."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.conftest import Result
+
+Cli = Callable[..., Result]
+
+
+def demo(cli: Cli, tmp_path: Path) -> Path:
+    assert cli("init", "demo").code == 0
+    return tmp_path / "demo"
+
+
+def test_tick_status_history_pending_schedule(cli: Cli, tmp_path: Path) -> None:
+    folder = demo(cli, tmp_path)
+    first = cli("tick", "--now", "2026-11-23T09:00:00Z", cwd=folder)
+    assert first.code == 0, first.err
+    assert "baseline of deal: 8 record(s), nothing fired" in first.out
+    with sqlite3.connect(folder / "crm.db") as conn:
+        conn.execute(
+            "INSERT INTO quotes (id, number, status, owner_id, updated_at, updated_by) "
+            "VALUES (99, 'Q-99', 'sent', 1, '2026-11-23T09:00:05.000Z', 1)"
+        )
+    second = cli("tick", "--now", "2026-11-23T09:00:10Z", cwd=folder)
+    assert second.out.splitlines()[-1] == "1 change(s), 0 due action(s)"
+
+    status = json.loads(cli("status", "--format", "json", cwd=folder).out)
+    assert status["last_poll"] == "2026-11-23T09:00:10Z"
+    assert status["pending"] == {"pending": 2}  # the quote's follow-up and the next cron run
+    assert status["paused"] is False and status["schema_version"] == 1
+
+    rows = json.loads(cli("pending", "--format", "json", cwd=folder).out)
+    follow_up = next(r for r in rows if r["workflow"] == "quote-followup")
+    assert follow_up["due"] == "2026-12-07T09:00:05Z" and follow_up["record_id"] == "99"
+
+    history = json.loads(cli("history", "--record", "quote:99", "--format", "json", cwd=folder).out)
+    assert [h["outcome"] for h in history] == ["scheduled", "fired"]
+    assert cli("history", "--record", "quote", cwd=folder).code == 2
+    text = cli("history", "--workflow", "quote-followup", cwd=folder).out
+    assert "scheduled   quote-followup create quote:99 due 2026-12-07T09:00:05Z" in text
+
+    cancelled = cli("pending", "cancel", str(follow_up["id"]), cwd=folder)
+    assert cancelled.code == 0 and cancelled.out.startswith(f"cancelled {follow_up['id']}")
+    assert cli("pending", "cancel", str(follow_up["id"]), cwd=folder).code == 2
+    assert cli("pending", "retry", str(follow_up["id"]), cwd=folder).code == 0
+    assert cli("pending", "cancel", cwd=folder).code == 2
+
+    schedule = cli("schedule", "--next", "3", cwd=folder).out.splitlines()
+    assert len(schedule) == 3 and all(line.endswith("lead-no-activity") for line in schedule)
+    assert "08:00 CET" in schedule[0]
+
+
+def test_pause_and_resume(cli: Cli, tmp_path: Path) -> None:
+    folder = demo(cli, tmp_path)
+    assert cli("pause", cwd=folder).out.startswith("paused")
+    assert json.loads(cli("status", "-f", "json", cwd=folder).out)["paused"] is True
+    assert cli("resume", cwd=folder).out.strip() == "resumed"
+    assert json.loads(cli("status", "-f", "json", cwd=folder).out)["paused"] is False
+
+
+def test_daemon_commands_need_a_configuration(cli: Cli) -> None:
+    result = cli("status")
+    assert result.code == 2
+    assert "no crmflow.yaml here" in result.err
+
+
+def test_workflows_reload_when_their_files_change(tmp_path: Path) -> None:
+    from tests.daemonkit import make_rig
+
+    rig = make_rig(tmp_path)
+    rig.rules({"a.yaml": "id: a\nentity: deal\ntrigger: {on: updated}\nactions: [{warn: a}]\n"})
+    daemon = rig.start()
+    (tmp_path / "rules" / "b.yaml").write_text(
+        "id: b\nentity: deal\ntrigger: {on: updated}\nactions: [{warn: b}]\n"
+    )
+    rig.tick(seconds=1)
+    assert sorted(daemon.rules.by_id) == ["a", "b"]
+    assert "workflows reloaded: 2 loaded" in rig.out.getvalue()
