@@ -57,7 +57,9 @@ class Capture:
     delete_scan_every: timedelta = timedelta(seconds=60)
     batch: int = 5000
     mode: str = "polling"
-    _snapshot_writes: dict[str, list[tuple[str, str, dict[str, Any]]]] = field(default_factory=dict)
+    # What the last poll read up to, applied by advance() once its changes are committed.
+    _pending_mark: tuple[str, str] | None = field(default=None, init=False)
+    _pending_seq: int | None = field(default=None, init=False)
 
     # -- set-up -----------------------------------------------------------------------
     def ready(self, entity: str) -> bool:
@@ -170,11 +172,11 @@ class Capture:
     def advance(self, entity: str) -> None:
         """Move the watermark past what the last poll read (after its changes committed)."""
         if self.mode == "triggers":
-            if getattr(self, "_pending_seq", None) is not None:
+            if self._pending_seq is not None:
                 self.state.set_watermark(entity, str(self._pending_seq))
                 self._trim_changelog(entity)
             return
-        pending = getattr(self, "_pending_mark", None)
+        pending = self._pending_mark
         if pending is not None and pending[0] == entity:
             self.state.set_watermark(entity, pending[1])
 

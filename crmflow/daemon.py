@@ -141,19 +141,21 @@ class Daemon:
     def backfill_preview(self) -> dict[str, int]:
         """How many existing records each created-workflow would act on (for --backfill)."""
         preview: dict[str, int] = {}
+        evaluator = Evaluator(self.rules, self.tz, related=self.crm.related)
+        now = self.clock()
         for workflow in self.rules.workflows:
             if not workflow.enabled or "created" not in workflow.trigger.events:
                 continue
             if self.capture.ready(workflow.entity):
                 continue
-            count = 0
-            for record in self._records(workflow.entity):
-                event = Event(workflow.entity, "created", record, None, record.get("updated_by"))
-                if workflow.id in Evaluator(self.rules, self.tz, related=self.crm.related).matching(
-                    event, self.clock()
-                ):
-                    count += 1
-            preview[workflow.id] = count
+            preview[workflow.id] = sum(
+                1
+                for record in self._records(workflow.entity)
+                if workflow.id
+                in evaluator.matching(
+                    Event(workflow.entity, "created", record, None, record.get("updated_by")), now
+                )
+            )
         return preview
 
     def _records(self, entity: str) -> list[dict[str, Any]]:
