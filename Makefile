@@ -12,6 +12,9 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]' --config-settings editable_mode=compat
+	# An editable install leaves our modules uncompiled (and PYTHONDONTWRITEBYTECODE may
+	# keep Python from caching them): compile once, as a wheel install would.
+	$(BIN)/python -m compileall -q crmflow
 	touch $(STAMP)
 
 # The demo: a CRM in demo/ (created once), the daemon running on it with the example
