@@ -82,6 +82,29 @@ def _touch_triggers(model: EntityModel) -> list[str]:
     return statements
 
 
+def _stamp_triggers(model: EntityModel) -> list[str]:
+    """A safety net of the demo: a write that forgets updated_at still gets one.
+
+    SPEC-wise every writer stamps its rows; a hand-typed `UPDATE deals SET stage = 'won'`
+    in sqlite3 is caught here, so the daemon sees it (SQLite's recursive triggers are off,
+    so the inner UPDATE does not fire again).
+    """
+    now = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+    statements = []
+    for name in model.names():
+        table = model.entities[name].table
+        statements.append(f"""
+            CREATE TRIGGER IF NOT EXISTS {table}_stamp_update AFTER UPDATE ON {table}
+            WHEN NEW.updated_at IS OLD.updated_at
+            BEGIN UPDATE {table} SET updated_at = {now} WHERE id = NEW.id; END""")
+        statements.append(f"""
+            CREATE TRIGGER IF NOT EXISTS {table}_stamp_insert AFTER INSERT ON {table}
+            WHEN NEW.updated_at IS NULL
+            BEGIN UPDATE {table} SET updated_at = {now}, created_at = COALESCE(NEW.created_at,
+                  {now}) WHERE id = NEW.id; END""")
+    return statements
+
+
 def create_demo_crm(
     path: Path, *, now: datetime | None = None, model: EntityModel | None = None
 ) -> dict[str, int]:
@@ -92,13 +115,14 @@ def create_demo_crm(
     metadata.create_all(engine)
     counts: dict[str, int] = {}
     with engine.begin() as conn:
-        for statement in _touch_triggers(model):
-            conn.execute(text(statement))
         for entity, rows in sample_data(now or datetime.now(UTC)).items():
             table = metadata.tables[model.entities[entity].table]
             for row in rows:
                 conn.execute(insert(table).values(**row))
             counts[table.name] = len(rows)
+        # Triggers come after the sample data, which carries its own (past) stamps.
+        for statement in _touch_triggers(model) + _stamp_triggers(model):
+            conn.execute(text(statement))
     engine.dispose()
     return counts
 
