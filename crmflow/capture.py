@@ -19,7 +19,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Column, Integer, MetaData, String, Table, Text, select, text, union_all
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    select,
+    text,
+    union_all,
+)
 from sqlalchemy.types import DateTime
 
 from crmflow.crm import CRM, iso_utc
@@ -75,7 +86,7 @@ class Capture:
         newest: datetime | None = None
         if self.mode == "triggers":
             self.install_triggers(entity)
-        start_seq = self._max_seq() if self.mode == "triggers" else None
+        start_seq = self._start_mark() if self.mode == "triggers" else None
         query = select(table).order_by(table.c.id)
         live = self.crm._live(entity)
         if live is not None:
@@ -208,35 +219,69 @@ class Capture:
         return Table(
             CHANGELOG,
             MetaData(),
-            Column("seq", Integer, primary_key=True, autoincrement=True),
+            Column(
+                "seq",
+                BigInteger().with_variant(Integer, "sqlite"),
+                primary_key=True,
+                autoincrement=True,
+            ),
             Column("entity", String(80), nullable=False),
             Column("record_id", String(80), nullable=False),
             Column("op", String(1), nullable=False),
             Column("data", Text, nullable=False),
+            Column("txid", BigInteger),  # PostgreSQL: the writing transaction
             sqlite_autoincrement=True,
         )
 
+    @property
+    def _postgres(self) -> bool:
+        return self.crm.engine.dialect.name == "postgresql"
+
     def install_triggers(self, entity: str) -> None:
-        if self.crm.engine.dialect.name != "sqlite":
-            raise ValueError("change_capture: triggers is available for SQLite CRMs")
+        """Triggers that log each insert, update and delete of `entity` with the row."""
+        dialect = self.crm.engine.dialect.name
+        if dialect not in ("sqlite", "postgresql"):
+            raise ValueError("change_capture: triggers needs SQLite or PostgreSQL")
         table = self.crm.table(entity)
         self._changelog().create(self.crm.engine, checkfirst=True)
-        for op, when, row in (
-            ("I", "INSERT", "NEW"),
-            ("U", "UPDATE", "NEW"),
-            ("D", "DELETE", "OLD"),
-        ):
-            pairs = ", ".join(f"'{c.name}', {row}.\"{c.name}\"" for c in table.columns)
-            ddl = (
-                f'CREATE TRIGGER IF NOT EXISTS "crmflow_{table.name}_{op}" AFTER {when} ON '
-                f'"{table.name}" BEGIN INSERT INTO {CHANGELOG} (entity, record_id, op, data) '
-                f"VALUES ('{entity}', {row}.id, '{op}', json_object({pairs})); END"
-            )
-            with self.crm.engine.begin() as conn:
-                conn.execute(text(ddl))
+        with self.crm.engine.begin() as conn:
+            if dialect == "postgresql":
+                conn.execute(text(_PG_FUNCTION))
+                name = f"crmflow_capture_{table.name}"
+                conn.execute(text(f'DROP TRIGGER IF EXISTS "{name}" ON "{table.name}"'))
+                conn.execute(
+                    text(
+                        f'CREATE TRIGGER "{name}" AFTER INSERT OR UPDATE OR DELETE ON '
+                        f'"{table.name}" FOR EACH ROW '
+                        f"EXECUTE FUNCTION crmflow_capture('{entity}')"
+                    )
+                )
+                return
+            for op, when, row in (
+                ("I", "INSERT", "NEW"),
+                ("U", "UPDATE", "NEW"),
+                ("D", "DELETE", "OLD"),
+            ):
+                pairs = ", ".join(f"'{c.name}', {row}.\"{c.name}\"" for c in table.columns)
+                conn.execute(
+                    text(
+                        f'CREATE TRIGGER IF NOT EXISTS "crmflow_{table.name}_{op}" '
+                        f'AFTER {when} ON "{table.name}" BEGIN '
+                        f"INSERT INTO {CHANGELOG} (entity, record_id, op, data) "
+                        f"VALUES ('{entity}', {row}.id, '{op}', json_object({pairs})); END"
+                    )
+                )
 
-    def _max_seq(self) -> int:
+    def _start_mark(self) -> int:
+        """Where reading the changelog starts: its end (SQLite) or the oldest running
+        transaction (PostgreSQL)."""
         with self.crm.engine.connect() as conn:
+            if self._postgres:
+                return int(
+                    conn.execute(
+                        text("SELECT txid_snapshot_xmin(txid_current_snapshot())")
+                    ).scalar_one()
+                )
             return int(
                 conn.execute(text(f"SELECT coalesce(max(seq), 0) FROM {CHANGELOG}")).scalar_one()
             )
@@ -245,20 +290,36 @@ class Capture:
         value, _ = self.state.watermark(entity)
         last = int(value or 0)
         log = self._changelog()
-        query = (
-            select(log)
-            .where(log.c.entity == entity, log.c.seq > last)
-            .order_by(log.c.seq)
-            .limit(self.batch)
-        )
         with self.crm.engine.connect() as conn:
-            entries = list(conn.execute(query))
-        self._pending_seq = entries[-1].seq if entries else None
+            if self._postgres:
+                # Only transactions older than the oldest one still running: nothing can
+                # commit below that line later, so a late commit is never skipped.
+                horizon = int(
+                    conn.execute(
+                        text("SELECT txid_snapshot_xmin(txid_current_snapshot())")
+                    ).scalar_one()
+                )
+                query = (
+                    select(log)
+                    .where(log.c.entity == entity, log.c.txid >= last, log.c.txid < horizon)
+                    .order_by(log.c.txid, log.c.seq)
+                )
+                entries = list(conn.execute(query))
+                self._pending_seq = horizon
+            else:
+                query = (
+                    select(log)
+                    .where(log.c.entity == entity, log.c.seq > last)
+                    .order_by(log.c.seq)
+                    .limit(self.batch)
+                )
+                entries = list(conn.execute(query))
+                self._pending_seq = entries[-1].seq if entries else None
         if not entries:
             return []
         reverse = {c: f for f, c in self.crm.entity(entity).columns.items()}
         ids = list(dict.fromkeys(str(e.record_id) for e in entries))
-        known = {k: v for k, v in self.state.snapshots(entity, ids).items()}
+        known = dict(self.state.snapshots(entity, ids))
         changes = []
         for entry in entries:
             raw = json.loads(entry.data)
@@ -285,8 +346,24 @@ class Capture:
     def _trim_changelog(self, entity: str) -> None:
         value, _ = self.state.watermark(entity)
         log = self._changelog()
+        done = log.c.txid < int(value or 0) if self._postgres else log.c.seq <= int(value or 0)
         with self.crm.engine.begin() as conn:
-            conn.execute(log.delete().where(log.c.entity == entity, log.c.seq <= int(value or 0)))
+            conn.execute(log.delete().where(log.c.entity == entity, done))
+
+
+_PG_FUNCTION = """
+CREATE OR REPLACE FUNCTION crmflow_capture() RETURNS trigger AS $$
+BEGIN
+  IF TG_OP = 'DELETE' THEN
+    INSERT INTO crmflow_changelog (entity, record_id, op, data, txid)
+    VALUES (TG_ARGV[0], OLD.id::text, 'D', row_to_json(OLD)::text, txid_current());
+  ELSE
+    INSERT INTO crmflow_changelog (entity, record_id, op, data, txid)
+    VALUES (TG_ARGV[0], NEW.id::text, left(TG_OP, 1), row_to_json(NEW)::text, txid_current());
+  END IF;
+  RETURN NULL;
+END $$ LANGUAGE plpgsql
+"""
 
 
 def _instant(value: Any) -> datetime | None:

@@ -166,7 +166,7 @@ class CRM:
         if record_id is None:
             return None
         table = self.table(entity)
-        query = select(table).where(table.c.id == record_id)
+        query = select(table).where(table.c.id == _id(table, record_id))
         live = None if include_deleted else self._live(entity)
         if live is not None:
             query = query.where(live)
@@ -306,7 +306,9 @@ class CRM:
             return 0
         stamped = self._stamp(entity, values, actor, created=False)
         result = conn.execute(
-            update(table).where(table.c.id.in_(id_list)).values(**self._columns(entity, stamped))
+            update(table)
+            .where(table.c.id.in_([_id(table, i) for i in id_list]))
+            .values(**self._columns(entity, stamped))
         )
         return int(result.rowcount or 0)
 
@@ -318,9 +320,11 @@ class CRM:
             if column in table.c:
                 stamped = self._stamp(entity, {}, actor, created=False)
                 values = {**self._columns(entity, stamped), column: value}
-                result = conn.execute(update(table).where(table.c.id == record_id).values(**values))
+                result = conn.execute(
+                    update(table).where(table.c.id == _id(table, record_id)).values(**values)
+                )
                 return int(result.rowcount or 0)
-        result = conn.execute(delete(table).where(table.c.id == record_id))
+        result = conn.execute(delete(table).where(table.c.id == _id(table, record_id)))
         return int(result.rowcount or 0)
 
     def dispose(self) -> None:
@@ -397,6 +401,18 @@ def _engine(url: str, read_only: bool) -> Engine:
         uri = f"file:{path.resolve().as_posix()}?mode=ro"
         return create_engine("sqlite://", creator=lambda: sqlite3.connect(uri, uri=True))
     return create_engine(url)
+
+
+def _id(table: Table, value: Any) -> Any:
+    """An id as the id column wants it: PostgreSQL, unlike SQLite, will not compare an
+    integer column with the text form crmflow keeps ids in."""
+    if isinstance(value, str) and value.lstrip("-").isdigit():
+        try:
+            if table.c.id.type.python_type is int:
+                return int(value)
+        except NotImplementedError:
+            pass
+    return value
 
 
 def _loads(text: str | None) -> Any:

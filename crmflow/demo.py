@@ -105,12 +105,56 @@ def _stamp_triggers(model: EntityModel) -> list[str]:
     return statements
 
 
+def _pg_triggers(model: EntityModel) -> list[str]:
+    """The same two behaviours for a PostgreSQL demo CRM, in PL/pgSQL."""
+    now = "to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+    statements = [
+        f"""
+        CREATE OR REPLACE FUNCTION crmflow_demo_stamp() RETURNS trigger AS $$
+        BEGIN
+          IF TG_OP = 'INSERT' AND NEW.updated_at IS NULL THEN
+            NEW.updated_at := {now};
+            NEW.created_at := COALESCE(NEW.created_at, NEW.updated_at);
+          ELSIF TG_OP = 'UPDATE' AND NEW.updated_at IS NOT DISTINCT FROM OLD.updated_at THEN
+            NEW.updated_at := {now};
+          END IF;
+          RETURN NEW;
+        END $$ LANGUAGE plpgsql"""
+    ]
+    touched = [n for n in model.names() if "last_activity_at" in model.entities[n].fields]
+    branches = "\n".join(
+        f"""          IF NEW.related_entity = '{n}' THEN UPDATE {model.entities[n].table}
+              SET last_activity_at = COALESCE(NEW.at, {now}), updated_at = {now},
+                  updated_by = NEW.owner_id WHERE id = NEW.related_id; END IF;"""
+        for n in touched
+    )
+    statements.append(f"""
+        CREATE OR REPLACE FUNCTION crmflow_demo_touch() RETURNS trigger AS $$
+        BEGIN
+{branches}
+          RETURN NEW;
+        END $$ LANGUAGE plpgsql""")
+    for name in model.names():
+        table = model.entities[name].table
+        statements.append(
+            f"CREATE TRIGGER {table}_stamp BEFORE INSERT OR UPDATE ON {table} "
+            "FOR EACH ROW EXECUTE FUNCTION crmflow_demo_stamp()"
+        )
+    activities = model.entities["activity"].table
+    statements.append(
+        f"CREATE TRIGGER {activities}_touch AFTER INSERT ON {activities} "
+        "FOR EACH ROW EXECUTE FUNCTION crmflow_demo_touch()"
+    )
+    return statements
+
+
 def create_demo_crm(
-    path: Path, *, now: datetime | None = None, model: EntityModel | None = None
+    target: Path | str, *, now: datetime | None = None, model: EntityModel | None = None
 ) -> dict[str, int]:
-    """Create the demo CRM at `path` (SQLite); returns rows per table."""
+    """Create the demo CRM at `target` (a SQLite file, or a database URL); rows per table."""
     model = model or builtin_model()
-    engine = create_engine(f"sqlite:///{path}")
+    url = target if isinstance(target, str) and "://" in target else f"sqlite:///{target}"
+    engine = create_engine(url)
     metadata = schema(model)
     metadata.create_all(engine)
     counts: dict[str, int] = {}
@@ -121,7 +165,11 @@ def create_demo_crm(
                 conn.execute(insert(table).values(**row))
             counts[table.name] = len(rows)
         # Triggers come after the sample data, which carries its own (past) stamps.
-        for statement in _touch_triggers(model) + _stamp_triggers(model):
+        if engine.dialect.name == "postgresql":
+            triggers = _pg_triggers(model)
+        else:
+            triggers = _touch_triggers(model) + _stamp_triggers(model)
+        for statement in triggers:
             conn.execute(text(statement))
     engine.dispose()
     return counts

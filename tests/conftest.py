@@ -6,7 +6,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,6 +39,55 @@ class Result:
 
     def json_lines(self) -> list[Any]:
         return [json.loads(line) for line in self.out.splitlines() if line.strip()]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--backend", default="all", choices=("sqlite", "postgres", "all"),
+                     help="database backend(s) for the database tests (default: both)")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" in metafunc.fixturenames:
+        choice = metafunc.config.getoption("backend")
+        metafunc.parametrize("backend", ["sqlite", "postgres"] if choice == "all" else [choice])
+
+
+@pytest.fixture(scope="session")
+def postgres_admin() -> Iterator[str]:
+    """A PostgreSQL server for the session: CRMFLOW_TEST_POSTGRES, or a private one."""
+    configured = os.environ.get("CRMFLOW_TEST_POSTGRES")
+    if configured:
+        yield configured
+        return
+    from tests.pgserver import PostgresServer
+
+    server = PostgresServer()
+    try:
+        url = server.start()
+    except Exception as exc:  # no server binaries, or they would not start
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL tests must run in CI, but no server could start: {exc}")
+        pytest.skip(f"no PostgreSQL server here ({exc}); run with --backend sqlite")
+    yield url
+    server.stop()
+
+
+@pytest.fixture
+def database(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """A fresh, empty database on the backend under test, as an SQLAlchemy URL."""
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'crm.db'}"
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    admin = request.getfixturevalue("postgres_admin")
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return admin.rsplit("/", 1)[0] + f"/{name}"
 
 
 @pytest.fixture

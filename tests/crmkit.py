@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import io
 import json
-import sqlite3
 import textwrap
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy import create_engine
+from sqlalchemy.engine import Engine
 
 from crmflow.config import load_config
 from crmflow.demo import create_demo_crm
@@ -19,23 +21,56 @@ from crmflow.eval_stream import run_eval
 NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 
 
+class Database:
+    """Plain SQL against a test database, `?` placeholders on every backend."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._engine: Engine | None = None
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = create_engine(self.url)
+        return self._engine
+
+    def __call__(self, query: str, *args: Any) -> list[tuple[Any, ...]]:
+        if self.engine.dialect.name == "postgresql":
+            query = query.replace("%", "%%").replace("?", "%s")
+        with self.engine.begin() as conn:
+            result = conn.exec_driver_sql(query, tuple(args)) if args else \
+                conn.exec_driver_sql(query)
+            return [tuple(row) for row in result] if result.returns_rows else []
+
+    def row(self, table: str, record_id: int) -> dict[str, Any]:
+        with self.engine.begin() as conn:
+            result = conn.exec_driver_sql(f"SELECT * FROM {table} WHERE id = {int(record_id)}")
+            return dict(result.mappings().one())
+
+
 @dataclass
 class Project:
     folder: Path
+    crm_url: str = ""
     sleeps: list[float] = field(default_factory=list)
     dns: dict[str, list[str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.crm_url:
+            self.crm_url = f"sqlite:///{self.folder / 'crm.db'}"
+        self.sql = Database(self.crm_url)
 
     @property
     def db(self) -> Path:
         return self.folder / "crm.db"
 
-    def sql(self, query: str, *args: Any) -> list[tuple[Any, ...]]:
-        with sqlite3.connect(self.db) as conn:
-            return conn.execute(query, args).fetchall()
+    @property
+    def postgres(self) -> bool:
+        return self.crm_url.startswith("postgresql")
 
     def state_sql(self, query: str) -> list[tuple[Any, ...]]:
-        with sqlite3.connect(self.folder / ".crmflow" / "state.db") as conn:
-            return conn.execute(query).fetchall()
+        url = self.crm_url if self.postgres else f"sqlite:///{self.folder / '.crmflow' / 'state.db'}"
+        return Database(url)(query)
 
     def rules(self, files: dict[str, str]) -> None:
         folder = self.folder / "rules"
@@ -46,41 +81,30 @@ class Project:
             (folder / name).write_text(textwrap.dedent(text), encoding="utf-8")
 
     def configure(self, extra: str = "") -> None:
-        base = textwrap.dedent("""\
-            crm: sqlite:///crm.db
+        crm = "sqlite:///crm.db" if not self.postgres else self.crm_url
+        base = textwrap.dedent(f"""\
+            crm: {crm}
             rules: rules/
             timezone: Europe/Berlin
-            retry: {base_delay: 10ms, max_attempts: 4}
+            retry: {{base_delay: 10ms, max_attempts: 4}}
             """)
+        if self.postgres:
+            base += f"state: {self.crm_url}\n"
         text = base + textwrap.dedent(extra)
         if "email:" not in text:
             text += "email: {transport: maildir, path: mail/, from: crmflow@demo.example}\n"
         (self.folder / "crmflow.yaml").write_text(text, encoding="utf-8")
 
-    def eval(
-        self, *events: dict[str, Any], dry_run: bool = False, now: str = "2026-11-22T10:00:00Z"
-    ) -> tuple[int, list[dict[str, Any]], str]:
+    def eval(self, *events: dict[str, Any], dry_run: bool = False,
+             now: str = "2026-11-22T10:00:00Z") -> tuple[int, list[dict[str, Any]], str]:
         config = load_config(self.folder / "crmflow.yaml")
         out, err = io.StringIO(), io.StringIO()
-        services = Services(
-            config,
-            sleep=self.sleeps.append,
-            resolve=lambda host, port: self.dns[host],
-            clock=lambda: NOW,
-        )
+        services = Services(config, sleep=self.sleeps.append,
+                            resolve=lambda host, port: self.dns[host],
+                            clock=lambda: NOW)
         source = io.StringIO("\n".join(json.dumps(e) for e in events) + "\n")
-        code = run_eval(
-            config,
-            config.rules,
-            source,
-            out,
-            dry_run=dry_run,
-            fmt="json",
-            now=now,
-            seed=1,
-            stderr=err,
-            services=services,
-        )
+        code = run_eval(config, config.rules, source, out, dry_run=dry_run, fmt="json",
+                        now=now, seed=1, stderr=err, services=services)
         plans = [json.loads(line) for line in out.getvalue().splitlines() if line.strip()]
         return code, plans, err.getvalue()
 
@@ -89,9 +113,10 @@ class Project:
         return [p.read_text() for p in sorted(folder.iterdir())] if folder.exists() else []
 
 
-def make_project(folder: Path) -> Project:
-    create_demo_crm(folder / "crm.db", now=NOW)
-    project = Project(folder)
+def make_project(folder: Path, crm_url: str | None = None) -> Project:
+    url = crm_url or f"sqlite:///{folder / 'crm.db'}"
+    create_demo_crm(url, now=NOW)
+    project = Project(folder, url)
     project.configure()
     return project
 

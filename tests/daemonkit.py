@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import sqlite3
 import textwrap
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -15,6 +14,7 @@ from crmflow.crm import iso_utc
 from crmflow.daemon import Daemon
 from crmflow.demo import create_demo_crm
 from crmflow.log import Log
+from tests.crmkit import Database
 
 START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)  # a Monday
 
@@ -34,23 +34,27 @@ class Clock:
 @dataclass
 class Rig:
     folder: Path
+    crm_url: str = ""
     clock: Clock = field(default_factory=Clock)
     out: io.StringIO = field(default_factory=io.StringIO)
     daemon: Daemon | None = None
 
-    def sql(self, query: str, *args: Any) -> list[tuple[Any, ...]]:
-        with sqlite3.connect(self.folder / "crm.db") as conn:
-            return conn.execute(query, args).fetchall()
+    def __post_init__(self) -> None:
+        if not self.crm_url:
+            self.crm_url = f"sqlite:///{self.folder / 'crm.db'}"
+        self.sql = Database(self.crm_url)
+        state = self.crm_url if self.postgres else \
+            f"sqlite:///{self.folder / '.crmflow' / 'state.db'}"
+        self.state = Database(state)
+
+    @property
+    def postgres(self) -> bool:
+        return self.crm_url.startswith("postgresql")
 
     def write(self, query: str, *args: Any, by: int = 1) -> None:
         """A CRM application's write: it stamps updated_at (the rig's now) and updated_by."""
         stamp = iso_utc(self.clock.now)
-        with sqlite3.connect(self.folder / "crm.db") as conn:
-            conn.execute(query.replace("{stamp}", f"'{stamp}'").replace("{by}", str(by)), args)
-
-    def state(self, query: str) -> list[tuple[Any, ...]]:
-        with sqlite3.connect(self.folder / ".crmflow" / "state.db") as conn:
-            return conn.execute(query).fetchall()
+        self.sql(query.replace("{stamp}", f"'{stamp}'").replace("{by}", str(by)), *args)
 
     def rules(self, files: dict[str, str]) -> None:
         folder = self.folder / "rules"
@@ -61,15 +65,17 @@ class Rig:
             (folder / name).write_text(textwrap.dedent(text), encoding="utf-8")
 
     def configure(self, extra: str = "") -> None:
-        text = textwrap.dedent("""\
-            crm: sqlite:///crm.db
-            rules: rules/
-            timezone: Europe/Berlin
-            poll_interval: 1s
-            overlap: 10s
-            email: {transport: maildir, path: mail/}
-            retry: {base_delay: 1s, max_attempts: 3}
-            """) + textwrap.dedent(extra)
+        lines = [
+            f"crm: {self.crm_url if self.postgres else 'sqlite:///crm.db'}",
+            *([f"state: {self.crm_url}"] if self.postgres else []),
+            "rules: rules/",
+            "timezone: Europe/Berlin",
+            "poll_interval: 1s",
+            "overlap: 10s",
+            "email: {transport: maildir, path: mail/}",
+            "retry: {base_delay: 1s, max_attempts: 3}",
+        ]
+        text = "\n".join(lines) + "\n" + textwrap.dedent(extra)
         (self.folder / "crmflow.yaml").write_text(text, encoding="utf-8")
 
     def start(self, **kwargs: Any) -> Daemon:
@@ -94,8 +100,8 @@ class Rig:
         ]
 
 
-def make_rig(folder: Path) -> Rig:
-    rig = Rig(folder)
-    create_demo_crm(folder / "crm.db", now=START - timedelta(days=1))
+def make_rig(folder: Path, crm_url: str | None = None) -> Rig:
+    rig = Rig(folder, crm_url or "")
+    create_demo_crm(rig.crm_url, now=START - timedelta(days=1))
     rig.configure()
     return rig

@@ -20,8 +20,8 @@ actions:
 
 
 @pytest.fixture
-def rig(tmp_path: Path) -> Rig:
-    return make_rig(tmp_path)
+def rig(tmp_path: Path, database: str) -> Rig:
+    return make_rig(tmp_path, database)
 
 
 def comments(rig: Rig) -> list[str]:

@@ -1,0 +1,65 @@
+"""A throw-away PostgreSQL server on 127.0.0.1 for the test session.
+
+CRMFLOW_TEST_POSTGRES (an SQLAlchemy URL of a server to use) wins; otherwise the Debian
+binaries start a private cluster in a temporary folder (as the `postgres` user when the
+tests run as root, since PostgreSQL refuses root).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+
+def _binary(name: str) -> str | None:
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    return found[-1] if found else shutil.which(name)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class PostgresServer:
+    def __init__(self) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="crmflow-pg-"))
+        self.port = _free_port()
+        self.as_user: list[str] = []
+        if os.geteuid() == 0:
+            shutil.chown(self.folder, "postgres", "postgres")
+            self.as_user = ["runuser", "-u", "postgres", "--"]
+
+    def start(self) -> str:
+        initdb, pg_ctl = _binary("initdb"), _binary("pg_ctl")
+        if not initdb or not pg_ctl:
+            raise RuntimeError("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
+        data = self.folder / "data"
+        subprocess.run([*self.as_user, initdb, "-D", str(data), "-A", "trust", "-U", "postgres",
+                        "--no-sync", "-E", "UTF8"], check=True, capture_output=True)
+        options = (f"-c listen_addresses=127.0.0.1 -c port={self.port} -c fsync=off "
+                   f"-c unix_socket_directories={self.folder} -c max_connections=200")
+        subprocess.run([*self.as_user, pg_ctl, "-D", str(data), "-o", options, "-l",
+                        str(self.folder / "log"), "-w", "start"], check=True, capture_output=True)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.1)
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def stop(self) -> None:
+        pg_ctl = _binary("pg_ctl")
+        if pg_ctl:
+            subprocess.run([*self.as_user, pg_ctl, "-D", str(self.folder / "data"), "-m", "fast",
+                            "stop"], capture_output=True)
+        shutil.rmtree(self.folder, ignore_errors=True)
