@@ -84,7 +84,20 @@ def status(state: State, now: datetime) -> dict[str, Any]:
         ).scalar_one()
     next_due = state.next_due()
     lag = (now - parse_instant(last)).total_seconds() if last else None
+    beat = now.timestamp()
+    daemons = [
+        {
+            "id": d["id"],
+            "host": d["host"],
+            "pid": d["pid"],
+            "leader": bool(d["leader"]),
+            "seen_seconds_ago": round(beat - d["heartbeat_at"], 1),
+        }
+        for d in state.daemons()
+    ]
     return {
+        "daemons": daemons,
+        "leader": next((d["id"] for d in daemons if d["leader"]), None),
         "last_poll": last,
         "lag_seconds": None if lag is None else round(lag, 1),
         "paused": state.flag(PAUSED) is not None,

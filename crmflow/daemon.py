@@ -9,7 +9,11 @@ everything from the table.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -28,6 +32,7 @@ from crmflow.evaluate import Evaluator, Plan, template_context
 from crmflow.events import Event
 from crmflow.execute import Executor
 from crmflow.keys import record_version
+from crmflow.leadership import Leadership
 from crmflow.log import Log
 from crmflow.ruleset import RuleSet, load_ruleset
 from crmflow.state import PendingAction, State, StoredCooldowns
@@ -86,6 +91,10 @@ class Daemon:
             mode=raw.get("change_capture", "polling"),
         )
         self.evaluator = self._evaluator()
+        self.lease = durations.parse(raw.get("lease", "5m")).seconds
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.started = clock().timestamp()
+        self.leadership = Leadership(self.state.engine)
         self.last_poll: datetime | None = None
         self._pruned: datetime | None = None
         self._wake = threading.Event()
@@ -119,10 +128,18 @@ class Daemon:
 
     def start(self, *, backfill: bool = False) -> dict[str, int]:
         """Recover from a crash, take baselines, and make sure schedules are planned."""
-        requeued = self.state.requeue_running()
-        if requeued:
-            self.log.note(f"{requeued} action(s) cut off by a stop are due again")
+        if not self.leadership.shared:
+            # The only daemon: whatever ran at a crash is due again. (Daemons that share a
+            # PostgreSQL state leave others' rows alone; their leases run out instead.)
+            requeued = self.state.requeue_running()
+            if requeued:
+                self.log.note(f"{requeued} action(s) cut off by a stop are due again")
         counts: dict[str, int] = {}
+        if not self.leadership.check():
+            self.log.note("another daemon leads (polls and plans); this one carries out actions")
+            self._heartbeat()
+            return counts
+        self.log.note("leading: polling the CRM and planning schedules")
         for entity in self.capture.entities:
             if self.capture.ready(entity):
                 continue
@@ -162,10 +179,25 @@ class Daemon:
         return self.crm.find(entity, {})
 
     # -- one tick ---------------------------------------------------------------------
+    def _heartbeat(self) -> None:
+        self.state.heartbeat(
+            self.id, socket.gethostname(), os.getpid(), self.leadership.leading, self.started
+        )
+
     def tick(self) -> TickSummary:
         now = self.clock()
         summary = TickSummary(started=now)
         self.reload_if_changed()
+        was_leading = self.leadership.leading
+        leading = self.leadership.check()
+        self._heartbeat()
+        if leading and not was_leading:
+            self.log.note("took over the lead: polling the CRM and planning schedules")
+            self.start_leading()
+        if not leading:
+            if not self.paused:
+                summary.actions += self.run_due(now)
+            return summary
         for entity in self.capture.entities:
             changes = self.capture.poll(entity)
             changes += self.capture.scan_deletes(entity)
@@ -300,15 +332,21 @@ class Daemon:
         return action.delay.add_to(now, self.tz) if action.delay is not None else now
 
     # -- due actions ------------------------------------------------------------------
+    def start_leading(self) -> None:
+        """A daemon that takes over the lead: baselines it lacks, schedules it plans."""
+        for entity in self.capture.entities:
+            if not self.capture.ready(entity):
+                for _ in self.capture.baseline(entity):
+                    pass
+        self.ensure_schedules(self.clock())
+
     def run_due(self, now: datetime) -> int:
         count = 0
         while True:
-            rows = self.state.due(now, limit=200)
+            rows = self.state.claim_due(now, self.id, self.lease, limit=50)
             if not rows:
                 return count
             for row in rows:
-                if not self.state.claim(row.id):
-                    continue
                 count += 1
                 try:
                     self._fire(row, now)
@@ -647,6 +685,10 @@ class Daemon:
             self.close()
 
     def close(self) -> None:
+        self.leadership.release()
+        # Closing down: if this fails, the row goes stale on its own.
+        with contextlib.suppress(Exception):
+            self.state.forget_daemon(self.id)
         self.crm.dispose()
         self.state.dispose()
 

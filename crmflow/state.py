@@ -27,6 +27,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import Engine
@@ -35,7 +36,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from crmflow.errors import ConfigError
 from crmflow.timeutil import Clock, system_clock
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 metadata = MetaData()
 
 meta = Table(
@@ -63,6 +64,9 @@ pending = Table(
     Column("last_error", Text),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    # v2: several daemons claim rows; a claim is a lease that runs out if its daemon dies.
+    Column("owner", String(120)),
+    Column("lease_until", Float),
 )
 Index("ix_crmflow_pending_due", pending.c.status, pending.c.due_at)
 history = Table(
@@ -89,6 +93,17 @@ cooldowns = Table(
     Column("entity", String(80), primary_key=True),
     Column("record_id", String(80), primary_key=True),
     Column("fired_at", Float, nullable=False),
+)
+# v2: the daemons sharing this state, and which one leads (polls and plans schedules).
+daemons = Table(
+    "crmflow_daemons",
+    metadata,
+    Column("id", String(120), primary_key=True),
+    Column("host", String(200), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("heartbeat_at", Float, nullable=False),
+    Column("leader", Integer, nullable=False, default=0),
 )
 # The last values crmflow saw of each record: `previous` and changed fields come from here.
 snapshots = Table(
@@ -119,6 +134,16 @@ writes = Table(
     Column("at", Float, nullable=False),
 )
 Index("ix_crmflow_writes_record", writes.c.entity, writes.c.record_id)
+
+
+# Statements that bring a state database from the version before to this one. Tables
+# that did not exist are made by create_all; here go the changes to existing ones.
+MIGRATIONS: dict[int, list[str]] = {
+    2: [
+        "ALTER TABLE crmflow_pending ADD COLUMN owner VARCHAR(120)",
+        "ALTER TABLE crmflow_pending ADD COLUMN lease_until FLOAT",
+    ],
+}
 
 
 def _epoch(moment: datetime) -> float:
@@ -162,13 +187,17 @@ class State:
         metadata.create_all(self.engine)
         with self.engine.begin() as conn:
             row = conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).first()
-            if row is None:
-                conn.execute(insert(meta).values(key="schema_version", value=str(SCHEMA_VERSION)))
-            elif int(row[0]) > SCHEMA_VERSION:
+            version = int(row[0]) if row is not None else SCHEMA_VERSION
+            if version > SCHEMA_VERSION:
                 raise ConfigError(
-                    f"state: the database has schema version {row[0]}, newer than "
+                    f"state: the database has schema version {version}, newer than "
                     f"this crmflow ({SCHEMA_VERSION}); upgrade crmflow"
                 )
+            for step in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in MIGRATIONS.get(step, []):
+                    conn.execute(text(statement))
+            conn.execute(meta.delete().where(meta.c.key == "schema_version"))
+            conn.execute(insert(meta).values(key="schema_version", value=str(SCHEMA_VERSION)))
 
     @property
     def version(self) -> int:
@@ -535,6 +564,78 @@ class State:
                 )
             )
             return bool(result.rowcount)
+
+    def claim_due(
+        self, now: datetime, owner: str, lease: float, limit: int = 100
+    ) -> list[PendingAction]:
+        """Due rows (and rows whose claim ran out) claimed for `owner` for `lease` seconds.
+
+        On PostgreSQL the rows are locked with FOR UPDATE SKIP LOCKED, so daemons sharing
+        the state never claim the same row; on SQLite there is one daemon.
+        """
+        moment = _epoch(now)
+        with self.engine.begin() as conn:
+            query = (
+                select(pending.c.id)
+                .where(
+                    ((pending.c.status == "pending") & (pending.c.due_at <= moment))
+                    | ((pending.c.status == "running") & (pending.c.lease_until < moment))
+                )
+                .order_by(pending.c.due_at, pending.c.id)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+            ids = [row[0] for row in conn.execute(query)]
+            if not ids:
+                return []
+            conn.execute(
+                update(pending)
+                .where(pending.c.id.in_(ids))
+                .values(
+                    status="running",
+                    owner=owner,
+                    lease_until=moment + lease,
+                    attempts=pending.c.attempts + 1,
+                    updated_at=moment,
+                )
+            )
+            rows = conn.execute(
+                select(pending)
+                .where(pending.c.id.in_(ids))
+                .order_by(pending.c.due_at, pending.c.id)
+            )
+            return [self._pending(row) for row in rows]
+
+    def heartbeat(self, daemon_id: str, host: str, pid: int, leader: bool, started: float) -> None:
+        now = _epoch(self.clock())
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                update(daemons)
+                .where(daemons.c.id == daemon_id)
+                .values(heartbeat_at=now, leader=int(leader))
+            )
+            if not done.rowcount:
+                conn.execute(
+                    insert(daemons).values(
+                        id=daemon_id,
+                        host=host,
+                        pid=pid,
+                        started_at=started,
+                        heartbeat_at=now,
+                        leader=int(leader),
+                    )
+                )
+
+    def forget_daemon(self, daemon_id: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(daemons.delete().where(daemons.c.id == daemon_id))
+
+    def daemons(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [
+                dict(r._mapping)
+                for r in conn.execute(select(daemons).order_by(daemons.c.started_at))
+            ]
 
     def requeue_running(self) -> int:
         """Rows left running by a crash go back to pending (their effect may be repeated)."""

@@ -79,6 +79,8 @@ class Rig:
         (self.folder / "crmflow.yaml").write_text(text, encoding="utf-8")
 
     def start(self, **kwargs: Any) -> Daemon:
+        if self.daemon is not None:  # a restart: the old one lets go of the lead
+            self.daemon.close()
         config = load_config(self.folder / "crmflow.yaml")
         self.daemon = Daemon(
             config, clock=self.clock, log=Log("plain", stream=self.out), sleep=lambda s: None

@@ -450,6 +450,7 @@ def test_backfill_previews_then_fires_created_for_existing_records(rig: Rig) -> 
     daemon = Daemon(
         load_config(rig.folder / "crmflow.yaml"), clock=rig.clock, log=Log("plain", stream=rig.out)
     )
+    rig.daemon = daemon
     assert daemon.backfill_preview() == {"welcome-existing": 11}  # 12 contacts, 1 opted out
     daemon.start(backfill=True)
     fired = [d for o, d in rig.history("welcome-existing") if o == "done"]
