@@ -386,6 +386,9 @@ def status(
         if fmt == PlanFormat.json:
             print(json.dumps(report))
             return
+        for daemon in report["daemons"]:
+            role = "leader" if daemon["leader"] else "worker"
+            print(f"daemon:       {daemon['id']} ({role}, seen {daemon['seen_seconds_ago']}s ago)")
         print(
             f"last poll:    {report['last_poll'] or 'never'}"
             + (f" ({report['lag_seconds']}s ago)" if report["lag_seconds"] is not None else "")
