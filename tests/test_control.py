@@ -33,7 +33,8 @@ def test_tick_status_history_pending_schedule(cli: Cli, tmp_path: Path) -> None:
     status = json.loads(cli("status", "--format", "json", cwd=folder).out)
     assert status["last_poll"] == "2026-11-23T09:00:10Z"
     assert status["pending"] == {"pending": 2}  # the quote's follow-up and the next cron run
-    assert status["paused"] is False and status["schema_version"] == 1
+    assert status["paused"] is False and status["schema_version"] == 2
+    assert status["daemons"] == [] and status["leader"] is None  # tick left, and said so
 
     rows = json.loads(cli("pending", "--format", "json", cwd=folder).out)
     follow_up = next(r for r in rows if r["workflow"] == "quote-followup")
