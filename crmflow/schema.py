@@ -230,6 +230,7 @@ def config_schema() -> dict[str, Any]:
             "change_capture": {"enum": ["polling", "triggers"]},
             "history_retention": _duration("how long history is kept (default 90d)"),
             "chain_depth": {"type": "integer", "minimum": 1, "maximum": 50},
+            "lease": _duration("how long a daemon's claim on a due action lasts (default 5m)"),
             "email": email,
             "webhooks": {
                 "type": "object",

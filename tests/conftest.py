@@ -42,8 +42,12 @@ class Result:
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--backend", default="all", choices=("sqlite", "postgres", "all"),
-                     help="database backend(s) for the database tests (default: both)")
+    parser.addoption(
+        "--backend",
+        default="all",
+        choices=("sqlite", "postgres", "all"),
+        help="database backend(s) for the database tests (default: both)",
+    )
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -38,8 +38,9 @@ class Database:
         if self.engine.dialect.name == "postgresql":
             query = query.replace("%", "%%").replace("?", "%s")
         with self.engine.begin() as conn:
-            result = conn.exec_driver_sql(query, tuple(args)) if args else \
-                conn.exec_driver_sql(query)
+            result = (
+                conn.exec_driver_sql(query, tuple(args)) if args else conn.exec_driver_sql(query)
+            )
             return [tuple(row) for row in result] if result.returns_rows else []
 
     def row(self, table: str, record_id: int) -> dict[str, Any]:
@@ -69,7 +70,9 @@ class Project:
         return self.crm_url.startswith("postgresql")
 
     def state_sql(self, query: str) -> list[tuple[Any, ...]]:
-        url = self.crm_url if self.postgres else f"sqlite:///{self.folder / '.crmflow' / 'state.db'}"
+        url = (
+            self.crm_url if self.postgres else f"sqlite:///{self.folder / '.crmflow' / 'state.db'}"
+        )
         return Database(url)(query)
 
     def rules(self, files: dict[str, str]) -> None:
@@ -95,16 +98,30 @@ class Project:
             text += "email: {transport: maildir, path: mail/, from: crmflow@demo.example}\n"
         (self.folder / "crmflow.yaml").write_text(text, encoding="utf-8")
 
-    def eval(self, *events: dict[str, Any], dry_run: bool = False,
-             now: str = "2026-11-22T10:00:00Z") -> tuple[int, list[dict[str, Any]], str]:
+    def eval(
+        self, *events: dict[str, Any], dry_run: bool = False, now: str = "2026-11-22T10:00:00Z"
+    ) -> tuple[int, list[dict[str, Any]], str]:
         config = load_config(self.folder / "crmflow.yaml")
         out, err = io.StringIO(), io.StringIO()
-        services = Services(config, sleep=self.sleeps.append,
-                            resolve=lambda host, port: self.dns[host],
-                            clock=lambda: NOW)
+        services = Services(
+            config,
+            sleep=self.sleeps.append,
+            resolve=lambda host, port: self.dns[host],
+            clock=lambda: NOW,
+        )
         source = io.StringIO("\n".join(json.dumps(e) for e in events) + "\n")
-        code = run_eval(config, config.rules, source, out, dry_run=dry_run, fmt="json",
-                        now=now, seed=1, stderr=err, services=services)
+        code = run_eval(
+            config,
+            config.rules,
+            source,
+            out,
+            dry_run=dry_run,
+            fmt="json",
+            now=now,
+            seed=1,
+            stderr=err,
+            services=services,
+        )
         plans = [json.loads(line) for line in out.getvalue().splitlines() if line.strip()]
         return code, plans, err.getvalue()
 

@@ -43,8 +43,9 @@ class Rig:
         if not self.crm_url:
             self.crm_url = f"sqlite:///{self.folder / 'crm.db'}"
         self.sql = Database(self.crm_url)
-        state = self.crm_url if self.postgres else \
-            f"sqlite:///{self.folder / '.crmflow' / 'state.db'}"
+        state = (
+            self.crm_url if self.postgres else f"sqlite:///{self.folder / '.crmflow' / 'state.db'}"
+        )
         self.state = Database(state)
 
     @property

@@ -42,12 +42,43 @@ class PostgresServer:
         if not initdb or not pg_ctl:
             raise RuntimeError("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
         data = self.folder / "data"
-        subprocess.run([*self.as_user, initdb, "-D", str(data), "-A", "trust", "-U", "postgres",
-                        "--no-sync", "-E", "UTF8"], check=True, capture_output=True)
-        options = (f"-c listen_addresses=127.0.0.1 -c port={self.port} -c fsync=off "
-                   f"-c unix_socket_directories={self.folder} -c max_connections=200")
-        subprocess.run([*self.as_user, pg_ctl, "-D", str(data), "-o", options, "-l",
-                        str(self.folder / "log"), "-w", "start"], check=True, capture_output=True)
+        subprocess.run(
+            [
+                *self.as_user,
+                initdb,
+                "-D",
+                str(data),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ],
+            check=True,
+            capture_output=True,
+        )
+        options = (
+            f"-c listen_addresses=127.0.0.1 -c port={self.port} -c fsync=off "
+            f"-c unix_socket_directories={self.folder} -c max_connections=200"
+        )
+        subprocess.run(
+            [
+                *self.as_user,
+                pg_ctl,
+                "-D",
+                str(data),
+                "-o",
+                options,
+                "-l",
+                str(self.folder / "log"),
+                "-w",
+                "start",
+            ],
+            check=True,
+            capture_output=True,
+        )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -60,6 +91,8 @@ class PostgresServer:
     def stop(self) -> None:
         pg_ctl = _binary("pg_ctl")
         if pg_ctl:
-            subprocess.run([*self.as_user, pg_ctl, "-D", str(self.folder / "data"), "-m", "fast",
-                            "stop"], capture_output=True)
+            subprocess.run(
+                [*self.as_user, pg_ctl, "-D", str(self.folder / "data"), "-m", "fast", "stop"],
+                capture_output=True,
+            )
         shutil.rmtree(self.folder, ignore_errors=True)
