@@ -53,6 +53,10 @@ class Change:
     chain: list[Any] | None = None  # set when crmflow's own write caused it
     baseline: bool = False
 
+    def __post_init__(self) -> None:
+        if isinstance(self.at, str):  # read back from the state database
+            self.at = _instant(self.at)
+
     @property
     def record_id(self) -> Any:
         return self.record.get("id")

@@ -201,11 +201,24 @@ class Daemon:
         for entity in self.capture.entities:
             changes = self.capture.poll(entity)
             changes += self.capture.scan_deletes(entity)
+            unfinished = self.state.unfinished(entity, [str(c.record_id) for c in changes])
+            recovered = False
             for change in changes:
-                self.handle(change, now)
+                begun = unfinished.get(str(change.record_id))
+                if begun is not None and begun["version"] != change.version:
+                    # A daemon died while handling this change; the row has moved on since
+                    # (perhaps by that daemon's own writes). Finish the change as it was,
+                    # with its own version and keys; the rest shows up in the next poll.
+                    self._finish_begun(Change(**begun), now)
+                    recovered = True
+                    continue
+                self.state.begin_change(change.entity, change.record_id, _as_dict(change))
+                self.handle(change, now, take_chain=begun is None)
                 self.capture.commit(change)
+                self.state.end_change(change.entity, change.record_id)
                 summary.changes += 1
-            self.capture.advance(entity)
+            if not recovered:
+                self.capture.advance(entity)
         self.last_poll = now
         self.state.set_flag("last_poll", format_utc(now))
         if not self.paused:
@@ -213,8 +226,20 @@ class Daemon:
         self._prune(now)
         return summary
 
-    def handle(self, change: Change, now: datetime) -> Plan:
-        chain = self.state.take_write(change.entity, change.record_id)
+    def _finish_begun(self, change: Change, now: datetime) -> None:
+        self.log.note(
+            f"finishing {change.entity} {change.record_id} {change.kind}, begun by a "
+            "daemon that stopped"
+        )
+        self.handle(change, now, take_chain=False)
+        self.capture.commit(change)
+        self.state.end_change(change.entity, change.record_id)
+
+    def handle(self, change: Change, now: datetime, *, take_chain: bool = True) -> Plan:
+        chain = change.chain
+        if take_chain:
+            chain = self.state.take_write(change.entity, change.record_id)
+            change.chain = chain
         at = change.at if change.at is not None and change.at <= now else now
         event = Event(
             change.entity,
@@ -691,6 +716,12 @@ class Daemon:
             self.state.forget_daemon(self.id)
         self.crm.dispose()
         self.state.dispose()
+
+
+def _as_dict(change: Change) -> dict[str, Any]:
+    data = dict(change.__dict__)
+    data["at"] = format_utc(change.at) if change.at is not None else None
+    return data
 
 
 def _take(iterator: Any, count: int) -> list[Any]:

@@ -114,6 +114,16 @@ snapshots = Table(
     Column("version", String(40), nullable=False),
     Column("data", Text, nullable=False),
 )
+# A change being handled: written before its actions run, removed with its snapshot, so
+# a daemon that dies in between leaves the change to be finished with the same version
+# (the same keys), not re-read as something new.
+inflight = Table(
+    "crmflow_inflight",
+    metadata,
+    Column("entity", String(80), primary_key=True),
+    Column("record_id", String(80), primary_key=True),
+    Column("change", Text, nullable=False),  # JSON: kind, record, previous, version, at, ...
+)
 # How far change capture has read, per entity (an updated_at text or a changelog sequence).
 watermarks = Table(
     "crmflow_watermarks",
@@ -456,6 +466,39 @@ class State:
                 conn.execute(
                     update(watermarks).where(watermarks.c.entity == entity).values(**values)
                 )
+
+    def begin_change(self, entity: str, record_id: Any, change: dict[str, Any]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                inflight.delete().where(
+                    inflight.c.entity == entity, inflight.c.record_id == str(record_id)
+                )
+            )
+            conn.execute(
+                insert(inflight).values(
+                    entity=entity, record_id=str(record_id), change=json.dumps(change, default=str)
+                )
+            )
+
+    def end_change(self, entity: str, record_id: Any) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                inflight.delete().where(
+                    inflight.c.entity == entity, inflight.c.record_id == str(record_id)
+                )
+            )
+
+    def unfinished(self, entity: str, ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Changes of these records that a daemon began and did not finish."""
+        found: dict[str, dict[str, Any]] = {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), 500):
+                query = select(inflight.c.record_id, inflight.c.change).where(
+                    inflight.c.entity == entity, inflight.c.record_id.in_(ids[start : start + 500])
+                )
+                for record_id, change in conn.execute(query):
+                    found[record_id] = json.loads(change)
+        return found
 
     # -- crmflow's own writes (chains) ------------------------------------------------
     def note_write(self, entity: str, record_id: Any, key: str, chain: list[Any]) -> None:

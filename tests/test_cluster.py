@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -111,7 +112,17 @@ def test_three_daemons_survive_the_loss_of_one_and_of_the_leader(
     while done() < DEALS * 2 // 5:
         assert time.monotonic() < deadline + 120, log_text()
         time.sleep(0.05)
+    shown = subprocess.run(
+        [crmflow_bin(), "status", "--format", "json"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    report = json.loads(shown.stdout)
+    assert len(report["daemons"]) == 3 and report["leader"] is not None
     leader = next(d for d in state.daemons() if d["leader"])
+    assert report["leader"] == leader["id"]
     victims = [n for n, p in procs.items() if p.pid == leader["pid"]]
     victims += [n for n in procs if n not in victims][:1]
     for n in victims:  # the leader and one more
