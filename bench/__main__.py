@@ -7,7 +7,7 @@ import platform
 import sys
 from pathlib import Path
 
-from bench import evaluation, polling, startup
+from bench import cluster, evaluation, polling, startup
 
 
 def main() -> None:
@@ -22,7 +22,19 @@ def main() -> None:
     machine = (
         f"{platform.machine()}, {platform.python_implementation()} {platform.python_version()}"
     )
-    results = {"machine": machine, "startup": start, "evaluation": evals, "polling": poll}
+    print("daemons on PostgreSQL: 1, 2, 3 daemons; a burst of 10,000 updates ...", file=sys.stderr)
+    try:
+        pg: dict[str, object] | None = cluster.measure(600, 10_000)
+    except RuntimeError as exc:  # no PostgreSQL server binaries here
+        print(f"skipped the PostgreSQL figures: {exc}", file=sys.stderr)
+        pg = None
+    results = {
+        "machine": machine,
+        "startup": start,
+        "evaluation": evals,
+        "polling": poll,
+        "postgres": pg,
+    }
     (out / "latest.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     lines = [
         f"Machine: {machine}",
@@ -42,6 +54,17 @@ def main() -> None:
         lines.append(
             f"| {row['workflows']} workflows, events/s | {row['baseline_eps']:,} (hand-written, "
             f"indexed) | {row['crmflow_eps']:,} | {row['ratio']}x |"
+        )
+    if pg is not None:
+        rates = pg["actions_per_s"]  # type: ignore[index]
+        lines.append(
+            f"| actions/s, webhooks answering after 50 ms | {rates['1']} (1 daemon) | "
+            f"{rates['2']} (2), {rates['3']} (3) | {pg['scaling_3_vs_1']}x |"
+        )
+        capture = pg["capture"]  # type: ignore[index]
+        lines.append(
+            f"| burst of {capture['updates']:,} updates: lag of the last | - | "
+            f"{capture['lag_last_s']} s ({capture['changes_per_s']} changes/s) | - |"
         )
     table = "\n".join(lines) + "\n"
     (out / "latest.md").write_text(table, encoding="utf-8")

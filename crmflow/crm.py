@@ -26,6 +26,7 @@ from sqlalchemy import (
     insert,
     inspect,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import Connection, Engine
@@ -100,7 +101,14 @@ class CRM:
             Column("result", Text),  # JSON output of the action (a new record's id)
         )
         try:
-            self._applied.create(self.engine, checkfirst=True)
+            with self.engine.begin() as conn:
+                if self.engine.dialect.name == "postgresql":
+                    # Several daemons may start at once: create the table one at a time.
+                    conn.execute(
+                        text("SELECT pg_advisory_xact_lock(:key)"),
+                        {"key": int.from_bytes(b"crmflow:a", "big")},
+                    )
+                self._applied.create(conn, checkfirst=True)
         except SQLAlchemyError:
             # A read-only or locked-down CRM: writes still happen, at least once.
             self._applied = None

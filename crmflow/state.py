@@ -156,6 +156,9 @@ MIGRATIONS: dict[int, list[str]] = {
 }
 
 
+MIGRATION_LOCK = int.from_bytes(b"crmflow:m", "big") % (2**63)
+
+
 def _epoch(moment: datetime) -> float:
     return moment.astimezone(UTC).timestamp()
 
@@ -194,8 +197,11 @@ class State:
             raise ConfigError(f"state: cannot open the state database: {exc}") from None
 
     def _migrate(self) -> None:
-        metadata.create_all(self.engine)
         with self.engine.begin() as conn:
+            if self.engine.dialect.name == "postgresql":
+                # Daemons starting together on a fresh database: one migrates at a time.
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+            metadata.create_all(conn)
             row = conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).first()
             version = int(row[0]) if row is not None else SCHEMA_VERSION
             if version > SCHEMA_VERSION:
