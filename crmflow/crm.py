@@ -106,7 +106,7 @@ class CRM:
                     # Several daemons may start at once: create the table one at a time.
                     conn.execute(
                         text("SELECT pg_advisory_xact_lock(:key)"),
-                        {"key": int.from_bytes(b"crmflow:a", "big")},
+                        {"key": int.from_bytes(b"crmflow:a", "big") % (2**63)},
                     )
                 self._applied.create(conn, checkfirst=True)
         except SQLAlchemyError:
