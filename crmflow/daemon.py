@@ -452,7 +452,7 @@ class Daemon:
         )
         if outcome.transient and outcome.status == "failed":
             policy = self.executor.policy
-            age = (now - datetime.fromtimestamp(self._created(row), UTC)).total_seconds()
+            age = now.timestamp() - row.created_at
             if row.attempts >= policy.max_attempts or age > policy.max_age:
                 detail = f"{outcome.detail} (gave up after {row.attempts} attempts)"
                 self.state.record(
@@ -489,18 +489,6 @@ class Daemon:
         self._finish(row, status, outcome.detail if status == "failed" else None)
         self.log.action(row.workflow, row.action_type, f"{outcome.status}: {outcome.detail}")
         return None
-
-    def _created(self, row: PendingAction) -> float:
-        from sqlalchemy import select
-
-        from crmflow.state import pending
-
-        with self.state.engine.connect() as conn:
-            return float(
-                conn.execute(
-                    select(pending.c.created_at).where(pending.c.id == row.id)
-                ).scalar_one()
-            )
 
     def _finish(
         self, row: PendingAction, status: str, reason: str | None, history: bool = False

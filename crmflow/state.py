@@ -179,6 +179,7 @@ class PendingAction:
     wait_id: int | None
     context: dict[str, Any]
     last_error: str | None
+    created_at: float = 0.0  # epoch seconds: when the action was first stored
 
 
 class State:
@@ -300,6 +301,7 @@ class State:
             m["wait_id"],
             json.loads(m["context"]),
             m["last_error"],
+            m["created_at"],
         )
 
     # -- history ----------------------------------------------------------------------

@@ -91,10 +91,7 @@ def test_many_rows_sharing_one_timestamp_and_a_late_commit(rig: Rig) -> None:
     rig.clock.advance(seconds=5)
     stamp = rig.clock.now
     rig.write(
-        "INSERT INTO deals (id, name, updated_at) "
-        "SELECT 1000 + value, 'bulk ' || value, {stamp} FROM generate_series(1, 1000)"
-        if False
-        else "WITH RECURSIVE n(v) AS (SELECT 1 UNION ALL SELECT v + 1 FROM n "
+        "WITH RECURSIVE n(v) AS (SELECT 1 UNION ALL SELECT v + 1 FROM n "
         "WHERE v < 1000) INSERT INTO deals (id, name, updated_at) "
         "SELECT 1000 + v, 'bulk ' || v, {stamp} FROM n"
     )
