@@ -243,12 +243,17 @@ def _when(accept: Callable[[int], bool]) -> Callable[[Any, tzinfo], ValueTest]:
 
             return test_fixed
         offset = durations.parse(operand, signed=True)
+        # The bound depends only on the event's now: work it out once per now.
+        last: list[Any] = [None, None]
 
         def test_relative(value: Any, facts: Facts) -> bool:
             value_time = as_temporal(value)
             if value_time is None:
                 return False
-            bound = offset.add_to(facts.now, tz)
+            now = facts.now
+            if last[0] is not now:
+                last[0], last[1] = now, offset.add_to(now, tz)
+            bound = last[1]
             moment = to_instant(value_time, tz)
             return accept((moment > bound) - (moment < bound))
 
