@@ -199,7 +199,6 @@ class AllOf(Condition):
             a, b = checks
             self.check = lambda facts: a(facts) and b(facts)
         else:
-
             # A plain loop: all() over a generator costs a frame per event here.
             def check_all(facts: Facts) -> bool:
                 for check in checks:  # noqa: SIM110

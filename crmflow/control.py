@@ -171,16 +171,7 @@ def cancel(state: State, action_id: int) -> str:
             "failed actions can be cancelled"
         )
     state.update_pending(action_id, status="cancelled", last_error="cancelled by hand")
-    state.record(
-        "cancelled",
-        workflow=row.workflow,
-        entity=row.entity,
-        record_id=row.record_id,
-        action_index=row.action_index,
-        action_type=row.action_type,
-        key=row.key,
-        detail="cancelled by hand",
-    )
+    state.record_pending("cancelled", row, "cancelled by hand")
     return f"cancelled {action_id} ({row.workflow}: {row.action_type})"
 
 
@@ -193,14 +184,5 @@ def retry(state: State, action_id: int, now: datetime) -> str:
             f"action {action_id} is {row.status}; only failed or cancelled actions can be retried"
         )
     state.update_pending(action_id, status="pending", due_at=now, attempts=0)
-    state.record(
-        "retried",
-        workflow=row.workflow,
-        entity=row.entity,
-        record_id=row.record_id,
-        action_index=row.action_index,
-        action_type=row.action_type,
-        key=row.key,
-        detail="retry requested by hand",
-    )
+    state.record_pending("retried", row, "retry requested by hand")
     return f"{action_id} ({row.workflow}: {row.action_type}) is due again"

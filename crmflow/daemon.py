@@ -455,31 +455,17 @@ class Daemon:
             age = now.timestamp() - row.created_at
             if row.attempts >= policy.max_attempts or age > policy.max_age:
                 detail = f"{outcome.detail} (gave up after {row.attempts} attempts)"
-                self.state.record(
-                    "failed",
-                    workflow=row.workflow,
-                    entity=row.entity,
-                    record_id=row.record_id,
-                    action_index=row.action_index,
-                    action_type=row.action_type,
-                    key=row.key,
-                    detail=detail,
-                )
+                self.state.record_pending("failed", row, detail)
                 return self._finish(row, "failed", detail)
             pause = policy.delay(row.attempts, self.services.rng, outcome.retry_after)
             due = now + timedelta(seconds=pause)
             self.state.update_pending(
                 row.id, status="pending", due_at=due, last_error=outcome.detail
             )
-            self.state.record(
+            self.state.record_pending(
                 "retried",
-                workflow=row.workflow,
-                entity=row.entity,
-                record_id=row.record_id,
-                action_index=row.action_index,
-                action_type=row.action_type,
-                key=row.key,
-                detail=f"attempt {row.attempts}: {outcome.detail}; next at {format_utc(due)}",
+                row,
+                f"attempt {row.attempts}: {outcome.detail}; next at {format_utc(due)}",
             )
             self.log.action(
                 row.workflow, row.action_type, f"retry at {format_utc(due)}: {outcome.detail}"
@@ -495,16 +481,7 @@ class Daemon:
     ) -> None:
         self.state.update_pending(row.id, status=status, last_error=reason)
         if status == "cancelled" or history:
-            self.state.record(
-                status,
-                workflow=row.workflow,
-                entity=row.entity,
-                record_id=row.record_id,
-                action_index=row.action_index,
-                action_type=row.action_type,
-                key=row.key,
-                detail=reason or "",
-            )
+            self.state.record_pending(status, row, reason or "")
             self.log.action(row.workflow, row.action_type, f"{status}: {reason}")
 
     # -- schedules --------------------------------------------------------------------

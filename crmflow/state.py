@@ -332,6 +332,19 @@ class State:
                 )
             )
 
+    def record_pending(self, outcome: str, row: PendingAction, detail: str = "") -> None:
+        """A history entry about a pending action."""
+        self.record(
+            outcome,
+            workflow=row.workflow,
+            entity=row.entity,
+            record_id=row.record_id,
+            action_index=row.action_index,
+            action_type=row.action_type,
+            key=row.key,
+            detail=detail,
+        )
+
     def done_at(self, key: str) -> datetime | None:
         """When the action with this idempotency key was carried out, if it was."""
         query = (
