@@ -1,0 +1,37 @@
+"""The state database: versioned, migrated on open."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from crmflow.errors import ConfigError
+from crmflow.state import SCHEMA_VERSION, State
+
+
+def test_a_version_1_database_is_migrated_on_open(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    State(f"sqlite:///{path}").dispose()
+    with sqlite3.connect(path) as conn:  # make it look like version 1
+        conn.execute("ALTER TABLE crmflow_pending DROP COLUMN owner")
+        conn.execute("ALTER TABLE crmflow_pending DROP COLUMN lease_until")
+        conn.execute("DROP TABLE crmflow_daemons")
+        conn.execute("UPDATE crmflow_meta SET value = '1' WHERE key = 'schema_version'")
+    state = State(f"sqlite:///{path}")
+    assert state.version == SCHEMA_VERSION == 2
+    with sqlite3.connect(path) as conn:
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(crmflow_pending)")}
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+    assert {"owner", "lease_until"} <= columns and "crmflow_daemons" in tables
+    state.dispose()
+
+
+def test_a_newer_database_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    State(f"sqlite:///{path}").dispose()
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE crmflow_meta SET value = '99' WHERE key = 'schema_version'")
+    with pytest.raises(ConfigError, match="schema version 99, newer than this crmflow"):
+        State(f"sqlite:///{path}")
