@@ -14,7 +14,6 @@ import tempfile
 import textwrap
 import threading
 import time
-import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -40,12 +39,9 @@ class _Slow(BaseHTTPRequestHandler):
 
 
 def _database(admin: str) -> str:
-    name = f"b_{uuid.uuid4().hex[:10]}"
-    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    engine.dispose()
-    return admin.rsplit("/", 1)[0] + f"/{name}"
+    from tests.pgserver import create_database
+
+    return create_database(admin, "b")
 
 
 def _project(folder: Path, url: str, rules: str, extra: str = "") -> None:

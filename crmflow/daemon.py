@@ -98,6 +98,7 @@ class Daemon:
         self.last_poll: datetime | None = None
         self._pruned: datetime | None = None
         self._wake = threading.Event()
+        self._paused: bool | None = None
         if not self.crm.exactly_once:
             self.log.warn(
                 "the CRM database cannot hold crmflow_applied: CRM writes are at-least-once"
@@ -124,7 +125,10 @@ class Daemon:
 
     @property
     def paused(self) -> bool:
-        return self.state.flag(PAUSED) is not None
+        # Read once per tick: the executor asks for every action it performs.
+        if self._paused is None:
+            self._paused = self.state.flag(PAUSED) is not None
+        return self._paused
 
     def start(self, *, backfill: bool = False) -> dict[str, int]:
         """Recover from a crash, take baselines, and make sure schedules are planned."""
@@ -186,6 +190,7 @@ class Daemon:
 
     def tick(self) -> TickSummary:
         now = self.clock()
+        self._paused = None  # `crmflow pause` / `resume` from another process take effect here
         summary = TickSummary(started=now)
         self.reload_if_changed()
         was_leading = self.leadership.leading

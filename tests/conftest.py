@@ -81,17 +81,9 @@ def database(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> st
     """A fresh, empty database on the backend under test, as an SQLAlchemy URL."""
     if backend == "sqlite":
         return f"sqlite:///{tmp_path / 'crm.db'}"
-    import uuid
+    from tests.pgserver import create_database
 
-    from sqlalchemy import create_engine, text
-
-    admin = request.getfixturevalue("postgres_admin")
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    engine.dispose()
-    return admin.rsplit("/", 1)[0] + f"/{name}"
+    return create_database(request.getfixturevalue("postgres_admin"))
 
 
 @pytest.fixture

@@ -21,6 +21,15 @@ from crmflow.eval_stream import run_eval
 NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 
 
+def write_rules(folder: Path, files: dict[str, str]) -> None:
+    """Replace the workflow files in `folder` with `files` (name -> YAML text)."""
+    folder.mkdir(exist_ok=True)
+    for old in folder.glob("*.yaml"):
+        old.unlink()
+    for name, text in files.items():
+        (folder / name).write_text(textwrap.dedent(text), encoding="utf-8")
+
+
 class Database:
     """Plain SQL against a test database, `?` placeholders on every backend."""
 
@@ -76,12 +85,7 @@ class Project:
         return Database(url)(query)
 
     def rules(self, files: dict[str, str]) -> None:
-        folder = self.folder / "rules"
-        folder.mkdir(exist_ok=True)
-        for old in folder.glob("*.yaml"):
-            old.unlink()
-        for name, text in files.items():
-            (folder / name).write_text(textwrap.dedent(text), encoding="utf-8")
+        write_rules(self.folder / "rules", files)
 
     def configure(self, extra: str = "") -> None:
         crm = "sqlite:///crm.db" if not self.postgres else self.crm_url

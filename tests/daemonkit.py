@@ -14,7 +14,7 @@ from crmflow.crm import iso_utc
 from crmflow.daemon import Daemon
 from crmflow.demo import create_demo_crm
 from crmflow.log import Log
-from tests.crmkit import Database
+from tests.crmkit import Database, write_rules
 
 START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)  # a Monday
 
@@ -58,12 +58,7 @@ class Rig:
         self.sql(query.replace("{stamp}", f"'{stamp}'").replace("{by}", str(by)), *args)
 
     def rules(self, files: dict[str, str]) -> None:
-        folder = self.folder / "rules"
-        folder.mkdir(exist_ok=True)
-        for old in folder.glob("*.yaml"):
-            old.unlink()
-        for name, text in files.items():
-            (folder / name).write_text(textwrap.dedent(text), encoding="utf-8")
+        write_rules(self.folder / "rules", files)
 
     def configure(self, extra: str = "") -> None:
         lines = [

@@ -28,6 +28,20 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def create_database(admin_url: str, prefix: str = "t") -> str:
+    """A new, empty database on the server of `admin_url`; its URL."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return admin_url.rsplit("/", 1)[0] + f"/{name}"
+
+
 class PostgresServer:
     def __init__(self) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="crmflow-pg-"))

@@ -8,17 +8,17 @@ import signal
 import subprocess
 import textwrap
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
 from crmflow.demo import create_demo_crm
 from crmflow.state import State
 from tests.conftest import crmflow_bin
 from tests.crmkit import Database
+from tests.pgserver import create_database
 from tests.servers import Web
 
 DEALS = int(os.environ.get("CRMFLOW_CLUSTER_DEALS", "1500"))  # two actions each: 3,000
@@ -36,12 +36,7 @@ actions:
 
 @pytest.fixture
 def pg_database(postgres_admin: str) -> str:
-    name = f"c_{uuid.uuid4().hex[:12]}"
-    engine = create_engine(postgres_admin, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    engine.dispose()
-    return postgres_admin.rsplit("/", 1)[0] + f"/{name}"
+    return create_database(postgres_admin, "c")
 
 
 @pytest.fixture
