@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from crmflow.conditions import Facts, Related, Trace
 from crmflow.events import Event
+from crmflow.matcher import NO_MATCH, Match, needs_full_check
 from crmflow.ruleset import RuleSet
 from crmflow.templates import Record, TemplateFailure, render_tree
 from crmflow.timeutil import format_utc
@@ -215,9 +216,10 @@ class Evaluator:
         self.related = related
         self.performer: Performer = performer or DryRun(self.rng)
         self.explain = explain
+        self._matchers: dict[tuple[str, str], Match] = {}
 
     def _facts(self, event: Event, at: datetime) -> Facts:
-        related = self.related() if self.related is not None else None
+        related = None if self.related is None else self.related()
         return Facts(
             event.entity,
             event.event,
@@ -254,21 +256,32 @@ class Evaluator:
         return Plan(event, at, plans)
 
     def matching(self, event: Event, now: datetime) -> list[str]:
-        """Ids of the workflows the event triggers, without planning their actions."""
+        """Ids of the workflows the event triggers, without planning their actions.
+
+        The fast path: the workflows taking this (entity, event) are checked together,
+        sharing field reads and dispatching on equality (crmflow.matcher).
+        """
+        key = (event.entity, event.event)
+        match = self._matchers.get(key)
+        if match is None:
+            match = self._matchers[key] = self.rules.matcher(event.entity, event.event, self.tz)
+        if match is NO_MATCH:
+            return []
         at = event.at or now
-        facts = self._facts(event, at)
-        matched = []
-        for entry in self.rules.entries(event.entity, event.event):
-            if not entry.reacts:
-                continue
-            workflow = entry.workflow
-            trigger = workflow.trigger
-            if trigger.kind == "date" or workflow.cooldown is not None:
-                if self._match(workflow, facts, event, at).matched:
-                    matched.append(workflow.id)
-            elif trigger.reject(facts) is None and workflow.condition.check(facts):
-                matched.append(workflow.id)
-        return matched
+        matched = match(event, at, self._facts)
+        if not self.rules.needs_state:
+            return matched
+        # Date triggers and cooldowns: the matcher passed them on unjudged.
+        facts = None
+        kept = []
+        for rule in matched:
+            workflow = self.rules.by_id[rule]
+            if needs_full_check(workflow):
+                facts = facts or self._facts(event, at)
+                if not self._match(workflow, facts, event, at).matched:
+                    continue
+            kept.append(rule)
+        return kept
 
     def _match(self, workflow: Workflow, facts: Facts, event: Event, at: datetime) -> RulePlan:
         trigger = workflow.trigger

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import tzinfo
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from crmflow.config import Config
 from crmflow.errors import ConfigError, WorkflowError, YamlError
@@ -12,6 +14,9 @@ from crmflow.findings import Finding
 from crmflow.triggers import EVENT_KINDS
 from crmflow.workflow import Workflow
 from crmflow.yamlload import Document, iter_yaml_files, load_file
+
+if TYPE_CHECKING:
+    from crmflow.matcher import Match
 
 
 @dataclass
@@ -92,7 +97,13 @@ class RuleSet:
     def __init__(self, workflows: Iterable[Workflow]) -> None:
         self.workflows: tuple[Workflow, ...] = tuple(workflows)
         self.by_id = {w.id: w for w in self.workflows}
+        # Whether any workflow's match depends on more than the event (date triggers,
+        # cooldowns): the fast matcher leaves those to the evaluator.
+        self.needs_state = any(
+            w.trigger.kind == "date" or w.cooldown is not None for w in self.workflows
+        )
         self._index: dict[tuple[str, str], tuple[Entry, ...]] = {}
+        self._matchers: dict[tuple[str, str, tzinfo], Match] = {}
         for entity in {w.entity for w in self.workflows}:
             for kind in EVENT_KINDS:
                 entries = []
@@ -114,6 +125,17 @@ class RuleSet:
 
     def entries(self, entity: str, event: str) -> tuple[Entry, ...]:
         return self._index.get((entity, event), ())
+
+    def matcher(self, entity: str, event: str, tz: tzinfo) -> Match:
+        """The bucket's workflows compiled together (on first use: most buckets never are)."""
+        key = (entity, event, tz)
+        match = self._matchers.get(key)
+        if match is None:
+            from crmflow.matcher import compile_bucket
+
+            reacting = [e.workflow for e in self.entries(entity, event) if e.reacts]
+            match = self._matchers[key] = compile_bucket(reacting, tz)
+        return match
 
     def __len__(self) -> int:
         return len(self.workflows)

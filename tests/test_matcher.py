@@ -1,0 +1,191 @@
+"""The shared-work matcher answers exactly what the per-workflow evaluation answers."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from crmflow.config import Config
+from crmflow.evaluate import Evaluator
+from crmflow.events import Event
+from crmflow.ruleset import RuleSet, compile_documents
+from crmflow.yamlload import Document
+from tests.test_properties import conditions, records, scalars, values
+
+NOW = datetime(2026, 11, 22, 10, tzinfo=UTC)
+STAGES = ["won", "lost", "open"]
+
+# Conditions that pin `stage` to a string, so buckets get dispatched, mixed with anything.
+pinned = st.one_of(
+    st.sampled_from(STAGES).map(lambda s: {"stage": s}),
+    st.sampled_from(STAGES).map(lambda s: {"stage": {"changed_to": s}}),
+)
+workflow_conditions = st.one_of(
+    st.none(),
+    conditions,
+    st.tuples(pinned, conditions).map(lambda pair: {"all": list(pair)}),
+    st.tuples(pinned, st.lists(conditions, max_size=2)).map(lambda p: [p[0], *p[1]]),
+    pinned,
+)
+triggers = st.one_of(
+    st.sampled_from(["created", "updated", "deleted"]).map(lambda kind: {"on": kind}),
+    st.lists(st.sampled_from(["created", "updated", "deleted"]), min_size=1, unique=True).map(
+        lambda kinds: {"on": kinds}
+    ),
+    st.just({"on": "updated", "fields": ["stage"]}),
+    st.just({"on": ["created", "updated"], "ignore_actors": ["bot"]}),
+)
+stage_values = st.one_of(st.sampled_from([*STAGES, None, 1, True, ""]), values)
+
+
+def _rules(specs: list[tuple[Any, Any]]) -> RuleSet:
+    docs = []
+    for i, (trigger, condition) in enumerate(specs):
+        data: dict[str, Any] = {
+            "id": f"w{i}",
+            "entity": "deal",
+            "trigger": trigger if isinstance(trigger, dict) else {"on": trigger},
+            "actions": [{"warn": "x"}],
+        }
+        if condition is not None:
+            data["conditions"] = condition
+        docs.append(Document("m.yaml", i, data))
+    return compile_documents(docs, Config())
+
+
+def _slow(rules: RuleSet, event: Event) -> list[str]:
+    plan = Evaluator(rules, UTC, seed=1).evaluate(event, NOW)
+    return [p.rule for p in plan.rules if p.matched]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(st.tuples(triggers, workflow_conditions), min_size=1, max_size=8),
+    st.sampled_from(["created", "updated", "deleted"]),
+    records,
+    st.one_of(st.none(), records),
+    stage_values,
+    stage_values,
+    st.one_of(st.none(), scalars, st.just("bot")),
+)
+def test_matching_equals_the_per_workflow_evaluation(
+    specs: list[tuple[Any, Any]],
+    kind: str,
+    record: dict[str, Any],
+    previous: dict[str, Any] | None,
+    stage: Any,
+    old_stage: Any,
+    actor: Any,
+) -> None:
+    rules = _rules(specs)
+    record = dict(record, stage=stage)
+    if previous is not None:
+        previous = dict(previous, stage=old_stage)
+    event = Event("deal", kind, record, previous, actor)
+    assert Evaluator(rules, UTC).matching(event, NOW) == _slow(rules, event)
+
+
+def test_equality_on_one_field_is_dispatched_through_a_dictionary() -> None:
+    rules = _rules([("updated", {"stage": f"s{i}", "amount": {"gt": i}}) for i in range(200)])
+    match = rules.matcher("deal", "updated", UTC)
+    assert match.dispatch == "stage"  # type: ignore[attr-defined]
+    assert len(match.table) == 200  # type: ignore[attr-defined]
+    evaluator = Evaluator(rules, UTC)
+    event = Event("deal", "updated", {"stage": "s150", "amount": 500}, {})
+    assert evaluator.matching(event, NOW) == ["w150"] == _slow(rules, event)
+    assert evaluator.matching(Event("deal", "updated", {"stage": 5}, {}), NOW) == []
+
+
+class CountingRelated:
+    """Related records from nowhere, counting how often a condition asks."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+
+    def value(
+        self, entity: str, prefix: tuple[str, ...], record: dict[str, Any], rest: tuple[str, ...]
+    ) -> Any:
+        self.asked += 1
+        return "Acme"
+
+    def relation_entity(self, entity: str, name: str) -> str | None:
+        return "company"
+
+    def load(self, entity: str, record: dict[str, Any], name: str) -> Any:
+        return {"name": "Acme"}
+
+
+def test_a_costly_clause_shared_by_many_workflows_runs_once_per_event() -> None:
+    rules = _rules([("created", {"company.name": "Acme", "amount": {"gt": i}}) for i in range(50)])
+    related = CountingRelated()
+    evaluator = Evaluator(rules, UTC, related=lambda: related)
+    event = Event("deal", "created", {"amount": 10}, None)
+    assert evaluator.matching(event, NOW) == [f"w{i}" for i in range(10)]
+    assert related.asked == 1
+
+
+def test_relative_dates_follow_the_moment_of_each_event() -> None:
+    rules = _rules([("created", {"due": {"before": "-14d"}})])
+    evaluator = Evaluator(rules, UTC)
+    event = Event("deal", "created", {"due": "2026-11-01T00:00:00Z"}, None)
+    assert evaluator.matching(event, NOW) == ["w0"]
+    assert evaluator.matching(event, datetime(2026, 11, 10, tzinfo=UTC)) == []
+    assert evaluator.matching(event, NOW) == ["w0"]
+
+
+def test_workflow_text_never_becomes_code(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    payload = f"'); open({str(marker)!r}, 'w') #"
+    rules = _rules(
+        [
+            ("created", {"stage": payload}),
+            ("created", {f"na'me{payload}": {"in": [payload, "x"]}}),
+            ("created", {"name": {"contains": payload}, "stage": payload}),
+        ]
+    )
+    evaluator = Evaluator(rules, UTC)
+    hit = Event("deal", "created", {"stage": payload, "name": f"a{payload}b"}, None)
+    assert evaluator.matching(hit, NOW) == ["w0", "w2"] == _slow(rules, hit)
+    other = Event("deal", "created", {f"na'me{payload}": "x"}, None)
+    assert evaluator.matching(other, NOW) == ["w1"] == _slow(rules, other)
+    assert not marker.exists()
+
+
+def test_date_triggers_and_cooldowns_are_judged_by_the_evaluator() -> None:
+    docs = [
+        Document(
+            "c.yaml",
+            0,
+            {
+                "id": "cool",
+                "entity": "deal",
+                "trigger": {"on": "updated"},
+                "cooldown": "1d",
+                "conditions": {"stage": "won"},
+                "actions": [{"warn": "x"}],
+            },
+        )
+    ]
+    rules = compile_documents(docs, Config())
+    evaluator = Evaluator(rules, UTC)
+    event = Event("deal", "updated", {"id": 1, "stage": "won"}, {"id": 1, "stage": "open"})
+    assert evaluator.matching(event, NOW) == ["cool"]
+    evaluator.evaluate(event, NOW)  # fires: the cooldown starts
+    assert evaluator.matching(event, NOW) == []
+
+
+def test_costly_clauses_of_different_workflows_are_kept_apart() -> None:
+    # Each workflow numbers its clauses from 1: sharing must go by what a clause tests.
+    rules = _rules(
+        [
+            ({"on": "created"}, {"amount": {"after": "2027-01-01"}}),
+            ({"on": "created"}, {"amount": {"empty": True}}),
+            ({"on": "created"}, {"amount": {"empty": True}}),
+        ]
+    )
+    event = Event("deal", "created", {}, None)
+    assert Evaluator(rules, UTC).matching(event, NOW) == ["w1", "w2"] == _slow(rules, event)
