@@ -36,6 +36,7 @@ lint: install
 	$(BIN)/ruff format --check crmflow tests bench
 
 bench: install
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]' --config-settings editable_mode=compat
 	$(BIN)/python -m bench
 
 # Regenerate the committed JSON Schemas from the registry.

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
+from functools import cached_property
 from typing import Any, Protocol
 
 from crmflow.operators import OperatorDef
@@ -89,6 +90,10 @@ class Condition:
     def explain(self, facts: Facts) -> Trace:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def reason(self, facts: Facts) -> str:
+        """Why the condition does not hold: `explain(facts).reason()`, often cheaper."""
+        return self.explain(facts).reason()
+
     def change_clauses(self) -> list[FieldClause]:
         return []
 
@@ -156,7 +161,10 @@ class FieldClause(Condition):
 
         self.check = check_change
 
-    @property
+    def reason(self, facts: Facts) -> str:
+        return self.explain(facts).text
+
+    @cached_property
     def label(self) -> str:
         if self.other is not None:
             return f"{self.path} {self.op} {self.operand['field']}"
@@ -211,6 +219,14 @@ class AllOf(Condition):
     def explain(self, facts: Facts) -> Trace:
         traces = tuple(c.explain(facts) for c in self.children)
         return Trace(all(t.ok for t in traces), "all", traces)
+
+    def reason(self, facts: Facts) -> str:
+        # What Trace.reason says of "all": the first failing child's reason, without
+        # explaining the children before and after it.
+        for child in self.children:
+            if not child.check(facts):
+                return child.reason(facts)
+        return "all"
 
     def change_clauses(self) -> list[FieldClause]:
         return [c for child in self.children for c in child.change_clauses()]

@@ -435,7 +435,7 @@ class Daemon:
         )
         for label, condition in (("conditions", workflow.condition), ("if", action.condition)):
             if condition is not None and not condition.check(facts):
-                reason = condition.explain(facts).reason()
+                reason = condition.reason(facts)
                 return self._finish(row, "cancelled", f"{label} no longer hold: {reason}")
         context = template_context(event, now, self.tz, facts.related, workflow, ctx.get("steps"))
         try:

@@ -319,8 +319,7 @@ class Evaluator:
             if not trace.ok:
                 return RulePlan(workflow.id, False, trace.reason(), trace=trace, workflow=workflow)
         elif not condition.check(facts):
-            trace = condition.explain(facts)
-            return RulePlan(workflow.id, False, trace.reason(), workflow=workflow)
+            return RulePlan(workflow.id, False, condition.reason(facts), workflow=workflow)
         else:
             trace = None
         kept = {c.uid: c.check(facts) for c in condition.change_clauses()} or None
@@ -354,7 +353,7 @@ class Evaluator:
             planned = PlannedAction(action.type, action.index, due, action.id, after_wait=waited)
             plan.actions.append(planned)
             if action.condition is not None and not action.condition.check(facts):
-                planned.skipped = "if: " + action.condition.explain(facts).reason()
+                planned.skipped = "if: " + action.condition.reason(facts)
                 if action.id:
                     steps[action.id] = {}
                 continue

@@ -366,17 +366,28 @@ def loop_findings(docs: list[Document], model: EntityModel) -> list[Finding]:
     listens = {d.data["id"]: _listens(d.data) for d in docs if d.data.get("enabled", True)}
     writes = {d.data["id"]: _writes(d.data, model) for d in docs if d.data.get("enabled", True)}
 
-    def triggers(source: str, target: str) -> bool:
-        return any(
-            (e, f) in listens[target] or (e, "*") in listens[target] for e, f in writes[source]
-        )
+    # Who listens to what, so that finding whom a workflow's writes trigger costs its
+    # writes, not one look at every other workflow.
+    listeners: dict[tuple[str, str], list[str]] = {}
+    for wid, heard in listens.items():
+        for key in heard:
+            listeners.setdefault(key, []).append(wid)
+    order = {wid: i for i, wid in enumerate(listens)}
+    triggered: dict[str, set[str]] = {}
+    for wid, written in writes.items():
+        reached = triggered[wid] = set()
+        for entity, name in written:
+            reached.update(listeners.get((entity, name), ()))
+            reached.update(listeners.get((entity, "*"), ()))
 
     findings = []
     for doc in docs:
         wid = doc.data["id"]
         if wid not in listens:
             continue
-        partners = [other for other in listens if triggers(wid, other) and triggers(other, wid)]
+        partners = sorted(
+            (other for other in triggered[wid] if wid in triggered[other]), key=order.__getitem__
+        )
         if partners:
             loop = " -> ".join([wid, partners[0], wid]) if partners[0] != wid else f"{wid} -> {wid}"
             findings.append(
