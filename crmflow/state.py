@@ -24,6 +24,7 @@ from sqlalchemy import (
     Table,
     Text,
     create_engine,
+    event,
     func,
     insert,
     select,
@@ -182,6 +183,23 @@ class PendingAction:
     created_at: float = 0.0  # epoch seconds: when the action was first stored
 
 
+def _sqlite_state_pragmas(dbapi_connection: Any, record: Any) -> None:
+    """Write-ahead log, synced at checkpoints rather than at every commit.
+
+    A change costs the state several small transactions; with the default rollback
+    journal each one is a journal file written, synced and deleted (about 1.5 ms here).
+    In WAL mode with synchronous=NORMAL a commit is an append: a killed daemon loses
+    nothing (the log is in the page cache), a power cut may lose the last commits but
+    never leaves the database inconsistent, and `crmflow status` reads while the
+    daemon writes.
+    """
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
 class State:
     """One state database (SQLite by default, PostgreSQL in production)."""
 
@@ -193,6 +211,8 @@ class State:
             Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
         try:
             self.engine = engine or create_engine(url)
+            if engine is None and self.engine.dialect.name == "sqlite":
+                event.listen(self.engine, "connect", _sqlite_state_pragmas)
             self._migrate()
         except SQLAlchemyError as exc:
             raise ConfigError(f"state: cannot open the state database: {exc}") from None
