@@ -35,3 +35,15 @@ def test_a_newer_database_is_refused(tmp_path: Path) -> None:
         conn.execute("UPDATE crmflow_meta SET value = '99' WHERE key = 'schema_version'")
     with pytest.raises(ConfigError, match="schema version 99, newer than this crmflow"):
         State(f"sqlite:///{path}")
+
+
+def test_a_sqlite_state_keeps_a_write_ahead_log(tmp_path: Path) -> None:
+    # Commits append to the log instead of syncing a rollback journal each time; a
+    # reader (crmflow status) opens it while the daemon writes.
+    state = State(f"sqlite:///{tmp_path / 'state.db'}")
+    state.set_flag("last_poll", "x")
+    with state.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+    state.dispose()
+    with sqlite3.connect(tmp_path / "state.db") as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
