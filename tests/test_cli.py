@@ -7,41 +7,15 @@ from collections.abc import Callable
 from pathlib import Path
 from xml.etree import ElementTree
 
+from tests import spec_example
 from tests.conftest import ROOT, Result
 
 Cli = Callable[..., Result]
 Rules = Callable[..., Path]
 
-BIG = """\
-id: big-deal-alert
-entity: deal
-trigger: {on: [created, updated], fields: [amount, probability]}
-conditions:
-  - amount: {gt: 100000}
-  - probability: {gte: 80}
-actions:
-  - notify:
-      to: ["role:management"]
-      via: [email, inbox]
-      subject: "Big deal: {{ deal.name }} ({{ deal.amount }} {{ deal.currency }})"
-      body: "Probability {{ deal.probability }}%"
-"""
-WON = """\
-id: deal-won-webhook
-entity: deal
-trigger: {on: updated}
-conditions:
-  stage: {changed_to: won}
-actions:
-  - webhook: {url: "https://hooks.example.com/erp"}
-"""
-EVENT = (
-    '{"entity": "deal", "event": "updated", '
-    '"record": {"id": 42, "name": "ACME", "amount": 250000, "currency": "EUR", '
-    '"probability": 90, "stage": "negotiation"}, '
-    '"previous": {"id": 42, "name": "ACME", "amount": 90000, "currency": "EUR", '
-    '"probability": 90, "stage": "negotiation"}, "actor": 7, "at": "2026-11-22T10:00:00Z"}'
-)
+BIG = spec_example.BIG_DEAL
+WON = spec_example.WON
+EVENT = json.dumps(spec_example.EVENT)
 
 
 def test_eval_json_is_the_spec_plan(cli: Cli, rules_dir: Rules) -> None:
@@ -49,32 +23,7 @@ def test_eval_json_is_the_spec_plan(cli: Cli, rules_dir: Rules) -> None:
     result = cli("eval", "--dry-run", "--format", "json", stdin=EVENT)
     assert result.code == 0, result.err
     assert result.err == ""
-    assert json.loads(result.out) == {
-        "event": {"entity": "deal", "event": "updated", "id": 42},
-        "rules": [
-            {
-                "rule": "big-deal-alert",
-                "matched": True,
-                "actions": [
-                    {
-                        "type": "notify",
-                        "due": "2026-11-22T10:00:00Z",
-                        "params": {
-                            "to": ["role:management"],
-                            "via": ["email", "inbox"],
-                            "subject": "Big deal: ACME (250000 EUR)",
-                            "body": "Probability 90%",
-                        },
-                    }
-                ],
-            },
-            {
-                "rule": "deal-won-webhook",
-                "matched": False,
-                "reason": "stage changed_to won: was negotiation, unchanged",
-            },
-        ],
-    }
+    assert json.loads(result.out) == spec_example.PLAN
 
 
 def test_ndjson_in_ndjson_out_in_order_with_bad_lines(cli: Cli, rules_dir: Rules) -> None:
