@@ -334,27 +334,9 @@ class Daemon:
                     status="cancelled",
                     last_error=f"wait {why}; on_{'met' if met else 'timeout'}: stop",
                 )
-                self.state.record(
-                    "cancelled",
-                    workflow=row.workflow,
-                    entity=row.entity,
-                    record_id=row.record_id,
-                    action_index=follower.action_index,
-                    action_type=follower.action_type,
-                    key=follower.key,
-                    detail=f"the wait {why} and says stop",
-                )
+                self.state.record_pending("cancelled", follower, f"the wait {why} and says stop")
         self.state.update_pending(row.id, status="done", last_error=None)
-        self.state.record(
-            "done",
-            workflow=row.workflow,
-            entity=row.entity,
-            record_id=row.record_id,
-            action_index=row.action_index,
-            action_type="wait",
-            key=row.key,
-            detail=f"wait {why}: {'continue' if go_on else 'stop'}",
-        )
+        self.state.record_pending("done", row, f"wait {why}: {'continue' if go_on else 'stop'}")
         self.log.action(row.workflow, "wait", f"{why}: {'continue' if go_on else 'stop'}")
 
     def _after(self, workflow: Workflow, row: PendingAction, now: datetime) -> datetime:
