@@ -52,6 +52,11 @@ class Database:
             )
             return [tuple(row) for row in result] if result.returns_rows else []
 
+    def dispose(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
     def row(self, table: str, record_id: int) -> dict[str, Any]:
         with self.engine.begin() as conn:
             result = conn.exec_driver_sql(f"SELECT * FROM {table} WHERE id = {int(record_id)}")

@@ -84,6 +84,15 @@ class Rig:
         self.daemon.start(**kwargs)
         return self.daemon
 
+    def close(self) -> None:
+        """Let go of every connection: left to the garbage collector, open PostgreSQL
+        connections are finalised at random moments of later tests."""
+        if self.daemon is not None:
+            self.daemon.close()
+            self.daemon = None
+        self.sql.dispose()
+        self.state.dispose()
+
     def tick(self, **delta: float) -> Any:
         if delta:
             self.clock.advance(**delta)

@@ -83,3 +83,4 @@ def test_workflows_reload_when_their_files_change(tmp_path: Path) -> None:
     rig.tick(seconds=1)
     assert sorted(daemon.rules.by_id) == ["a", "b"]
     assert "workflows reloaded: 2 loaded" in rig.out.getvalue()
+    rig.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -20,8 +21,10 @@ actions:
 
 
 @pytest.fixture
-def rig(tmp_path: Path, database: str) -> Rig:
-    return make_rig(tmp_path, database)
+def rig(tmp_path: Path, database: str) -> Iterator[Rig]:
+    rig = make_rig(tmp_path, database)
+    yield rig
+    rig.close()
 
 
 def comments(rig: Rig) -> list[str]:
