@@ -74,6 +74,14 @@ class Project:
         if not self.crm_url:
             self.crm_url = f"sqlite:///{self.folder / 'crm.db'}"
         self.sql = Database(self.crm_url)
+        self.state_db = Database(
+            self.crm_url if self.postgres else f"sqlite:///{self.folder / '.crmflow' / 'state.db'}"
+        )
+
+    def close(self) -> None:
+        """Let go of the test's own connections (crmflow's are closed by each command)."""
+        self.sql.dispose()
+        self.state_db.dispose()
 
     @property
     def db(self) -> Path:
@@ -84,10 +92,7 @@ class Project:
         return self.crm_url.startswith("postgresql")
 
     def state_sql(self, query: str) -> list[tuple[Any, ...]]:
-        url = (
-            self.crm_url if self.postgres else f"sqlite:///{self.folder / '.crmflow' / 'state.db'}"
-        )
-        return Database(url)(query)
+        return self.state_db(query)
 
     def rules(self, files: dict[str, str]) -> None:
         write_rules(self.folder / "rules", files)

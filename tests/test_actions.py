@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,8 +12,10 @@ from tests.crmkit import NOW, Project, actions, make_project
 
 
 @pytest.fixture
-def project(tmp_path: Path, database: str) -> Project:
-    return make_project(tmp_path, database)
+def project(tmp_path: Path, database: str) -> Iterator[Project]:
+    project = make_project(tmp_path, database)
+    yield project
+    project.close()
 
 
 def deal_event(project: Project, deal_id: int, **changes: object) -> dict[str, object]:

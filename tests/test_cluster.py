@@ -67,14 +67,14 @@ def test_three_daemons_survive_the_loss_of_one_and_of_the_leader(
     logs = []
 
     def spawn(n: int) -> None:
-        log = (tmp_path / f"d{n}.log").open("wb")
         logs.append(tmp_path / f"d{n}.log")
-        procs[n] = subprocess.Popen(
-            [crmflow_bin(), "run", "--log-format", "plain"],
-            cwd=tmp_path,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        with logs[-1].open("wb") as log:  # the child keeps its own descriptor
+            procs[n] = subprocess.Popen(
+                [crmflow_bin(), "run", "--log-format", "plain"],
+                cwd=tmp_path,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
 
     def log_text() -> str:
         return "\n".join(p.read_text(errors="replace") for p in logs)
@@ -160,3 +160,4 @@ def test_three_daemons_survive_the_loss_of_one_and_of_the_leader(
     assert len(set(ids)) == DEALS
     assert len(ids) - DEALS <= 2 * 50  # at most the claimed batch of each killed daemon
     state.dispose()
+    crm.dispose()

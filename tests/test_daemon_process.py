@@ -27,13 +27,14 @@ class DaemonProcess:
 
     def start(self) -> None:
         self.runs += 1
-        log = (self.folder / f"daemon-{self.runs}.log").open("wb")
-        self.proc = subprocess.Popen(
-            [crmflow_bin(), "run", "--log-format", "plain"],
-            cwd=self.folder,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        # The child keeps its own copy of the file descriptor; ours closes at once.
+        with (self.folder / f"daemon-{self.runs}.log").open("wb") as log:
+            self.proc = subprocess.Popen(
+                [crmflow_bin(), "run", "--log-format", "plain"],
+                cwd=self.folder,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         self.wait_for_log("running:")
 
     def log(self) -> str:
