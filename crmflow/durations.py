@@ -126,3 +126,25 @@ def parse(text: str, *, signed: bool = False) -> Duration:
             f"{text!r} is not a duration (write 30s, 15m, 2h, 14d, 2w, 1y or ISO 8601 like P14D)"
         )
     return Duration(sign * months, sign * days, sign * seconds, text.strip())
+
+
+class FromNow:
+    """The instant an offset such as -14d points to from `now`, worked out once per now.
+
+    Events judged at the same moment (a stream with one `now`, a daemon tick) share
+    it. `last` is a (now, instant) pair replaced whole, so threads sharing a compiled
+    workflow never read one's instant with the other's moment.
+    """
+
+    __slots__ = ("last", "offset", "tz")
+
+    def __init__(self, offset: Duration, tz: tzinfo) -> None:
+        self.offset = offset
+        self.tz = tz
+        self.last: tuple[datetime | None, datetime | None] = (None, None)
+
+    def at(self, now: datetime) -> datetime:
+        last = self.last
+        if last[0] is not now:
+            last = self.last = (now, self.offset.add_to(now, self.tz))
+        return last[1]  # type: ignore[return-value]

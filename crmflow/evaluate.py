@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from crmflow.conditions import Facts, Related, Trace
 from crmflow.events import Event
-from crmflow.matcher import NO_MATCH, Match, needs_full_check
+from crmflow.matcher import NO_MATCH
 from crmflow.ruleset import RuleSet
 from crmflow.templates import Record, TemplateFailure, render_tree
 from crmflow.timeutil import format_utc
@@ -216,7 +216,6 @@ class Evaluator:
         self.related = related
         self.performer: Performer = performer or DryRun(self.rng)
         self.explain = explain
-        self._matchers: dict[tuple[str, str], Match] = {}
 
     def _facts(self, event: Event, at: datetime) -> Facts:
         related = None if self.related is None else self.related()
@@ -261,10 +260,7 @@ class Evaluator:
         The fast path: the workflows taking this (entity, event) are checked together,
         sharing field reads and dispatching on equality (crmflow.matcher).
         """
-        key = (event.entity, event.event)
-        match = self._matchers.get(key)
-        if match is None:
-            match = self._matchers[key] = self.rules.matcher(event.entity, event.event, self.tz)
+        match = self.rules.matcher(event.entity, event.event, self.tz)
         if match is NO_MATCH:
             return []
         at = event.at or now
@@ -276,7 +272,7 @@ class Evaluator:
         kept = []
         for rule in matched:
             workflow = self.rules.by_id[rule]
-            if needs_full_check(workflow):
+            if workflow.depends_on_state:
                 facts = facts or self._facts(event, at)
                 if not self._match(workflow, facts, event, at).matched:
                     continue

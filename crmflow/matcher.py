@@ -56,11 +56,6 @@ def NO_MATCH(event: Event, now: datetime, make: MakeFacts) -> list[str]:
     return []
 
 
-def needs_full_check(workflow: Workflow) -> bool:
-    """Workflows whose match depends on more than record and previous values."""
-    return workflow.trigger.kind == "date" or workflow.cooldown is not None
-
-
 @dataclass
 class _Source:
     """Generated code for one bucket: the shared namespace and the per-event preamble."""
@@ -87,34 +82,31 @@ class _Source:
             self.ids[key] = name
         return name
 
-    def value(self, path: str) -> str:
-        var = self.fields.get(path)
+    @staticmethod
+    def _slot(table: dict[Any, str], key: Any, prefix: str) -> str:
+        """The variable kept in `table` for `key`, made on first use."""
+        var = table.get(key)
         if var is None:
-            var = self.fields[path] = f"v{len(self.fields)}"
-            self.bind(path, "k")
+            var = table[key] = f"{prefix}{len(table)}"
         return var
+
+    def value(self, path: str) -> str:
+        return self._slot(self.fields, path, "v")
 
     def number(self, path: str) -> str:
         self.value(path)
-        var = self.numbers.get(path)
-        if var is None:
-            var = self.numbers[path] = f"n{len(self.numbers)}"
-        return var
+        return self._slot(self.numbers, path, "n")
 
     def instant(self, path: str) -> str:
         self.value(path)
-        var = self.instants.get(path)
-        if var is None:
-            var = self.instants[path] = f"t{len(self.instants)}"
-        return var
+        return self._slot(self.instants, path, "t")
 
     def old(self, path: str) -> str:
         self.change = True
-        var = self.previous.get(path)
-        if var is None:
-            var = self.previous[path] = f"p{len(self.previous)}"
-            self.bind(path, "k")
-        return var
+        return self._slot(self.previous, path, "p")
+
+    def memo_of(self, clause: FieldClause) -> str:
+        return self._slot(self.memo, id(clause), "s")
 
     def preamble(self) -> list[str]:
         lines = ["r = event.record", "facts = None"]
@@ -138,23 +130,14 @@ class _Source:
 def _bound(src: _Source, operand: str) -> str:
     """An expression for the instant an offset such as -14d points to from `now`.
 
-    Kept in the namespace with the `now` it was worked out for, so events judged at the
-    same moment read it without a call; a (now, value) pair, replaced whole, so threads
-    sharing the matcher never see one's value with the other's moment.
+    One `FromNow` per distinct offset of the bucket; the expression reads its kept
+    instant without a call while `now` stays the same.
     """
     name = src.bounds.get(operand)
     if name is None:
         name = src.bounds[operand] = f"b{len(src.bounds)}"
-        offset, tz, names = durations.parse(operand, signed=True), src.tz, src.names
-
-        def work_out(now: datetime) -> datetime:
-            value = offset.add_to(now, tz)
-            names[name] = (now, value)
-            return value
-
-        names[name] = (None, None)
-        names[f"{name}_at"] = work_out
-    return f"({name}[1] if {name}[0] is now else {name}_at(now))"
+        src.names[name] = durations.FromNow(durations.parse(operand, signed=True), src.tz)
+    return f"({name}.last[1] if {name}.last[0] is now else {name}.at(now))"
 
 
 def _clause_expr(clause: FieldClause, src: _Source) -> str:
@@ -201,9 +184,7 @@ def _clause_expr(clause: FieldClause, src: _Source) -> str:
     # Everything else runs the clause as compiled, once per event when shared.
     call = f"{src.bind(clause.check)}({FACTS})"
     if id(clause) in src.shared:
-        var = src.memo.get(id(clause))
-        if var is None:
-            var = src.memo[id(clause)] = f"s{len(src.memo)}"
+        var = src.memo_of(clause)
         return f"({var} if {var} is not UNSET else ({var} := {call}))"
     return call
 
@@ -248,21 +229,11 @@ def _clause_key(clause: FieldClause) -> tuple[str, str, str]:
     return (clause.path, clause.op, repr(clause.operand))
 
 
-def _walk(condition: Condition) -> list[FieldClause]:
-    if isinstance(condition, FieldClause):
-        return [condition]
-    if isinstance(condition, (AllOf, AnyOf)):
-        return [c for child in condition.children for c in _walk(child)]
-    if isinstance(condition, Not):
-        return _walk(condition.child)
-    return []
-
-
 def compile_bucket(workflows: Sequence[Workflow], tz: tzinfo) -> Match:
     """One function answering which of `workflows` (all taking this event) an event matches.
 
     Date-trigger and cooldown workflows are returned whenever their trigger takes the
-    event: their answer depends on state the caller checks (`needs_full_check`).
+    event: their answer depends on state the caller checks (`Workflow.depends_on_state`).
     """
     if not workflows:
         return NO_MATCH
@@ -294,7 +265,7 @@ def compile_bucket(workflows: Sequence[Workflow], tz: tzinfo) -> Match:
     for workflow, condition in zip(workflows, conditions, strict=True):
         tests = []
         trigger = workflow.trigger
-        if needs_full_check(workflow):
+        if workflow.depends_on_state:
             keys.append(None)
         else:
             keys.append(_key(condition))
@@ -379,7 +350,6 @@ def _build(
         lines.append("    out = []")
         lines.extend(blocks[i] for i in members)
         lines.append("    return out")
-    # The namespace itself, not a copy: the relative-date slots are updated in it.
     namespace = src.names
     exec(compile("\n".join(lines), "<crmflow matcher>", "exec"), namespace)
     return {name: namespace[name] for name, _ in groups}

@@ -242,18 +242,14 @@ def _when(accept: Callable[[int], bool]) -> Callable[[Any, tzinfo], ValueTest]:
                 return value_time is not None and accept(compare_temporal(value_time, fixed, tz))
 
             return test_fixed
-        offset = durations.parse(operand, signed=True)
         # The bound depends only on the event's now: work it out once per now.
-        last: list[Any] = [None, None]
+        from_now = durations.FromNow(durations.parse(operand, signed=True), tz)
 
         def test_relative(value: Any, facts: Facts) -> bool:
             value_time = as_temporal(value)
             if value_time is None:
                 return False
-            now = facts.now
-            if last[0] is not now:
-                last[0], last[1] = now, offset.add_to(now, tz)
-            bound = last[1]
+            bound = from_now.at(facts.now)
             moment = to_instant(value_time, tz)
             return accept((moment > bound) - (moment < bound))
 

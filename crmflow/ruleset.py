@@ -99,9 +99,7 @@ class RuleSet:
         self.by_id = {w.id: w for w in self.workflows}
         # Whether any workflow's match depends on more than the event (date triggers,
         # cooldowns): the fast matcher leaves those to the evaluator.
-        self.needs_state = any(
-            w.trigger.kind == "date" or w.cooldown is not None for w in self.workflows
-        )
+        self.needs_state = any(w.depends_on_state for w in self.workflows)
         self._index: dict[tuple[str, str], tuple[Entry, ...]] = {}
         self._matchers: dict[tuple[str, str, tzinfo], Match] = {}
         for entity in {w.entity for w in self.workflows}:

@@ -48,5 +48,10 @@ class Workflow:
     version: str = ""
 
     @property
+    def depends_on_state(self) -> bool:
+        """Whether matching needs more than the event: a date trigger's fire time, a cooldown."""
+        return self.trigger.kind == "date" or self.cooldown is not None
+
+    @property
     def title(self) -> str:
         return self.name or self.id
