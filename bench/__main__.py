@@ -155,11 +155,11 @@ def table(r: dict[str, Any]) -> str:
             f"{rates['2']} (2), {rates['3']} (3)",
             f"{pg['scaling_3_vs_1']}x",
         )
-        c = pg["capture"]
+        c = pg["burst"]
         add(
-            f"PostgreSQL: burst of {c['updates']:,} updates, lag of the last",
-            "-",
-            f"{c['lag_last_s']} s ({c['changes_per_s']} changes/s)",
+            f"PostgreSQL: burst of {c['changes']:,} changed deals to their inbox rows",
+            f"poll interval {c['poll_interval_s']} s",
+            f"last after {c['lag_last_s']} s ({c['records_per_s']} records/s)",
             "-",
         )
     return "\n".join(rows) + "\n"

@@ -1,14 +1,12 @@
-"""Daemons on PostgreSQL: actions per second with 1, 2 and 3 daemons, and capture lag.
+"""Daemons on PostgreSQL: actions per second with 1, 2 and 3 daemons, and a burst.
 
 The actions are webhooks to a receiver on 127.0.0.1 that answers after 50 ms, so the
-figure shows how daemons add up when the other side is slow. The lag is measured from
-the commit of a burst of updates to the moment the last of them was handled.
+figure shows how daemons add up when the other side is slow. The burst is
+`bench.daemon.burst` on PostgreSQL: from the commit of the updates to the last inbox row.
 """
 
 from __future__ import annotations
 
-import signal
-import subprocess
 import sys
 import tempfile
 import textwrap
@@ -20,9 +18,8 @@ from typing import Any
 
 from sqlalchemy import create_engine, text
 
-from crmflow.demo import create_demo_crm
+from bench import daemon, daemons
 
-BIN = str(Path(sys.executable).parent / "crmflow")
 STAMP = "to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
 
 
@@ -44,54 +41,12 @@ def _database(admin: str) -> str:
     return create_database(admin, "b")
 
 
-def _project(folder: Path, url: str, rules: str, extra: str = "") -> None:
-    create_demo_crm(url)
-    (folder / "crmflow.yaml").write_text(
-        textwrap.dedent(f"""\
-        crm: {url}
-        state: {url}
-        rules: rules/
-        poll_interval: 200ms
-        """)
-        + extra,
-        encoding="utf-8",
-    )
-    (folder / "rules").mkdir()
-    (folder / "rules" / "w.yaml").write_text(rules, encoding="utf-8")
-
-
-def _start(folder: Path, count: int) -> list[subprocess.Popen[bytes]]:
-    procs = []
-    for n in range(count):
-        log = (folder / f"d{n}.log").open("wb")
-        procs.append(
-            subprocess.Popen(
-                [BIN, "run", "--log-format", "plain"],
-                cwd=folder,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        )
-    deadline = time.monotonic() + 60
-    while not all("running:" in (folder / f"d{n}.log").read_text() for n in range(count)):
-        if time.monotonic() > deadline:
-            raise RuntimeError("daemons did not start")
-        time.sleep(0.1)
-    return procs
-
-
-def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
-    for p in procs:
-        p.send_signal(signal.SIGTERM)
-    for p in procs:
-        p.wait(timeout=60)
-
-
-def actions_per_second(admin: str, daemons: int, actions: int, port: int) -> float:
+def actions_per_second(admin: str, count: int, actions: int, port: int) -> float:
+    """Actions per second that `count` daemons carry out together."""
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         url = _database(admin)
-        _project(
+        daemons.project(
             folder,
             url,
             textwrap.dedent(f"""\
@@ -102,9 +57,10 @@ def actions_per_second(admin: str, daemons: int, actions: int, port: int) -> flo
               - webhook: {{url: "http://127.0.0.1:{port}/in"}}
                 delay: 15s
             """),
-            f"webhooks: {{allow: ['http://127.0.0.1:{port}/*']}}\n",
+            state_url=url,
+            extra=f"webhooks: {{allow: ['http://127.0.0.1:{port}/*']}}\n",
         )
-        procs = _start(folder, daemons)
+        procs = daemons.start(folder, count)
         engine = create_engine(url)
         try:
             with engine.begin() as conn:
@@ -128,61 +84,7 @@ def actions_per_second(admin: str, daemons: int, actions: int, port: int) -> flo
                     raise RuntimeError(f"only {done} of {actions} actions done")
                 time.sleep(0.05)
         finally:
-            _stop(procs)
-            engine.dispose()
-
-
-def capture_lag(admin: str, updates: int) -> dict[str, float]:
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        url = _database(admin)
-        _project(
-            folder,
-            url,
-            textwrap.dedent("""\
-            id: seen
-            entity: deal
-            trigger: {on: updated, fields: [probability]}
-            conditions: {probability: 42}
-            actions: [{update: {target: company, values: {industry: "{{ deal.id }}"}}}]
-            """),
-        )
-        engine = create_engine(url)
-        with engine.begin() as conn:
-            conn.execute(
-                text(
-                    f"INSERT INTO deals (id, name, probability, updated_at) SELECT "
-                    f"60000 + v, 'b', 1, '2020-01-01T00:00:00.000Z' "
-                    f"FROM generate_series(1, {updates}) AS v"
-                )
-            )
-        procs = _start(folder, 1)
-        try:
-            time.sleep(1)
-            with engine.begin() as conn:
-                conn.execute(
-                    text(
-                        f"UPDATE deals SET probability = 42, updated_at = {STAMP} WHERE id > 60000"
-                    )
-                )
-            committed = time.time()
-            query = "SELECT count(*), max(at) FROM crmflow_history WHERE outcome = 'fired'"
-            deadline = time.monotonic() + 300
-            while True:
-                with engine.connect() as conn:
-                    fired, last = conn.execute(text(query)).one()
-                if fired >= updates:
-                    lag = last - committed
-                    return {
-                        "updates": updates,
-                        "lag_last_s": round(lag, 2),
-                        "changes_per_s": round(updates / lag, 1),
-                    }
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"only {fired} of {updates} changes handled")
-                time.sleep(0.2)
-        finally:
-            _stop(procs)
+            daemons.stop(procs)
             engine.dispose()
 
 
@@ -198,7 +100,8 @@ def measure(actions: int = 600, updates: int = 10_000) -> dict[str, Any]:
     port = int(receiver.server_address[1])
     try:
         rates = {n: actions_per_second(admin, n, actions, port) for n in (1, 2, 3)}
-        lag = capture_lag(admin, updates)
+        url = _database(admin)
+        lag = daemon.burst(updates, url, url)
     finally:
         receiver.shutdown()
         server.stop()
@@ -207,7 +110,7 @@ def measure(actions: int = 600, updates: int = 10_000) -> dict[str, Any]:
         "receiver_delay_ms": 50,
         "actions_per_s": {str(k): v for k, v in rates.items()},
         "scaling_3_vs_1": round(rates[3] / rates[1], 2),
-        "capture": lag,
+        "burst": lag,
     }
 
 

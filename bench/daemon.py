@@ -1,28 +1,28 @@
-"""The daemon on the embedded default (SQLite): a burst of changes, and 100,000 pending actions.
+"""The daemon on its own: a burst of changes, and 100,000 pending actions.
 
 - Burst: 10,000 deals change in one transaction; a workflow creates a task (an inbox
   row) for each. Measured: records per second from the commit to the last task, and
-  the lag of the last one.
-- Pending: a state database holding 100,000 pending actions (1,000 of them due in the
-  next minute, the rest weeks away). Measured: start-up time to the first tick, peak
-  memory, and how late each due action fires (p50/p99) against the poll interval.
+  the lag of the last one. SQLite by default; `bench.cluster` runs it on PostgreSQL.
+- Pending (SQLite): a state database holding 100,000 pending actions (1,000 of them due
+  in the next minute, the rest weeks away). Measured: start-up time to the first tick,
+  peak memory, and how late each due action fires (p50/p99) against the poll interval.
 """
 
 from __future__ import annotations
 
 import json
-import signal
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
-import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from crmflow.demo import create_demo_crm
+from sqlalchemy import Engine, create_engine, text
+
+from bench import daemons
 
 POLL = 1.0  # seconds, the daemon's poll_interval
 BURST_RULE = """\
@@ -43,95 +43,87 @@ actions:
   - warn: "follow up on {{ deal.name }}"
     delay: 30d
 """
+# An ISO UTC timestamp of the database's clock, as a CRM application stamps updated_at.
+NOW_SQL = {
+    "sqlite": "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+    "postgresql": "to_char(clock_timestamp() AT TIME ZONE 'UTC', "
+    '\'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"\')',
+}
 
 
-def _project(folder: Path, rule: str) -> None:
-    create_demo_crm(folder / "crm.db")
-    (folder / "crmflow.yaml").write_text(
-        textwrap.dedent(f"""\
-        crm: sqlite:///{folder / "crm.db"}
-        state: sqlite:///{folder / "state.db"}
-        rules: rules/
-        poll_interval: {int(POLL * 1000)}ms
-        """),
-        encoding="utf-8",
-    )
-    (folder / "rules").mkdir()
-    (folder / "rules" / "w.yaml").write_text(rule, encoding="utf-8")
-
-
-def _start(folder: Path) -> subprocess.Popen[bytes]:
-    crmflow = str(Path(sys.executable).parent / "crmflow")
-    log = (folder / "daemon.log").open("ab")
-    return subprocess.Popen(
-        [crmflow, "run", "--log-format", "plain"], cwd=folder, stdout=log, stderr=log
-    )
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-def _wait_for(query: str, db: Path, until: Any, timeout: float, step: float = 0.05) -> float:
-    """Polls `query` until `until(value)`; returns the time.time() it held."""
+def _wait_for(
+    engine: Engine, query: str, until: Callable[[Any], bool], timeout: float, step: float = 0.05
+) -> Any:
+    """Polls `query` until `until(row)` holds; returns that row."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            with sqlite3.connect(db, timeout=5) as conn:
-                value = conn.execute(query).fetchone()
-            if until(value):
-                return time.time()
-        except sqlite3.OperationalError:  # not created yet, or busy
-            pass
+            with engine.connect() as conn:
+                row = conn.execute(text(query)).one()
+            if until(row):
+                return row
+        except Exception:  # the table is not there yet, or the database is busy
+            if time.monotonic() > deadline:
+                raise
         if time.monotonic() > deadline:
-            raise RuntimeError(f"gave up waiting for {query!r} on {db.name}")
+            raise RuntimeError(f"gave up waiting for {query!r}")
         time.sleep(step)
 
 
-def burst(changes: int = 10_000) -> dict[str, Any]:
+def burst(
+    changes: int = 10_000, crm_url: str | None = None, state_url: str | None = None
+) -> dict[str, Any]:
+    """A burst of `changes` updated deals to their inbox rows (SQLite files by default)."""
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        _project(folder, BURST_RULE)
-        crm = folder / "crm.db"
-        with sqlite3.connect(crm) as conn:
-            conn.executemany(
-                "INSERT INTO deals (id, name, probability, updated_at) "
-                "VALUES (?, 'burst', 1, '2020-01-01T00:00:00.000Z')",
-                [(900_000 + i,) for i in range(changes)],
+        crm_url = crm_url or f"sqlite:///{folder / 'crm.db'}"
+        state_url = state_url or f"sqlite:///{folder / 'state.db'}"
+        daemons.project(
+            folder, crm_url, BURST_RULE, state_url=state_url, poll_interval=f"{int(POLL)}s"
+        )
+        crm, state = create_engine(crm_url), create_engine(state_url)
+        stamp = NOW_SQL[crm.dialect.name]
+        with crm.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO deals (id, name, probability, updated_at) "
+                    "VALUES (:id, 'burst', 1, '2020-01-01T00:00:00.000Z')"
+                ),
+                [{"id": 900_000 + i} for i in range(changes)],
             )
-        proc = _start(folder)
+        procs = daemons.start(folder)
         try:
-            # Ready once the baseline is taken: the state holds a watermark for deals.
+            # The baseline is taken once every deal has its snapshot.
             _wait_for(
+                state,
                 "SELECT count(*) FROM crmflow_snapshots WHERE entity = 'deal'",
-                folder / "state.db",
                 lambda row: row[0] >= changes,
                 120,
             )
             time.sleep(POLL)
-            with sqlite3.connect(crm) as conn:
+            with crm.begin() as conn:
                 conn.execute(
-                    "UPDATE deals SET probability = 42, "
-                    "updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id >= 900000"
+                    text(
+                        f"UPDATE deals SET probability = 42, updated_at = {stamp} "
+                        "WHERE id >= 900000"
+                    )
                 )
             committed = time.time()
-            done = _wait_for(
-                "SELECT count(*) FROM tasks WHERE title LIKE 'Inbox %'",
+            _wait_for(
                 crm,
+                "SELECT count(*) FROM tasks WHERE title LIKE 'Inbox %'",
                 lambda row: row[0] >= changes,
                 900,
                 step=0.1,
             )
+            lag = time.time() - committed
         finally:
-            _stop(proc)
-    lag = done - committed
+            daemons.stop(procs)
+            crm.dispose()
+            state.dispose()
     return {
         "changes": changes,
+        "database": crm_url.split(":", 1)[0],
         "poll_interval_s": POLL,
         "lag_last_s": round(lag, 2),
         "records_per_s": round(changes / lag, 1),
@@ -141,20 +133,26 @@ def burst(changes: int = 10_000) -> dict[str, Any]:
 def pending(total: int = 100_000, due_soon: int = 1_000, window: float = 40.0) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        _project(folder, LATER_RULE)
         state = folder / "state.db"
+        daemons.project(
+            folder,
+            f"sqlite:///{folder / 'crm.db'}",
+            LATER_RULE,
+            state_url=f"sqlite:///{state}",
+            poll_interval=f"{int(POLL)}s",
+        )
+        engine = create_engine(f"sqlite:///{state}")
         # One genuine pending action, made by the daemon from a new deal...
-        proc = _start(folder)
+        procs = daemons.start(folder)
         try:
-            _wait_for("SELECT count(*) FROM crmflow_daemons", state, lambda r: r[0] > 0, 60)
             with sqlite3.connect(folder / "crm.db") as conn:
                 conn.execute(
                     "INSERT INTO deals (id, name, probability, updated_at) VALUES "
-                    "(990001, 'seed', 5, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))"
+                    f"(990001, 'seed', 5, {NOW_SQL['sqlite']})"
                 )
-            _wait_for("SELECT count(*) FROM crmflow_pending", state, lambda r: r[0] > 0, 60)
+            _wait_for(engine, "SELECT count(*) FROM crmflow_pending", lambda r: r[0] > 0, 60)
         finally:
-            _stop(proc)
+            daemons.stop(procs)
         # ... copied into 100,000: `due_soon` of them due within the window after the
         # restart, the others spread over the next 30 days.
         start_at = time.time() + 15
@@ -178,26 +176,28 @@ def pending(total: int = 100_000, due_soon: int = 1_000, window: float = 40.0) -
             conn.execute("DELETE FROM crmflow_pending WHERE id = ?", (template,))
             count = conn.execute("SELECT count(*) FROM crmflow_pending").fetchone()[0]
         started = time.time()
-        proc = _start(folder)
+        procs = daemons.start(folder)
         try:
-            first_tick = _wait_for(
+            # The daemon's own stamp of its first tick, not the moment this loop saw it.
+            (first_tick,) = _wait_for(
+                engine,
                 "SELECT max(heartbeat_at) FROM crmflow_daemons",
-                state,
                 lambda r: r[0] is not None and r[0] > started,
                 120,
                 step=0.01,
             )
             _wait_for(
+                engine,
                 "SELECT count(*) FROM crmflow_history WHERE outcome = 'done' "
                 "AND key LIKE 'bench-%'",
-                state,
                 lambda r: r[0] >= due_soon,
                 window + 120,
                 step=0.5,
             )
-            peak_kib = _peak_kib(proc.pid)
+            peak_kib = _peak_kib(procs[0].pid)
         finally:
-            _stop(proc)
+            daemons.stop(procs)
+            engine.dispose()
         with sqlite3.connect(state) as conn:
             late = [
                 at - due
@@ -234,9 +234,6 @@ def measure() -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    which = sys.argv[1] if len(sys.argv) > 1 else "all"
-    result = {"burst": burst} if which == "burst" else {"pending": pending}
-    if which == "all":
-        print(json.dumps(measure(), indent=2))
-    else:
-        print(json.dumps({k: f() for k, f in result.items()}, indent=2))
+    parts = {"burst": burst, "pending": pending}
+    chosen = sys.argv[1:] or list(parts)
+    print(json.dumps({name: parts[name]() for name in chosen}, indent=2))

@@ -1,0 +1,73 @@
+"""Running real `crmflow run` processes for the daemon benchmarks (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from crmflow.demo import create_demo_crm
+from tests.crmkit import write_rules
+
+BIN = str(Path(sys.executable).parent / "crmflow")
+
+
+def project(
+    folder: Path,
+    crm_url: str,
+    rules: str,
+    *,
+    state_url: str | None = None,
+    poll_interval: str = "200ms",
+    extra: str = "",
+) -> None:
+    """The demo CRM at `crm_url`, a crmflow.yaml and one workflow file in `folder`."""
+    create_demo_crm(crm_url)
+    state = f"state: {state_url}\n" if state_url else ""
+    (folder / "crmflow.yaml").write_text(
+        f"crm: {crm_url}\n{state}rules: rules/\npoll_interval: {poll_interval}\n"
+        + textwrap.dedent(extra),
+        encoding="utf-8",
+    )
+    write_rules(folder / "rules", {"w.yaml": rules})
+
+
+def start(folder: Path, count: int = 1) -> list[subprocess.Popen[bytes]]:
+    """`count` daemons in `folder`, returned once each has logged that it runs."""
+    procs, logs = [], [folder / f"d{n}.log" for n in range(count)]
+    # Only what this start writes counts: a restarted daemon's log holds the last run.
+    offsets = [log.stat().st_size if log.exists() else 0 for log in logs]
+    for log in logs:
+        with log.open("ab") as out:  # appended: a daemon restarted keeps its earlier log
+            procs.append(
+                subprocess.Popen(
+                    [BIN, "run", "--log-format", "plain"],
+                    cwd=folder,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+    deadline = time.monotonic() + 120
+    while not all(
+        b"running:" in log.read_bytes()[offset:] for log, offset in zip(logs, offsets, strict=True)
+    ):
+        if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+            stop(procs)
+            raise RuntimeError(f"daemons did not start: {logs[0].read_text()[-500:]}")
+        time.sleep(0.05)
+    return procs
+
+
+def stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM, as systemd stops them; SIGKILL for one that does not finish in 60 s."""
+    for p in procs:
+        p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
