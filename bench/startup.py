@@ -16,28 +16,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests import spec_example
+
 ROOT = Path(__file__).resolve().parent.parent
-EVENT = json.dumps(
-    {
-        "entity": "deal",
-        "event": "updated",
-        "record": {
-            "id": 42,
-            "name": "ACME",
-            "amount": 250000,
-            "currency": "EUR",
-            "probability": 90,
-        },
-        "previous": {
-            "id": 42,
-            "name": "ACME",
-            "amount": 90000,
-            "currency": "EUR",
-            "probability": 90,
-        },
-        "at": "2026-11-22T10:00:00Z",
-    }
-).encode()
+# The SPEC's example deal update, through the example workflows of rules/.
+EVENT = json.dumps(spec_example.EVENT).encode()
 
 
 def _time(cmd: list[str], stdin: bytes | None, env: dict[str, str]) -> float:
