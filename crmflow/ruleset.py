@@ -145,10 +145,15 @@ def compile_documents(documents: Iterable[Document], config: Config) -> RuleSet:
     return RuleSet(compile_workflow(doc, config.timezone) for doc in documents)
 
 
-def load_ruleset(paths: Iterable[Path], config: Config) -> RuleSet:
-    """The compiled rules under `paths`; WorkflowError when any workflow is invalid."""
+def load_valid_documents(paths: Iterable[Path], config: Config) -> list[Document]:
+    """The workflow documents under `paths`; WorkflowError when any workflow is invalid."""
     loaded = load_documents(paths)
     errors = [f for f in check(loaded, config, full=False) if f.severity == "error"]
     if errors:
         raise WorkflowError(errors)
-    return compile_documents(loaded.documents, config)
+    return loaded.documents
+
+
+def load_ruleset(paths: Iterable[Path], config: Config) -> RuleSet:
+    """The compiled rules under `paths`; WorkflowError when any workflow is invalid."""
+    return compile_documents(load_valid_documents(paths, config), config)

@@ -4,6 +4,10 @@ A case gives an event (or a sequence of events), an optional `now`, and what the
 must hold: which workflows match, their reasons, their actions' types, due times and
 parameters (a subset match). Times are written absolutely or relative to the case's
 now (`now+14d`), so delays are tested with a frozen clock.
+
+A file may set `now` and `timezone` for all its cases, and a case may override either:
+a test then means the same on any day and beside any crmflow.yaml (without either, a
+case runs at the clock's now in the configured time zone).
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import difflib
 import json
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, tzinfo
 from functools import cache
 from pathlib import Path
@@ -23,8 +27,8 @@ from crmflow.config import Config
 from crmflow.errors import ConfigError, EventError
 from crmflow.evaluate import Evaluator
 from crmflow.events import parse_event
-from crmflow.ruleset import RuleSet
-from crmflow.timeutil import format_utc, parse_instant
+from crmflow.ruleset import RuleSet, compile_documents
+from crmflow.timeutil import format_utc, parse_instant, zone
 from crmflow.yamlload import Document, load_file
 
 _TEST_SUFFIXES = (".test.yaml", ".test.yml")
@@ -87,6 +91,11 @@ TEST_SCHEMA: dict[str, Any] = {
     "additionalProperties": False,
     "properties": {
         "description": {"type": "string"},
+        "now": {"type": "string", "description": "ISO date-time every case runs at"},
+        "timezone": {
+            "type": "string",
+            "description": "IANA time zone of every case (default: the configured one)",
+        },
         "cases": {
             "type": "array",
             "minItems": 1,
@@ -97,6 +106,10 @@ TEST_SCHEMA: dict[str, Any] = {
                 "properties": {
                     "name": {"type": "string", "minLength": 1},
                     "now": {"type": "string", "description": "ISO date-time the case runs at"},
+                    "timezone": {
+                        "type": "string",
+                        "description": "IANA time zone of this case (default: the file's)",
+                    },
                     "seed": {"type": "integer", "description": "seed for generated codes"},
                     "event": {"type": "object"},
                     "expect": _EXPECT,
@@ -162,16 +175,64 @@ def resolve_time(text: Any, now: datetime, tz: tzinfo = UTC) -> datetime | None:
     return durations.parse(m.group(1) + m.group(2), signed=True).add_to(now, tz)
 
 
-def run_file(path: Path, rules: RuleSet, config: Config, clock_now: datetime) -> list[CaseResult]:
+@dataclass(frozen=True)
+class _Setting:
+    """When and where a case runs: its own, else its file's, else the clock and config."""
+
+    now: datetime
+    tz: tzinfo
+
+
+def _setting(doc: Document, path: tuple[Any, ...], fallback: _Setting) -> _Setting:
+    data = doc.data
+    for key in path:
+        data = data[key]
+    now, tz = fallback.now, fallback.tz
+    try:
+        if "now" in data:
+            now = parse_instant(data["now"])
+        if "timezone" in data:
+            tz = zone(data["timezone"])
+    except ValueError as exc:
+        key = "now" if "now" in data and "timezone" not in str(exc) else "timezone"
+        raise ConfigError(str(exc), doc.locate((*path, key)), "CF210") from None
+    return _Setting(now, tz)
+
+
+class Compiled:
+    """The workflows under test, compiled once for each time zone the cases ask for.
+
+    Conditions and triggers bind their time zone when compiled (relative dates, calendar
+    offsets), so a case in another zone needs its own compilation, not a re-evaluation.
+    """
+
+    def __init__(self, documents: list[Document], config: Config) -> None:
+        self.documents = documents
+        self.config = config
+        self._by_zone: dict[tzinfo, RuleSet] = {}
+
+    def __call__(self, tz: tzinfo) -> RuleSet:
+        rules = self._by_zone.get(tz)
+        if rules is None:
+            rules = compile_documents(self.documents, replace(self.config, timezone=tz))
+            self._by_zone[tz] = rules
+        return rules
+
+
+def run_file(
+    path: Path, compiled: Compiled, config: Config, clock_now: datetime
+) -> list[CaseResult]:
     doc = load_test_file(path)
+    file_setting = _setting(doc, (), _Setting(clock_now, config.timezone))
     results = []
     for index, case in enumerate(doc.data["cases"]):
         location = doc.locate(("cases", index))
         result = CaseResult(str(path), case["name"], location.line)
         started = time.perf_counter()
         try:
-            _run_case(case, rules, config, clock_now, result)
-        except (ValueError, EventError) as exc:
+            setting = _setting(doc, ("cases", index), file_setting)
+            _run_case(case, compiled(setting.tz), config, setting, result)
+        except (ValueError, EventError, ConfigError) as exc:
             result.failures.append(f"bad test case: {exc}")
         result.seconds = time.perf_counter() - started
         results.append(result)
@@ -179,11 +240,10 @@ def run_file(path: Path, rules: RuleSet, config: Config, clock_now: datetime) ->
 
 
 def _run_case(
-    case: dict[str, Any], rules: RuleSet, config: Config, clock_now: datetime, result: CaseResult
+    case: dict[str, Any], rules: RuleSet, config: Config, setting: _Setting, result: CaseResult
 ) -> None:
-    now = parse_instant(case["now"]) if "now" in case else clock_now
+    now, tz = setting.now, setting.tz
     steps = case.get("events") or [{"event": case["event"], "expect": case.get("expect")}]
-    tz = config.timezone
     evaluator = Evaluator(rules, tz, seed=case.get("seed", 0))
     expected_all: list[Any] = []
     actual_all: list[Any] = []
@@ -371,7 +431,7 @@ def junit_xml(results: list[CaseResult], seconds: float) -> str:
 
 def run_tests(config: Config, paths: list[Path], out: IO[str], junit: Path | None) -> int:
     """Run every *.test.yaml under `paths`; print results like pytest; 0 pass, 1 fail."""
-    from crmflow.ruleset import load_ruleset
+    from crmflow.ruleset import load_valid_documents
     from crmflow.timeutil import system_clock
     from crmflow.yamlload import iter_yaml_files
 
@@ -383,11 +443,11 @@ def run_tests(config: Config, paths: list[Path], out: IO[str], junit: Path | Non
     workflow_roots = [p for p in paths if p.is_dir() or not p.name.endswith(_TEST_SUFFIXES)]
     if not workflow_roots:
         workflow_roots = sorted({p.parent for p in test_files})
-    rules = load_ruleset(workflow_roots, config)
+    compiled = Compiled(load_valid_documents(workflow_roots, config), config)
     clock_now = system_clock()
     results: list[CaseResult] = []
     for file in test_files:
-        file_results = run_file(file, rules, config, clock_now)
+        file_results = run_file(file, compiled, config, clock_now)
         results.extend(file_results)
         for r in file_results:
             out.write(f"{r.node_id} {'PASSED' if r.passed else 'FAILED'}\n")

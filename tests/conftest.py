@@ -76,6 +76,15 @@ def postgres_admin() -> Iterator[str]:
     server.stop()
 
 
+@pytest.fixture(autouse=True)
+def _no_daemon_outlives_its_test() -> Iterator[None]:
+    """Daemon subprocesses started through tests.processes end with their test."""
+    from tests import processes
+
+    yield
+    processes.end_all()
+
+
 @pytest.fixture
 def database(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
     """A fresh, empty database on the backend under test, as an SQLAlchemy URL."""

@@ -208,6 +208,47 @@ def test_crmflow_test_reports_failures_with_a_diff_and_junit(
     assert suite.findall("testcase")[1].find("failure") is not None
 
 
+DELAYED = "id: d\nentity: deal\ntrigger: {on: created}\nactions: [{warn: x, delay: 1d}]\n"
+# One day after 12:00 UTC on the Saturday before Europe's spring DST change (29 March 2026):
+# 11:00 UTC in Berlin, where the day has 23 hours; 12:00 UTC where there is no change.
+ZONED_TESTS = """\
+timezone: Europe/Berlin
+now: "2026-03-28T12:00:00Z"
+cases:
+  - name: the file's zone
+    event: {entity: deal, event: created, record: {id: 1}}
+    expect: {rules: {d: {actions: [{due: "2026-03-29T11:00:00Z"}]}}}
+  - name: a case's own zone
+    timezone: UTC
+    event: {entity: deal, event: created, record: {id: 1}}
+    expect: {rules: {d: {actions: [{due: "2026-03-29T12:00:00Z"}]}}}
+  - name: a case's own now
+    now: "2026-03-29T12:00:00Z"
+    event: {entity: deal, event: created, record: {id: 1}}
+    expect: {rules: {d: {actions: [{due: "2026-03-30T12:00:00Z"}]}}}
+"""
+
+
+def test_a_test_file_sets_its_zone_and_now_and_a_case_overrides_them(
+    cli: Cli, rules_dir: Rules, tmp_path: Path
+) -> None:
+    rules_dir({"d.yaml": DELAYED, "d.test.yaml": ZONED_TESTS})
+    # A crmflow.yaml in another zone changes nothing: the file says where it runs.
+    (tmp_path / "crmflow.yaml").write_text("rules: rules/\ntimezone: America/New_York\n")
+    result = cli("test", "rules")
+    assert result.code == 0, result.out
+    assert result.out.strip().splitlines()[-1] == "3 passed, 0 failed"
+
+
+def test_an_unknown_zone_in_a_test_file_fails_its_case(cli: Cli, rules_dir: Rules) -> None:
+    broken = ZONED_TESTS.replace("    timezone: UTC", "    timezone: Mars/Olympus")
+    rules_dir({"d.yaml": DELAYED, "d.test.yaml": broken})
+    result = cli("test", "rules")
+    assert result.code == 1
+    assert "bad test case: " in result.out and "unknown time zone 'Mars/Olympus'" in result.out
+    assert result.out.strip().splitlines()[-1] == "2 passed, 1 failed"
+
+
 def test_crmflow_test_rejects_an_invalid_test_file(cli: Cli, rules_dir: Rules) -> None:
     rules_dir({"a.yaml": BIG, "a.test.yaml": "cases:\n  - name: x\n    evnt: {}\n"})
     result = cli("test", "rules")

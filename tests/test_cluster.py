@@ -16,6 +16,7 @@ from sqlalchemy import text
 
 from crmflow.demo import create_demo_crm
 from crmflow.state import State
+from tests import processes
 from tests.conftest import crmflow_bin
 from tests.crmkit import Database
 from tests.pgserver import create_database
@@ -68,13 +69,9 @@ def test_three_daemons_survive_the_loss_of_one_and_of_the_leader(
 
     def spawn(n: int) -> None:
         logs.append(tmp_path / f"d{n}.log")
-        with logs[-1].open("wb") as log:  # the child keeps its own descriptor
-            procs[n] = subprocess.Popen(
-                [crmflow_bin(), "run", "--log-format", "plain"],
-                cwd=tmp_path,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        procs[n] = processes.spawn(
+            [crmflow_bin(), "run", "--log-format", "plain"], tmp_path, logs[-1]
+        )
 
     def log_text() -> str:
         return "\n".join(p.read_text(errors="replace") for p in logs)

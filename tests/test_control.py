@@ -5,9 +5,15 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
+from crmflow.crm import iso_utc
+from crmflow.timeutil import format_utc
 from tests.conftest import Result
+
+BERLIN = ZoneInfo("Europe/Berlin")  # the zone `init` writes into crmflow.yaml
 
 Cli = Callable[..., Result]
 
@@ -18,33 +24,41 @@ def demo(cli: Cli, tmp_path: Path) -> Path:
 
 
 def test_tick_status_history_pending_schedule(cli: Cli, tmp_path: Path) -> None:
+    # `init` dates the demo rows by the real clock, so this test's "now" is the real one too:
+    # a tick --now in another month would find every demo row ahead of it.
+    now = datetime.now(UTC).replace(microsecond=0)
     folder = demo(cli, tmp_path)
-    first = cli("tick", "--now", "2026-11-23T09:00:00Z", cwd=folder)
+    first = cli("tick", "--now", format_utc(now), cwd=folder)
     assert first.code == 0, first.err
     assert "baseline of deal: 8 record(s), nothing fired" in first.out
+    created = now + timedelta(seconds=5)
     with sqlite3.connect(folder / "crm.db") as conn:
         conn.execute(
             "INSERT INTO quotes (id, number, status, owner_id, updated_at, updated_by) "
-            "VALUES (99, 'Q-99', 'sent', 1, '2026-11-23T09:00:05.000Z', 1)"
+            "VALUES (99, 'Q-99', 'sent', 1, ?, 1)",
+            (iso_utc(created),),
         )
-    second = cli("tick", "--now", "2026-11-23T09:00:10Z", cwd=folder)
-    assert second.out.splitlines()[-1] == "1 change(s), 0 due action(s)"
+    polled = now + timedelta(seconds=10)
+    second = cli("tick", "--now", format_utc(polled), cwd=folder)
+    assert second.out.splitlines()[-1] == "1 change(s), 0 due action(s)", second.out + second.err
 
     status = json.loads(cli("status", "--format", "json", cwd=folder).out)
-    assert status["last_poll"] == "2026-11-23T09:00:10Z"
+    assert status["last_poll"] == format_utc(polled)
     assert status["pending"] == {"pending": 2}  # the quote's follow-up and the next cron run
-    assert status["paused"] is False and status["schema_version"] == 2
+    assert status["paused"] is False and status["schema_version"] >= 2
     assert status["daemons"] == [] and status["leader"] is None  # tick left, and said so
 
     rows = json.loads(cli("pending", "--format", "json", cwd=folder).out)
     follow_up = next(r for r in rows if r["workflow"] == "quote-followup")
-    assert follow_up["due"] == "2026-12-07T09:00:05Z" and follow_up["record_id"] == "99"
+    # 14d is calendar days in the demo's zone: the same wall-clock time, across a DST change.
+    due = format_utc((created.astimezone(BERLIN) + timedelta(days=14)).astimezone(UTC))
+    assert follow_up["due"] == due and follow_up["record_id"] == "99"
 
     history = json.loads(cli("history", "--record", "quote:99", "--format", "json", cwd=folder).out)
     assert [h["outcome"] for h in history] == ["scheduled", "fired"]
     assert cli("history", "--record", "quote", cwd=folder).code == 2
     text = cli("history", "--workflow", "quote-followup", cwd=folder).out
-    assert "scheduled   quote-followup create quote:99 due 2026-12-07T09:00:05Z" in text
+    assert f"scheduled   quote-followup create quote:99 due {due}" in text
 
     cancelled = cli("pending", "cancel", str(follow_up["id"]), cwd=folder)
     assert cancelled.code == 0 and cancelled.out.startswith(f"cancelled {follow_up['id']}")
@@ -54,7 +68,9 @@ def test_tick_status_history_pending_schedule(cli: Cli, tmp_path: Path) -> None:
 
     schedule = cli("schedule", "--next", "3", cwd=folder).out.splitlines()
     assert len(schedule) == 3 and all(line.endswith("lead-no-activity") for line in schedule)
-    assert "08:00 CET" in schedule[0]
+    day, hour, zone = schedule[0].split()[:3]
+    local = datetime.fromisoformat(f"{day}T{hour}").replace(tzinfo=BERLIN)
+    assert hour == "08:00" and local.weekday() < 5 and zone == local.tzname()
 
 
 def test_pause_and_resume(cli: Cli, tmp_path: Path) -> None:

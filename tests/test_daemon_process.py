@@ -10,11 +10,15 @@ import subprocess
 import textwrap
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from crmflow.crm import iso_utc
 from crmflow.demo import create_demo_crm
+from crmflow.timeutil import format_utc
+from tests import processes
 from tests.conftest import ROOT, crmflow_bin
 from tests.servers import Web
 
@@ -27,14 +31,11 @@ class DaemonProcess:
 
     def start(self) -> None:
         self.runs += 1
-        # The child keeps its own copy of the file descriptor; ours closes at once.
-        with (self.folder / f"daemon-{self.runs}.log").open("wb") as log:
-            self.proc = subprocess.Popen(
-                [crmflow_bin(), "run", "--log-format", "plain"],
-                cwd=self.folder,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        self.proc = processes.spawn(
+            [crmflow_bin(), "run", "--log-format", "plain"],
+            self.folder,
+            self.folder / f"daemon-{self.runs}.log",
+        )
         self.wait_for_log("running:")
 
     def log(self) -> str:
@@ -318,8 +319,10 @@ def test_every_example_workflow_with_a_real_daemon(tmp_path: Path, web: Web) -> 
 
 
 def test_downtime_with_the_clock_moved_forward(tmp_path: Path, web: Web) -> None:
+    # The demo's rows are dated by the real clock, so the daemon's clock starts there.
+    start = datetime.now(UTC).replace(microsecond=0)
     clock = tmp_path / "clock"
-    clock.write_text("2026-11-23T09:00:00Z")
+    clock.write_text(format_utc(start))
     rules = {"q.yaml": (ROOT / "rules" / "quote-followup.yaml").read_text()}
     daemon = project(tmp_path, web, rules)
     os.environ["CRMFLOW_CLOCK_FILE"] = str(clock)
@@ -327,12 +330,12 @@ def test_downtime_with_the_clock_moved_forward(tmp_path: Path, web: Web) -> None
         daemon.start()
         with sqlite3.connect(tmp_path / "crm.db", timeout=30) as conn:
             conn.execute(
-                "INSERT INTO quotes (id, number, status, updated_at) VALUES "
-                "(91, 'Q-91', 'sent', '2026-11-23T09:00:00.000Z')"
+                "INSERT INTO quotes (id, number, status, updated_at) VALUES (91, 'Q-91', 'sent', ?)",
+                (iso_utc(start),),
             )
         daemon.wait_for_log("quote 91 created")
         assert daemon.stop() == 0
-        clock.write_text("2026-12-20T09:00:00Z")  # down for four weeks
+        clock.write_text(format_utc(start + timedelta(days=27)))  # down for four weeks
         daemon.start()
         wait_until(
             lambda: (
