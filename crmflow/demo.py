@@ -3,7 +3,9 @@ example workflows, ready for `crmflow eval` and `crmflow run`."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from sqlalchemy import (
     insert,
     text,
 )
+from sqlalchemy.exc import SQLAlchemyError
 
 from crmflow.crm import iso_utc
 from crmflow.entities import EntityModel, builtin_model
@@ -29,7 +32,7 @@ from crmflow.errors import ConfigError
 _TYPES = {"integer": Integer, "number": Float, "boolean": Boolean}
 CONFIG_TEXT = """\
 # crmflow configuration for the demo CRM, written by `crmflow init`.
-# yaml-language-server: $schema={schema}
+# yaml-language-server: $schema=schemas/config.schema.json
 crm: sqlite:///crm.db
 state: sqlite:///.crmflow/state.db
 rules: rules/
@@ -175,13 +178,25 @@ def create_demo_crm(
     return counts
 
 
+# SQLite keeps a database's uncommitted or unmerged pages beside it: these go with the file.
+_SQLITE_SIDECARS = ("-wal", "-shm", "-journal")
+
+
 def init_project(
-    folder: Path, *, force: bool = False, rules_source: Path | None = None
+    folder: Path,
+    *,
+    force: bool = False,
+    rules_source: Path | None = None,
+    schemas_source: Path | None = None,
 ) -> list[Path]:
-    """Write crm.db, crmflow.yaml, rules/ and mail/ into `folder`; refuse to overwrite."""
-    folder.mkdir(parents=True, exist_ok=True)
-    crm = folder / "crm.db"
-    config = folder / "crmflow.yaml"
+    """Write crm.db, crmflow.yaml, rules/, schemas/ and mail/ into `folder`; the paths written.
+
+    Refuses to replace crm.db or crmflow.yaml unless `force`; keeps an existing rules/,
+    schemas/ or mail/. All or nothing: everything is built in a staging folder and moved
+    into place at the end, and a failure on the way removes what this call wrote and
+    puts back what it replaced, so `init` can simply be run again.
+    """
+    crm, config = folder / "crm.db", folder / "crmflow.yaml"
     if not force:
         existing = [p.name for p in (crm, config) if p.exists()]
         if existing:
@@ -189,23 +204,126 @@ def init_project(
                 f"{folder}: {', '.join(existing)} already exist; "
                 "pass --force to replace the demo CRM"
             )
-    for stale in (crm, folder / ".crmflow" / "state.db"):
-        stale.unlink(missing_ok=True)
-    create_demo_crm(crm)
-    schema_ref = example_rules_folder().parent / "schemas" / "config.schema.json"
-    config.write_text(CONFIG_TEXT.format(schema=schema_ref.as_posix()), encoding="utf-8")
-    (folder / "mail").mkdir(exist_ok=True)
-    rules = folder / "rules"
-    source = rules_source or example_rules_folder()
-    if not rules.exists():
-        shutil.copytree(source, rules)
-    return [crm, config, rules, folder / "mail"]
+    for name in ("rules", "schemas", "mail"):
+        if (folder / name).exists() and not (folder / name).is_dir():
+            raise ConfigError(f"{folder / name}: exists and is not a folder")
+    # The example workflows, and the JSON Schemas their `$schema=../schemas/...` modelines
+    # (and crmflow.yaml's) name: copies of crmflow's own, so every modeline finds its file.
+    sources = {
+        "rules": rules_source or shipped("rules"),
+        "schemas": schemas_source or shipped("schemas"),
+    }
+    missing = [str(s) for s in sources.values() if not s.is_dir()]
+    if missing:
+        raise ConfigError(f"example files not found: {', '.join(missing)}; reinstall crmflow")
+    try:
+        with _Staging(folder) as staging:
+            create_demo_crm(staging.path / "crm.db")
+            (staging.path / "crmflow.yaml").write_text(CONFIG_TEXT, encoding="utf-8")
+            for name, source in sources.items():
+                if not (folder / name).exists():
+                    shutil.copytree(source, staging.path / name, copy_function=shutil.copyfile)
+            if not (folder / "mail").exists():
+                (staging.path / "mail").mkdir()
+            # A new CRM makes crmflow's snapshots of the old one wrong: the state starts over.
+            staging.remove(folder / ".crmflow" / "state.db")
+            return staging.commit()
+    except (OSError, SQLAlchemyError) as exc:
+        raise ConfigError(f"{folder}: cannot create the demo CRM: {_reason(exc)}") from exc
+
+
+def _reason(exc: Exception) -> str:
+    """One line: shutil.Error lists every file that failed, SQLAlchemy appends its SQL."""
+    if isinstance(exc, shutil.Error) and exc.args and isinstance(exc.args[0], list):
+        source, _, why = exc.args[0][0]
+        return f"{source}: {why}"
+    cause = getattr(exc, "orig", None) or exc
+    return str(cause).splitlines()[0] if str(cause) else type(cause).__name__
+
+
+class _Staging:
+    """Files built in a hidden folder inside `folder`, then moved into place in one go.
+
+    Renames within one folder do not copy and cannot half-fail a file. On any exception the
+    exit undoes the moves, restores what was replaced or removed (kept aside until the
+    end), and removes the folders it created; it never deletes a file it did not write.
+    """
+
+    path: Path  # the staging folder, made on entry
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._created_dirs: list[Path] = []  # deepest first
+        self._aside: list[tuple[Path, Path]] = []  # (original place, where it waits)
+        self._placed: list[Path] = []
+        self._removals: list[Path] = []
+
+    def __enter__(self) -> _Staging:
+        missing = self.folder
+        while not missing.exists():
+            self._created_dirs.append(missing)
+            missing = missing.parent
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self.path = Path(tempfile.mkdtemp(prefix=".crmflow-init-", dir=self.folder))
+        except BaseException:
+            self._remove_created_dirs()
+            raise
+        return self
+
+    def remove(self, path: Path) -> None:
+        """Remove `path` (and its SQLite side files) when the staged files go into place."""
+        self._removals.append(path)
+
+    def commit(self) -> list[Path]:
+        """Move every staged entry into `folder`, replacing what is there; the new paths."""
+        aside = self.path / ".replaced"
+        aside.mkdir()
+        staged = sorted(p.name for p in self.path.iterdir() if p != aside)
+        displaced = [self.folder / name for name in staged] + self._removals
+        for path in displaced:
+            for victim in (path, *(path.with_name(path.name + s) for s in _SQLITE_SIDECARS)):
+                if victim.exists() or victim.is_symlink():
+                    keep = aside / str(len(self._aside))
+                    victim.replace(keep)
+                    self._aside.append((victim, keep))
+        for name in staged:
+            (self.path / name).replace(self.folder / name)
+            self._placed.append(self.folder / name)
+        return self._placed
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if kind is not None:
+            for path in reversed(self._placed):
+                _delete(path)
+            for original, keep in reversed(self._aside):
+                keep.replace(original)
+        shutil.rmtree(self.path, ignore_errors=True)
+        if kind is not None:
+            self._remove_created_dirs()
+
+    def _remove_created_dirs(self) -> None:
+        for folder in self._created_dirs:
+            with contextlib.suppress(OSError):  # not empty: something else wrote there
+                folder.rmdir()
+
+
+def _delete(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def shipped(name: str) -> Path:
+    """crmflow's own rules/ or schemas/: inside the installed package, else the checkout's."""
+    packaged = Path(__file__).parent / "data" / name
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / name
 
 
 def example_rules_folder() -> Path:
     """The example workflows: shipped in the package, or the checkout's rules/."""
-    packaged = Path(__file__).parent / "data" / "rules"
-    return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "rules"
+    return shipped("rules")
 
 
 def sample_data(now: datetime) -> dict[str, list[dict[str, Any]]]:

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import re
+import shutil
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.conftest import Result
+import pytest
+
+from crmflow.demo import init_project
+from crmflow.errors import ConfigError
+from tests.conftest import ROOT, Result
 
 Cli = Callable[..., Result]
 
@@ -63,6 +70,13 @@ def test_init_creates_the_demo_crm(cli: Cli, tmp_path: Path) -> None:
         assert len(countries) >= 5
         assert all("@" in r[0] for r in conn.execute("SELECT email FROM users"))
     assert (folder / "crmflow.yaml").is_file() and (folder / "mail").is_dir()
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "crm.db",
+        "crmflow.yaml",
+        "mail",
+        "rules",
+        "schemas",
+    ]
     assert len(list((folder / "rules").glob("*.yaml"))) >= 30
     assert cli("lint", cwd=folder).code == 0
 
@@ -127,3 +141,106 @@ def test_a_first_session(cli: Cli, tmp_path: Path) -> None:
     assert "Subject: Big deal: Delta warehouse sensors (260000 EUR)" in mail.read_text()
     text = cli("eval", stdin=json.dumps(event), cwd=folder)
     assert "skipped: already done at" in text.out
+
+
+MODELINE = re.compile(r"^# yaml-language-server: \$schema=(\S+)$", re.MULTILINE)
+
+
+def test_every_schema_modeline_init_writes_names_a_file_there(cli: Cli, tmp_path: Path) -> None:
+    assert cli("init", "demo").code == 0
+    folder = tmp_path / "demo"
+    targets = {}
+    for path in sorted(folder.rglob("*.yaml")):
+        (ref,) = MODELINE.findall(path.read_text(encoding="utf-8"))
+        assert not Path(ref).is_absolute(), f"{path}: {ref} only exists on this machine"
+        target = (path.parent / ref).resolve()
+        assert target.is_file(), f"{path.relative_to(folder)}: $schema={ref} does not exist"
+        targets[path.relative_to(folder).as_posix()] = target.relative_to(folder).as_posix()
+    assert targets["crmflow.yaml"] == "schemas/config.schema.json"
+    assert targets["rules/big-deal-alert.yaml"] == "schemas/workflow.schema.json"
+    assert targets["rules/big-deal-alert.test.yaml"] == "schemas/test.schema.json"
+    assert len(targets) == 1 + len(list((ROOT / "rules").glob("*.yaml")))
+    for schema in (ROOT / "schemas").glob("*.json"):
+        assert (folder / "schemas" / schema.name).read_bytes() == schema.read_bytes()
+
+
+def _rules_that_fail_to_copy(tmp_path: Path) -> Path:
+    """A real failure half-way: the CRM is built when copying a dangling link fails."""
+    source = tmp_path / "broken-rules"
+    source.mkdir()
+    shutil.copyfile(ROOT / "rules" / "big-deal-alert.yaml", source / "a.yaml")
+    (source / "b.yaml").symlink_to(tmp_path / "gone.yaml")
+    return source
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["new-folder", "user-folder"])
+def test_a_failed_init_leaves_nothing_behind(cli: Cli, tmp_path: Path, existing: bool) -> None:
+    folder = tmp_path / "projects" / "demo"
+    if existing:
+        folder.mkdir(parents=True)
+        (folder / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="cannot create the demo CRM"):
+        init_project(folder, rules_source=_rules_that_fail_to_copy(tmp_path))
+    if existing:
+        assert [p.name for p in folder.iterdir()] == ["notes.txt"]
+        assert (folder / "notes.txt").read_text() == "mine"
+    else:
+        assert not (tmp_path / "projects").exists()
+    again = cli("init", "projects/demo")
+    assert again.code == 0, again.err
+    assert cli("lint", cwd=folder).code == 0
+
+
+def test_an_init_without_its_example_files_writes_nothing(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="example files not found"):
+        init_project(tmp_path / "demo", rules_source=tmp_path / "no-such-rules")
+    assert not (tmp_path / "demo").exists()
+
+
+def test_a_failed_forced_init_puts_the_old_demo_back(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The failure strikes while the new files move in: the old CRM was already aside."""
+    assert cli("init", "demo").code == 0
+    folder = tmp_path / "demo"
+    with sqlite3.connect(folder / "crm.db") as conn:
+        conn.execute("UPDATE deals SET name = 'mine' WHERE id = 1")
+    conn.close()
+    config = (folder / "crmflow.yaml").read_text() + "# my note\n"
+    (folder / "crmflow.yaml").write_text(config)
+    (folder / ".crmflow").mkdir()
+    (folder / ".crmflow" / "state.db").write_text("old state")
+    before = sorted(p.relative_to(folder) for p in folder.rglob("*"))
+
+    real_replace = Path.replace
+    moved_in = []
+
+    def full_disk(self: Path, target: Path) -> Path:
+        if self.parent.name.startswith(".crmflow-init-"):
+            if Path(target).name == "crmflow.yaml":
+                raise OSError(errno.ENOSPC, "No space left on device")
+            moved_in.append(Path(target).name)
+        return real_replace(self, target)
+
+    monkeypatch.setattr(Path, "replace", full_disk)
+    with pytest.raises(ConfigError, match="No space left on device"):
+        init_project(folder, force=True)
+    monkeypatch.undo()
+    assert moved_in == ["crm.db"]  # the new CRM was in place, and had to go again
+    assert sorted(p.relative_to(folder) for p in folder.rglob("*")) == before
+    with sqlite3.connect(folder / "crm.db") as conn:
+        assert conn.execute("SELECT name FROM deals WHERE id = 1").fetchone()[0] == "mine"
+    conn.close()
+    assert (folder / "crmflow.yaml").read_text() == config
+    assert (folder / ".crmflow" / "state.db").read_text() == "old state"
+    assert cli("init", "demo", "--force").code == 0
+    assert not (folder / ".crmflow" / "state.db").exists()
+
+
+def test_init_into_a_file_fails_cleanly(cli: Cli, tmp_path: Path) -> None:
+    (tmp_path / "taken").write_text("a file, not a folder")
+    result = cli("init", "taken/demo")
+    assert result.code == 2
+    assert result.err.startswith("crmflow: taken/demo: cannot create the demo CRM")
+    assert len(result.err.splitlines()) == 1 and "Traceback" not in result.err
+    assert (tmp_path / "taken").read_text() == "a file, not a folder"
