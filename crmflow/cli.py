@@ -387,8 +387,12 @@ def status(
             print(json.dumps(report))
             return
         for daemon in report["daemons"]:
-            role = "leader" if daemon["leader"] else "worker"
-            print(f"daemon:       {daemon['id']} ({role}, seen {daemon['seen_seconds_ago']}s ago)")
+            seen = f"seen {daemon['seen_seconds_ago']}s ago"
+            if daemon["state"] == "gone":  # its heartbeat timed out: killed, or cut off
+                print(f"daemon:       {daemon['id']} (gone, last {seen})")
+            else:
+                role = "leader" if daemon["leader"] else "worker"
+                print(f"daemon:       {daemon['id']} ({role}, {seen})")
         print(
             f"last poll:    {report['last_poll'] or 'never'}"
             + (f" ({report['lag_seconds']}s ago)" if report["lag_seconds"] is not None else "")

@@ -13,12 +13,15 @@ import contextlib
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from crmflow import durations
 from crmflow.capture import Capture, Change
@@ -39,6 +42,18 @@ from crmflow.state import PendingAction, State, StoredCooldowns
 from crmflow.templates import TemplateFailure, render_tree
 from crmflow.timeutil import Clock, format_utc, parse_instant, system_clock
 from crmflow.workflow import Workflow
+
+# A daemon beats (crmflow_daemons.heartbeat_at) every tick and, when a tick runs long (a
+# burst of changes, slow webhooks) or the poll interval is long, from a side thread: a
+# live daemon's beats are never much more than HEARTBEAT_EVERY seconds apart, whatever
+# its poll interval.
+HEARTBEAT_EVERY = 5.0
+# The silence after which a daemon counts as gone, stored with its row for `crmflow
+# status` to judge: several missed beats, with room for a beat that waits on a busy
+# SQLite state (busy_timeout 10 s) or a slow PostgreSQL connection. Not `lease`: that is
+# how long a claim on an action lasts, minutes by default, and a daemon killed a minute
+# ago should not be shown as running.
+HEARTBEAT_TIMEOUT = 30.0
 
 
 @dataclass
@@ -92,8 +107,13 @@ class Daemon:
         )
         self.evaluator = self._evaluator()
         self.lease = durations.parse(raw.get("lease", "5m")).seconds
-        self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.host = socket.gethostname()
+        self.id = f"{self.host}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.started = clock().timestamp()
+        self.heartbeat_every = HEARTBEAT_EVERY
+        self.heartbeat_timeout = HEARTBEAT_TIMEOUT
+        self._beat_lock = threading.Lock()
+        self._beaten = 0.0  # time.monotonic() of the last heartbeat
         self.leadership = Leadership(self.state.engine)
         self.last_poll: datetime | None = None
         self._pruned: datetime | None = None
@@ -141,9 +161,10 @@ class Daemon:
         counts: dict[str, int] = {}
         if not self.leadership.check():
             self.log.note("another daemon leads (polls and plans); this one carries out actions")
-            self._heartbeat()
+            self._heartbeat(False)
             return counts
         self.log.note("leading: polling the CRM and planning schedules")
+        self._heartbeat(True, took_lead=True)
         for entity in self.capture.entities:
             if self.capture.ready(entity):
                 continue
@@ -183,10 +204,43 @@ class Daemon:
         return self.crm.find(entity, {})
 
     # -- one tick ---------------------------------------------------------------------
-    def _heartbeat(self) -> None:
-        self.state.heartbeat(
-            self.id, socket.gethostname(), os.getpid(), self.leadership.leading, self.started
-        )
+    def _heartbeat(self, leader: bool | None, *, took_lead: bool = False) -> None:
+        """Record that this daemon lives (and whether it leads: None leaves that as is).
+
+        On taking the lead it clears every other row's leader flag: the lock it now holds
+        was let go, so whoever had it no longer leads, and may have died without a word.
+        """
+        with self._beat_lock:
+            self.state.heartbeat(
+                self.id,
+                self.host,
+                os.getpid(),
+                leader,
+                self.started,
+                timeout=self.heartbeat_timeout,
+                took_lead=took_lead,
+            )
+            self._beaten = time.monotonic()
+
+    def _beat_between_ticks(self, done: threading.Event) -> None:
+        """The side thread of `run`: a heartbeat whenever the loop has not given one for
+        heartbeat_every seconds, so a long tick does not make a live daemon look gone.
+
+        It never touches the leader flag: whether the lead is still held is learnt at
+        the start of a tick, and a flag set from here could outlive the lock.
+        """
+        failing = False
+        while not done.wait(self.heartbeat_every):
+            if time.monotonic() - self._beaten < self.heartbeat_every:
+                continue
+            try:
+                self._heartbeat(None)
+            except SQLAlchemyError as exc:
+                if not failing:  # one line per outage; the tick reports the fault itself
+                    self.log.warn(f"heartbeat not recorded: {str(exc).splitlines()[0]}")
+                failing = True
+            else:
+                failing = False
 
     def tick(self) -> TickSummary:
         now = self.clock()
@@ -195,7 +249,7 @@ class Daemon:
         self.reload_if_changed()
         was_leading = self.leadership.leading
         leading = self.leadership.check()
-        self._heartbeat()
+        self._heartbeat(leading, took_lead=leading and not was_leading)
         if leading and not was_leading:
             self.log.note("took over the lead: polling the CRM and planning schedules")
             self.start_leading()
@@ -616,6 +670,11 @@ class Daemon:
         removed = self.state.prune_history(cutoff)
         if removed:
             self.log.note(f"history: pruned {removed} entries older than {self.retention}")
+        # Rows of daemons gone for over an hour (state.GONE_RETENTION): status has shown
+        # them as gone long enough.
+        forgotten = self.state.prune_daemons(now)
+        if forgotten:
+            self.log.note(f"forgot {forgotten} daemon(s) gone for over an hour")
 
     # -- the loop ---------------------------------------------------------------------
     def request_stop(self, stop: threading.Event) -> None:
@@ -635,6 +694,11 @@ class Daemon:
         scheduler = BackgroundScheduler(timezone=UTC)
         scheduler.add_job(wake.set, "interval", seconds=self.poll_interval, id="poll")
         scheduler.start()
+        beating = threading.Event()
+        beats = threading.Thread(
+            target=self._beat_between_ticks, args=(beating,), name="heartbeat", daemon=True
+        )
+        beats.start()
         try:
             while not stop.is_set():
                 if reload is not None and reload.is_set():
@@ -657,6 +721,9 @@ class Daemon:
                 wake.wait()
                 wake.clear()
         finally:
+            # Before close() forgets this daemon: a late beat would register it again.
+            beating.set()
+            beats.join(timeout=self.heartbeat_timeout)
             scheduler.shutdown(wait=False)
             self.log.note("stopped")
             self.close()

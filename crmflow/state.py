@@ -27,6 +27,7 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    inspect,
     select,
     text,
     update,
@@ -37,7 +38,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from crmflow.errors import ConfigError
 from crmflow.timeutil import Clock, system_clock
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 metadata = MetaData()
 
 meta = Table(
@@ -105,7 +106,19 @@ daemons = Table(
     Column("started_at", Float, nullable=False),
     Column("heartbeat_at", Float, nullable=False),
     Column("leader", Integer, nullable=False, default=0),
+    # v3: seconds without a heartbeat after which this daemon counts as gone, chosen by
+    # the daemon itself, so `crmflow status` (another process, without that daemon's
+    # configuration) can tell a live daemon from a killed one.
+    Column("heartbeat_timeout", Float),
 )
+# A row from before v3 has no timeout of its own; it gets this one.
+DEFAULT_HEARTBEAT_TIMEOUT = 60.0
+# A gone daemon stays listed, as gone, for an hour after its heartbeat timed out, so a
+# crash is still visible to whoever looks next; after that the leader's housekeeping
+# deletes its row (State.prune_daemons), and `crmflow status` leaves it out even where no
+# leader prunes (a SQLite daemon that died and was not restarted). A fixed period rather
+# than a setting: the row only serves as a notice that the daemon went.
+GONE_RETENTION = 3600.0
 # The last values crmflow saw of each record: `previous` and changed fields come from here.
 snapshots = Table(
     "crmflow_snapshots",
@@ -147,13 +160,16 @@ writes = Table(
 Index("ix_crmflow_writes_record", writes.c.entity, writes.c.record_id)
 
 
-# Statements that bring a state database from the version before to this one. Tables
-# that did not exist are made by create_all; here go the changes to existing ones.
-MIGRATIONS: dict[int, list[str]] = {
+# Columns (table, column, SQL type) that bring a state database from the version before
+# to this one. Tables that did not exist are made whole by create_all, so a column is
+# added only where it is missing (a version 1 database gets crmflow_daemons, v3 columns
+# and all, from create_all).
+MIGRATIONS: dict[int, list[tuple[str, str, str]]] = {
     2: [
-        "ALTER TABLE crmflow_pending ADD COLUMN owner VARCHAR(120)",
-        "ALTER TABLE crmflow_pending ADD COLUMN lease_until FLOAT",
+        ("crmflow_pending", "owner", "VARCHAR(120)"),
+        ("crmflow_pending", "lease_until", "FLOAT"),
     ],
+    3: [("crmflow_daemons", "heartbeat_timeout", "FLOAT")],
 }
 
 
@@ -162,6 +178,15 @@ MIGRATION_LOCK = int.from_bytes(b"crmflow:m", "big") % (2**63)
 
 def _epoch(moment: datetime) -> float:
     return moment.astimezone(UTC).timestamp()
+
+
+def gone_since(row: dict[str, Any]) -> float:
+    """When (epoch seconds) the daemon of a crmflow_daemons row counts as gone, unless it
+    beats again first: its last heartbeat plus its own timeout."""
+    timeout = row.get("heartbeat_timeout")
+    return float(row["heartbeat_at"]) + (
+        DEFAULT_HEARTBEAT_TIMEOUT if timeout is None else float(timeout)
+    )
 
 
 @dataclass
@@ -231,8 +256,10 @@ class State:
                     f"this crmflow ({SCHEMA_VERSION}); upgrade crmflow"
                 )
             for step in range(version + 1, SCHEMA_VERSION + 1):
-                for statement in MIGRATIONS.get(step, []):
-                    conn.execute(text(statement))
+                for table, column, kind in MIGRATIONS.get(step, []):
+                    present = {c["name"] for c in inspect(conn).get_columns(table)}
+                    if column not in present:
+                        conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {kind}"))
             conn.execute(meta.delete().where(meta.c.key == "schema_version"))
             conn.execute(insert(meta).values(key="schema_version", value=str(SCHEMA_VERSION)))
 
@@ -690,36 +717,61 @@ class State:
             )
             return [self._pending(row) for row in rows]
 
-    def heartbeat(self, daemon_id: str, host: str, pid: int, leader: bool, started: float) -> None:
+    # -- the daemons sharing this state ----------------------------------------------
+    def heartbeat(
+        self,
+        daemon_id: str,
+        host: str,
+        pid: int,
+        leader: bool | None,
+        started: float,
+        *,
+        timeout: float = DEFAULT_HEARTBEAT_TIMEOUT,
+        took_lead: bool = False,
+    ) -> None:
+        """Mark the daemon alive now, registering it when it has no row (yet, or again).
+
+        `leader` None leaves the flag as it is (a beat from a thread that does not know
+        whether the lead is still held). `took_lead`: the daemon has just taken the lead,
+        so another row's leader flag is stale (a leader that died, or lost its lock) and
+        is cleared in the same transaction.
+        """
         now = _epoch(self.clock())
+        values: dict[str, Any] = {"heartbeat_at": now, "heartbeat_timeout": timeout}
+        if leader is not None:
+            values["leader"] = int(leader)
         with self.engine.begin() as conn:
-            done = conn.execute(
-                update(daemons)
-                .where(daemons.c.id == daemon_id)
-                .values(heartbeat_at=now, leader=int(leader))
-            )
-            if not done.rowcount:
+            if took_lead:
                 conn.execute(
-                    insert(daemons).values(
-                        id=daemon_id,
-                        host=host,
-                        pid=pid,
-                        started_at=started,
-                        heartbeat_at=now,
-                        leader=int(leader),
-                    )
+                    update(daemons)
+                    .where(daemons.c.id != daemon_id, daemons.c.leader != 0)
+                    .values(leader=0)
                 )
+            done = conn.execute(update(daemons).where(daemons.c.id == daemon_id).values(**values))
+            if not done.rowcount:
+                row = {"id": daemon_id, "host": host, "pid": pid, "started_at": started}
+                conn.execute(insert(daemons).values(**{"leader": 0, **row, **values}))
 
     def forget_daemon(self, daemon_id: str) -> None:
         with self.engine.begin() as conn:
             conn.execute(daemons.delete().where(daemons.c.id == daemon_id))
 
     def daemons(self) -> list[dict[str, Any]]:
+        """Every registered daemon's row, oldest first, gone ones included."""
         with self.engine.connect() as conn:
             return [
                 dict(r._mapping)
                 for r in conn.execute(select(daemons).order_by(daemons.c.started_at))
             ]
+
+    def prune_daemons(self, now: datetime, retention: float = GONE_RETENTION) -> int:
+        """Delete the rows of daemons gone (heartbeat timed out) for over `retention` s."""
+        gone_at = daemons.c.heartbeat_at + func.coalesce(
+            daemons.c.heartbeat_timeout, DEFAULT_HEARTBEAT_TIMEOUT
+        )
+        with self.engine.begin() as conn:
+            result = conn.execute(daemons.delete().where(gone_at < _epoch(now) - retention))
+            return int(result.rowcount or 0)
 
     def requeue_running(self) -> int:
         """Rows left running by a crash go back to pending (their effect may be repeated)."""

@@ -57,8 +57,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 @pytest.fixture(scope="session")
-def postgres_admin() -> Iterator[str]:
+def postgres_admin(request: pytest.FixtureRequest) -> Iterator[str]:
     """A PostgreSQL server for the session: CRMFLOW_TEST_POSTGRES, or a private one."""
+    if request.config.getoption("backend") == "sqlite":
+        pytest.skip("a PostgreSQL test, and --backend sqlite runs the SQLite part only")
     configured = os.environ.get("CRMFLOW_TEST_POSTGRES")
     if configured:
         yield configured
