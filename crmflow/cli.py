@@ -7,6 +7,7 @@ commands so `crmflow eval` pays only for what it uses.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,12 +23,38 @@ app = typer.Typer(
     name="crmflow",
     help="CRM workflow automation as files: lint, test, evaluate and run workflows.\n\n"
     "Workflows are YAML files in a rules folder; crmflow.yaml in the working "
-    "directory says where the CRM, the state and the rules are.",
+    "directory says where the CRM, the state and the rules are. Start with "
+    "`crmflow init demo`.",
     no_args_is_help=True,
-    add_completion=False,
+    # --install-completion / --show-completion: Tab completion of commands and options for
+    # bash, zsh, fish and PowerShell (the README shows how).
+    add_completion=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"crmflow {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            "-V",
+            help="Print crmflow's version and exit.",
+            callback=_print_version,
+            is_eager=True,
+        ),
+    ] = False,
+) -> None:
+    """Options before any command (the help text is the app's)."""
+
 
 ConfigOption = Annotated[
     Path | None,
@@ -167,6 +194,10 @@ def eval_(
         echo '{"entity": "deal", "event": "created", "record": {"id": 1, "amount": 5}}' \\
           | crmflow eval --dry-run
 
+    Without --dry-run the actions are carried out against the configured CRM; that is
+    refused (exit 2) while a daemon runs on the same state, which acts on the same
+    changes itself.
+
     Exit 0 when every event was evaluated, 2 when some input was invalid (reported on
     stderr with its line number; the other events are still evaluated), 3 when an
     action failed.
@@ -182,17 +213,22 @@ def eval_(
                 "no CRM is configured (no `crm` in crmflow.yaml), so only "
                 "--dry-run is possible until one is"
             )
-        code = run_eval(
-            config,
-            _rule_paths(rules, config.rules),
-            sys.stdin,
-            sys.stdout,
-            dry_run=dry_run,
-            fmt=fmt.value,
-            now=now,
-            seed=seed,
-            explain=explain,
-        )
+        with contextlib.ExitStack() as guards:
+            if not dry_run:
+                from crmflow.control import clock_from_env, no_daemon_beside
+
+                guards.enter_context(no_daemon_beside(config.state_url, clock_from_env()()))
+            code = run_eval(
+                config,
+                _rule_paths(rules, config.rules),
+                sys.stdin,
+                sys.stdout,
+                dry_run=dry_run,
+                fmt=fmt.value,
+                now=now,
+                seed=seed,
+                explain=explain,
+            )
         raise typer.Exit(code)
 
 
@@ -255,7 +291,7 @@ def init(
         bool, typer.Option("--force", help="Replace an existing demo CRM (crm.db, crmflow.yaml).")
     ] = False,
 ) -> None:
-    """Create a demo CRM: crm.db (SQLite, sample data), crmflow.yaml, rules/, mail/.
+    """Create a demo CRM: crm.db (SQLite, sample data), crmflow.yaml, rules/, schemas/, mail/.
 
     Then try: `cd FOLDER && crmflow eval < event.json` and look into mail/new/.
     """

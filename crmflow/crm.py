@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -398,17 +399,33 @@ class RelatedRecords:
 
 
 def _engine(url: str, read_only: bool) -> Engine:
-    """An engine; a read-only SQLite CRM is opened so that nothing can write to it."""
-    if read_only and url.startswith("sqlite:///") and ":memory:" not in url:
-        import sqlite3
-        from pathlib import Path
+    """An engine on an existing CRM; a read-only SQLite CRM is opened so nothing can write.
 
-        path = Path(url[len("sqlite:///") :])
-        if not path.is_file():
-            raise ValueError(f"no database file {path}")
+    SQLite creates a database file on first connect: a misspelt path would become an
+    empty CRM in which nothing ever changes, so a file that is not there is an error.
+    """
+    path = sqlite_file(url)
+    if path is not None and not path.is_file():
+        raise ValueError(
+            "the file does not exist (a path in crm: is relative to crmflow.yaml; "
+            "`crmflow init` makes a demo CRM)"
+        )
+    if read_only and path is not None:
+        import sqlite3
+
         uri = f"file:{path.resolve().as_posix()}?mode=ro"
         return create_engine("sqlite://", creator=lambda: sqlite3.connect(uri, uri=True))
     return create_engine(url)
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file a `sqlite:///PATH` URL names; None for other databases and in-memory ones."""
+    if not url.startswith("sqlite:///"):
+        return None
+    path = url[len("sqlite:///") :].split("?", 1)[0]
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return None
+    return Path(path)
 
 
 def _id(table: Table, value: Any) -> Any:

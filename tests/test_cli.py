@@ -7,8 +7,10 @@ from collections.abc import Callable
 from pathlib import Path
 from xml.etree import ElementTree
 
+import pytest
+
 from tests import spec_example
-from tests.conftest import ROOT, Result
+from tests.conftest import ROOT, Result, crmflow_bin
 
 Cli = Callable[..., Result]
 Rules = Callable[..., Path]
@@ -115,6 +117,25 @@ def test_eval_without_dry_run_needs_a_crm(cli: Cli, rules_dir: Rules) -> None:
         "crmflow: no CRM is configured (no `crm` in crmflow.yaml), so only "
         "--dry-run is possible until one is\n"
     )
+
+
+@pytest.mark.parametrize(
+    "args", [("eval",), ("eval", "--dry-run"), ("tick",), ("run",)], ids=" ".join
+)
+def test_a_misspelt_sqlite_crm_is_a_configuration_error(
+    cli: Cli, rules_dir: Rules, tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    rules_dir({"a.yaml": BIG})
+    (tmp_path / "crmflow.yaml").write_text("crm: sqlite:///crmm.db\nrules: rules/\n")
+    result = cli(*args, stdin=EVENT)
+    assert result.code == 2
+    missing = tmp_path / "crmm.db"
+    assert result.err == (
+        f"crmflow: crm: cannot open sqlite:///{missing}: the file does not exist (a path in "
+        "crm: is relative to crmflow.yaml; `crmflow init` makes a demo CRM)\n"
+    )
+    # Nothing was created: no empty CRM, no state database beside it.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["crmflow.yaml", "rules"]
 
 
 def test_an_invalid_workflow_stops_eval_with_its_position(cli: Cli, rules_dir: Rules) -> None:
@@ -264,6 +285,49 @@ def test_help_teaches(cli: Cli) -> None:
     assert "--dry-run" in result.out and "NDJSON" in result.out
     assert cli("--help").code == 0
     assert cli().code in (0, 2)
+
+
+def test_version(cli: Cli) -> None:
+    from crmflow import __version__
+
+    for args in (("--version",), ("-V",), ("version",)):
+        result = cli(*args)
+        assert (result.code, result.out, result.err) == (0, f"crmflow {__version__}\n", "")
+
+
+def test_bash_completion_completes_commands_options_and_choices(cli: Cli, tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    script = cli("--show-completion", "bash")
+    assert script.code == 0
+    assert "complete -o default -F _crmflow_completion crmflow" in script.out
+
+    def complete(words: str) -> list[str]:
+        # What bash's completion function asks the program, as the script above does.
+        env = {
+            **os.environ,
+            "_CRMFLOW_COMPLETE": "complete_bash",
+            "COMP_WORDS": words,
+            "COMP_CWORD": str(len(words.split()) - (0 if words.endswith(" ") else 1)),
+        }
+        proc = subprocess.run(
+            [crmflow_bin()], env=env, capture_output=True, text=True, cwd=tmp_path, timeout=60
+        )
+        return proc.stdout.split()
+
+    assert complete("crmflow li") == ["lint"]
+    assert complete("crmflow eval --dr") == ["--dry-run"]
+    assert complete("crmflow schema ") == ["workflow", "config", "test"]
+
+
+def test_the_license_is_the_one_pyproject_names() -> None:
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["license"] == {"text": "MIT"}
+    text = (ROOT / "LICENSE").read_text()
+    assert text.startswith("MIT License\n") and "WITHOUT WARRANTY OF ANY KIND" in text
 
 
 def test_json_eval_loads_no_module_it_does_not_use(rules_dir: Rules, tmp_path: Path) -> None:

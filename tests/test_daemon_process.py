@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -212,6 +213,56 @@ def test_sigkill_while_200_delayed_actions_come_due(tmp_path: Path, web: Web) ->
     assert bodies == set(range(5001, 5201))
     failed = state_sql(tmp_path, "SELECT count(*) FROM crmflow_pending WHERE status = 'failed'")
     assert failed == [(0,)]
+
+
+FIRST_SESSION_EVENT = json.dumps(
+    {
+        "entity": "deal",
+        "event": "updated",
+        "actor": 2,
+        "record": {"id": 4, "amount": 260000, "currency": "EUR", "probability": 90},
+        "previous": {"id": 4, "amount": 260000, "currency": "EUR", "probability": 85},
+    }
+)
+
+
+def test_the_first_session_beside_a_running_daemon_acts_once(tmp_path: Path) -> None:
+    """The README's first session while `make run` runs: one inbox row per user, one e-mail."""
+    assert subprocess.run([crmflow_bin(), "init", "demo"], cwd=tmp_path).returncode == 0
+    folder = tmp_path / "demo"
+    daemon = DaemonProcess(folder)
+    daemon.start()
+    with sqlite3.connect(folder / "crm.db", timeout=30) as conn:
+        conn.execute(
+            f"UPDATE deals SET probability = 90, updated_at = {now_sql()}, updated_by = 2 "
+            "WHERE id = 4"
+        )
+
+    def crmflow(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [crmflow_bin(), *args],
+            cwd=folder,
+            input=FIRST_SESSION_EVENT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    acting = crmflow("eval")
+    assert acting.returncode == 2 and acting.stdout == ""
+    assert acting.stderr == (
+        f"crmflow: a crmflow daemon (pid {daemon.proc.pid}) is running on this CRM and acts "  # type: ignore[union-attr]
+        "on its changes itself; evaluate with --dry-run, or stop the daemon first\n"
+    )
+    planned = crmflow("eval", "--dry-run", "--format", "json")
+    assert planned.returncode == 0 and '"rule": "big-deal-alert", "matched": true' in planned.stdout
+
+    big_deal = "SELECT user_id FROM notifications WHERE subject LIKE 'Big deal: Delta%'"
+    wait_until(lambda: len(sql(folder, big_deal)) >= 2, timeout=30)
+    assert daemon.stop() == 0  # work in hand finishes: nothing more can arrive after this
+    assert sorted(sql(folder, big_deal)) == [(3,), (4,)]
+    mails = [m.read_text() for m in (folder / "mail" / "new").iterdir()]
+    assert len(mails) == 1 and "Big deal: Delta" in mails[0]
 
 
 def test_a_second_daemon_on_the_same_sqlite_state_refuses(tmp_path: Path, web: Web) -> None:

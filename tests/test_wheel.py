@@ -80,6 +80,7 @@ def test_the_checkout_has_what_is_shipped() -> None:
     }
 
 
+@pytest.mark.network
 def test_the_sdist_carries_rules_and_schemas(built: tuple[Path, Path]) -> None:
     sdist, _ = built
     with tarfile.open(sdist) as tar:
@@ -95,6 +96,7 @@ def test_the_sdist_carries_rules_and_schemas(built: tuple[Path, Path]) -> None:
             assert packed is not None and packed.read() == data, f"{name} differs in the sdist"
 
 
+@pytest.mark.network
 def test_the_wheel_carries_rules_schemas_and_every_module(built: tuple[Path, Path]) -> None:
     _, wheel = built
     with zipfile.ZipFile(wheel) as archive:
