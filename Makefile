@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench schemas clean
+.PHONY: install run test lint bench schemas layout clean
 
 install: $(STAMP)
 
@@ -42,6 +42,10 @@ bench: install
 # Regenerate the committed JSON Schemas from the registry.
 schemas: install
 	$(BIN)/python -m crmflow.schema_files
+
+# Regenerate the README's Layout section from the package tree (a test fails until you do).
+layout: install
+	$(BIN)/python -m tests.layout
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build *.egg-info
