@@ -8,39 +8,16 @@ CRM lives in the executor; this module is the vocabulary both share.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from crmflow import durations
-from crmflow.registry import ACTIONS
+from crmflow.registry import ACTIONS, ActionDef
 
 STRING = {"type": "string"}
 RECIPIENT = {"type": ["string", "integer"]}
 RECIPIENTS = {"anyOf": [RECIPIENT, {"type": "array", "items": RECIPIENT, "minItems": 1}]}
 DEFAULT_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 STEP_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
-
-
-@dataclass(frozen=True)
-class ActionDef:
-    name: str
-    doc: str
-    schema: dict[str, Any]
-    # Parameters rendered as templates; False for actions whose keys are structure
-    # (a wait's duration and condition).
-    templated: bool = True
-    # A short form (`set_stage: won`) expands into this key.
-    shorthand: str | None = None
-    # What a dry run can say of the action's output, for `steps.<id>`.
-    dry_output: Callable[[dict[str, Any], random.Random], dict[str, Any]] = field(
-        default=lambda params, rng: {}
-    )
-    changes_records: bool = False
-    # The effect that carries the action out (module:function), imported on first use.
-    effect: str = ""
-    # Keys holding HTML: their templates escape what they insert.
-    html_keys: frozenset[str] = frozenset()
 
 
 def _obj(

@@ -8,18 +8,161 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import tzinfo
 from pathlib import Path
 from typing import Any
 
 from crmflow import durations
+from crmflow.durations import Duration
 from crmflow.entities import EntityModel, builtin_model
 from crmflow.errors import ConfigError, Location
 from crmflow.timeutil import zone
 
 CONFIG_NAME = "crmflow.yaml"
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class _Section:
+    """One mapping of crmflow.yaml read into settings; a bad value names its place in the file.
+
+    The schema has checked every key's type before, so only what it cannot decide is
+    checked here: durations, which durations.parse() accepts or not (its pattern in the
+    schema only guides editors).
+    """
+
+    def __init__(
+        self,
+        data: Mapping[str, Any] | None,
+        path: tuple[str, ...] = (),
+        locate: Callable[[tuple[str, ...]], Location] | None = None,
+    ) -> None:
+        self.data: Mapping[str, Any] = data or {}
+        self.path = path
+        self.locate = locate
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.data.get(key, default)
+
+    def duration(self, key: str, default: str) -> Duration:
+        try:
+            return durations.parse(self.data.get(key, default))
+        except ValueError as exc:
+            where = self.locate((*self.path, key)) if self.locate else Location(CONFIG_NAME)
+            raise ConfigError(str(exc), where, "CF208") from None
+
+    def section(self, key: str) -> _Section:
+        return _Section(self.data.get(key), (*self.path, key), self.locate)
+
+
+# The typed sections of crmflow.yaml, parsed once by load_config. Each states its defaults
+# once, in `read`: a Config built in code reads an empty mapping, so it gets the defaults
+# of a file without the keys.
+
+
+@dataclass(frozen=True)
+class DaemonSettings:
+    """How `crmflow run` polls, keeps history and claims due actions (top-level keys)."""
+
+    poll_interval: Duration
+    overlap: Duration
+    delete_scan_interval: Duration
+    change_capture: str
+    history_retention: Duration
+    chain_depth: int
+    lease: Duration
+
+    @classmethod
+    def read(cls, top: _Section) -> DaemonSettings:
+        return cls(
+            poll_interval=top.duration("poll_interval", "2s"),
+            overlap=top.duration("overlap", "10s"),
+            delete_scan_interval=top.duration("delete_scan_interval", "60s"),
+            change_capture=top.get("change_capture", "polling"),
+            history_retention=top.duration("history_retention", "90d"),
+            chain_depth=int(top.get("chain_depth", 5)),
+            lease=top.duration("lease", "5m"),
+        )
+
+
+@dataclass(frozen=True)
+class RetrySettings:
+    """When a failed action is tried again (`retry:`)."""
+
+    max_attempts: int
+    base_delay: Duration
+    max_delay: Duration
+    max_age: Duration
+
+    @classmethod
+    def read(cls, section: _Section) -> RetrySettings:
+        return cls(
+            max_attempts=int(section.get("max_attempts", 5)),
+            base_delay=section.duration("base_delay", "1s"),
+            max_delay=section.duration("max_delay", "5m"),
+            max_age=section.duration("max_age", "1h"),
+        )
+
+
+@dataclass(frozen=True)
+class EmailSettings:
+    """How e-mail goes out (`email:`); without the section, into the maildir mail/."""
+
+    transport: str
+    path: str
+    host: str | None
+    port: int | None  # None: 465 with `ssl`, else 25 (see smtp_port)
+    sender: str  # `from`
+    username: str | None
+    password_env: str | None
+    starttls: bool
+    ssl: bool
+    ca_file: str | None
+    timeout: Duration
+    redirect_to: str | None
+    per_minute: int | None
+
+    @property
+    def smtp_port(self) -> int:
+        return self.port or (465 if self.ssl else 25)
+
+    @classmethod
+    def read(cls, section: _Section) -> EmailSettings:
+        return cls(
+            transport=section.get("transport", "maildir"),
+            path=section.get("path", "mail/"),
+            host=section.get("host"),
+            port=section.get("port"),
+            sender=section.get("from", "crmflow@localhost"),
+            username=section.get("username"),
+            password_env=section.get("password_env"),
+            starttls=bool(section.get("starttls")),
+            ssl=bool(section.get("ssl")),
+            ca_file=section.get("ca_file"),
+            timeout=section.duration("timeout", "30s"),
+            redirect_to=section.get("redirect_to"),
+            per_minute=section.get("per_minute"),
+        )
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    """Which hosts webhooks may reach, how they are signed and limited (`webhooks:`)."""
+
+    allow: tuple[str, ...]
+    secret_env: str | None
+    timeout: Duration
+    per_host_per_minute: int | None
+
+    @classmethod
+    def read(cls, section: _Section) -> WebhookSettings:
+        return cls(
+            allow=tuple(section.get("allow") or ()),
+            secret_env=section.get("secret_env"),
+            timeout=section.duration("timeout", "10s"),
+            per_host_per_minute=section.get("per_host_per_minute"),
+        )
 
 
 @dataclass
@@ -32,6 +175,10 @@ class Config:
     timezone_name: str = "UTC"
     timezone: tzinfo = field(default_factory=lambda: zone("UTC"))
     raw: dict[str, Any] = field(default_factory=dict)
+    daemon: DaemonSettings = field(default_factory=lambda: DaemonSettings.read(_Section({})))
+    retry: RetrySettings = field(default_factory=lambda: RetrySettings.read(_Section({})))
+    email: EmailSettings = field(default_factory=lambda: EmailSettings.read(_Section({})))
+    webhooks: WebhookSettings = field(default_factory=lambda: WebhookSettings.read(_Section({})))
     _model: EntityModel | None = None
 
     @property
@@ -52,9 +199,6 @@ class Config:
         if self.state:
             return self.state
         return f"sqlite:///{(self.base / '.crmflow' / 'state.db').as_posix()}"
-
-    def duration(self, key: str, default: str) -> durations.Duration:
-        return durations.parse(self.raw.get(key, default))
 
 
 def substitute_env(value: Any, where: str = "") -> Any:
@@ -123,12 +267,7 @@ def load_config(path: Path | None = None, *, required: bool = False) -> Config:
         tz = zone(tz_name)
     except ValueError as exc:
         raise ConfigError(str(exc), doc.locate(("timezone",)), "CF210") from None
-    for key in ("poll_interval", "overlap", "delete_scan_interval", "history_retention"):
-        if key in raw:
-            try:
-                durations.parse(raw[key])
-            except ValueError as exc:
-                raise ConfigError(str(exc), doc.locate((key,)), "CF208") from None
+    top = _Section(raw, (), doc.locate)
     return Config(
         path=path,
         base=base,
@@ -138,4 +277,8 @@ def load_config(path: Path | None = None, *, required: bool = False) -> Config:
         timezone_name=tz_name,
         timezone=tz,
         raw=raw,
+        daemon=DaemonSettings.read(top),
+        retry=RetrySettings.read(top.section("retry")),
+        email=EmailSettings.read(top.section("email")),
+        webhooks=WebhookSettings.read(top.section("webhooks")),
     )

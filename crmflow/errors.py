@@ -8,6 +8,11 @@ line naming a file position or a field.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    # crmflow.findings imports Location from here; the checker alone needs Finding.
+    from crmflow.findings import Finding
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1
@@ -23,6 +28,29 @@ class Location:
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}:{self.column}"
+
+
+# Containers as a workflow or configuration file calls them (YAML), and as an event does
+# (JSON): the messages use the words of what the user wrote.
+_CONTAINER_WORDS = {dict: "a mapping", list: "a list"}
+_JSON_CONTAINER_WORDS = {dict: "an object", list: "an array"}
+
+
+def type_name(value: Any, *, json: bool = False) -> str:
+    """The JSON type of a decoded value in words, for messages: "a list", "null".
+
+    `json` names containers as JSON does ("an object", "an array") for JSON input.
+    """
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if value is None:
+        return "null"
+    if type(value) is str:
+        return "a string"
+    words = _JSON_CONTAINER_WORDS if json else _CONTAINER_WORDS
+    return words.get(type(value), type(value).__name__)
 
 
 class CrmflowError(Exception):
@@ -56,7 +84,7 @@ class YamlError(ConfigError):
 class WorkflowError(ConfigError):
     """Workflow files that fail validation; carries every finding."""
 
-    def __init__(self, findings: list) -> None:  # list[Finding]; typed loosely to avoid a cycle
+    def __init__(self, findings: list[Finding]) -> None:
         first = findings[0]
         more = f" (and {len(findings) - 1} more; run crmflow lint)" if len(findings) > 1 else ""
         prefix = f"{first.workflow}: " if first.workflow else ""

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import IO, Any
 
 from crmflow.entities import EntityModel, suggest
-from crmflow.errors import EventError
+from crmflow.errors import EventError, type_name
 from crmflow.timeutil import parse_temporal, to_instant
 from crmflow.triggers import EVENT_KINDS
 
@@ -40,7 +40,7 @@ class Event:
 def parse_event(data: Any, model: EntityModel | None = None) -> Event:
     """An Event from decoded JSON; EventError names the field that is wrong."""
     if not isinstance(data, dict):
-        raise EventError(f"an event is a JSON object, not {_json_type(data)}")
+        raise EventError(f"an event is a JSON object, not {type_name(data, json=True)}")
     entity = data.get("entity")
     if not isinstance(entity, str) or not entity:
         raise EventError('entity: missing (a string such as "deal")')
@@ -52,35 +52,21 @@ def parse_event(data: Any, model: EntityModel | None = None) -> Event:
         raise EventError(f"event: {shown} (one of {', '.join(EVENT_KINDS)})")
     record = data.get("record")
     if not isinstance(record, dict):
-        raise EventError(f"record: must be an object, not {_json_type(record)}")
+        raise EventError(f"record: must be an object, not {type_name(record, json=True)}")
     previous = data.get("previous")
     if previous is not None and not isinstance(previous, dict):
-        raise EventError(f"previous: must be an object, not {_json_type(previous)}")
+        raise EventError(f"previous: must be an object, not {type_name(previous, json=True)}")
     at = None
     if data.get("at") is not None:
         raw = data["at"]
         value = parse_temporal(raw) if isinstance(raw, str) else None
         if value is None:
             raise EventError(f"at: {raw!r} is not an ISO date-time")
-        at = to_instant(value, _utc())
+        at = to_instant(value, UTC)
     rule = data.get("rule")
     if rule is not None and not isinstance(rule, str):
         raise EventError("rule: must be a workflow id")
     return Event(entity, kind, record, previous, data.get("actor"), at, rule)
-
-
-def _utc() -> Any:
-    from datetime import UTC
-
-    return UTC
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}.get(
-        type(value), "a number"
-    )
 
 
 def read_events(stream: IO[str], model: EntityModel | None = None) -> Iterator[Event | EventError]:

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import tzinfo
 from typing import TYPE_CHECKING, Any, Literal
 
 from crmflow import durations
-from crmflow.registry import OPERATORS
+from crmflow.registry import OPERATORS, OperatorDef
 from crmflow.timeutil import to_instant
 from crmflow.values import as_temporal, compare_temporal, is_empty, is_number, same, temporal
 
@@ -28,18 +27,6 @@ SCALAR = {"type": ["string", "number", "boolean", "null"]}
 TEMPORAL_OPERAND_PATTERN = (
     r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$"
 )
-
-
-@dataclass(frozen=True)
-class OperatorDef:
-    name: str
-    doc: str
-    schema: dict[str, Any]
-    kind: Literal["value", "change"]
-    build: Callable[[Any, tzinfo], Any]
-    ordering: bool = False  # false on null and mismatched types; lint checks field types
-    # Compares two values of the record when the operand is `{field: other_field}`.
-    pair: Callable[[Any, Any, tzinfo], bool] | None = None
 
 
 Builder = Callable[[Any, tzinfo], Any]

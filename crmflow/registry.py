@@ -1,13 +1,23 @@
 """The one registry of trigger kinds, condition operators and action types.
 
-Each kind registers itself here with a decorator; the compiler looks names up here and
-the JSON Schema is generated from here, so code and schema cannot drift apart.
+Each kind registers itself here when its module (operators, triggers, actions) is
+imported; the compiler looks names up here and the JSON Schema is generated from here, so
+code and schema cannot drift apart. This module imports none of those fillers (only their
+types, for the checker): `crmflow.schema.vocabulary()` imports them all, as Cloud
+Custodian keeps `c7n/registry.py` pure and loads resources elsewhere.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+from dataclasses import dataclass, field
+from datetime import tzinfo
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+
+if TYPE_CHECKING:
+    from random import Random
+
+    from crmflow.triggers import CompiledTrigger
 
 T = TypeVar("T")
 
@@ -50,14 +60,54 @@ class Registry(Generic[T]):
         return list(self._items)
 
 
-def load_all() -> None:
-    """Import the modules that fill the registries."""
-    import crmflow.actions
-    import crmflow.operators
-    import crmflow.triggers  # noqa: F401
+@dataclass(frozen=True)
+class OperatorDef:
+    """A condition operator: its schema, and how to build its test from an operand."""
+
+    name: str
+    doc: str
+    schema: dict[str, Any]
+    kind: Literal["value", "change"]
+    build: Callable[[Any, tzinfo], Any]
+    ordering: bool = False  # false on null and mismatched types; lint checks field types
+    # Compares two values of the record when the operand is `{field: other_field}`.
+    pair: Callable[[Any, Any, tzinfo], bool] | None = None
+
+
+@dataclass(frozen=True)
+class TriggerDef:
+    """A trigger kind: the keys it accepts in `trigger`, and how to compile them."""
+
+    key: str
+    doc: str
+    properties: dict[str, dict[str, Any]]
+    compile: Callable[[dict[str, Any], tzinfo], CompiledTrigger]
+
+
+@dataclass(frozen=True)
+class ActionDef:
+    """An action type: its keys, and what a dry run knows of its outcome."""
+
+    name: str
+    doc: str
+    schema: dict[str, Any]
+    # Parameters rendered as templates; False for actions whose keys are structure
+    # (a wait's duration and condition).
+    templated: bool = True
+    # A short form (`set_stage: won`) expands into this key.
+    shorthand: str | None = None
+    # What a dry run can say of the action's output, for `steps.<id>`.
+    dry_output: Callable[[dict[str, Any], Random], dict[str, Any]] = field(
+        default=lambda params, rng: {}
+    )
+    changes_records: bool = False
+    # The effect that carries the action out (module:function), imported on first use.
+    effect: str = ""
+    # Keys holding HTML: their templates escape what they insert.
+    html_keys: frozenset[str] = frozenset()
 
 
 # Filled by crmflow.operators, crmflow.triggers and crmflow.actions on import.
-OPERATORS: Registry = Registry("operator")
-TRIGGERS: Registry = Registry("trigger")
-ACTIONS: Registry = Registry("action")
+OPERATORS: Registry[OperatorDef] = Registry("operator")
+TRIGGERS: Registry[TriggerDef] = Registry("trigger")
+ACTIONS: Registry[ActionDef] = Registry("action")

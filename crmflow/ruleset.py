@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import tzinfo
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from crmflow.config import Config
 from crmflow.errors import ConfigError, WorkflowError, YamlError
@@ -14,9 +12,6 @@ from crmflow.findings import Finding
 from crmflow.triggers import EVENT_KINDS
 from crmflow.workflow import Workflow
 from crmflow.yamlload import Document, iter_yaml_files, load_file
-
-if TYPE_CHECKING:
-    from crmflow.matcher import Match
 
 
 @dataclass
@@ -92,7 +87,11 @@ class Entry:
 
 
 class RuleSet:
-    """Compiled workflows, indexed by (entity, event) so an event only costs what can match."""
+    """Compiled workflows, indexed by (entity, event) so an event only costs what can match.
+
+    A pure index: what is compiled per time zone (the bucket matchers) is kept by the
+    Evaluator, which has one.
+    """
 
     def __init__(self, workflows: Iterable[Workflow]) -> None:
         self.workflows: tuple[Workflow, ...] = tuple(workflows)
@@ -101,7 +100,6 @@ class RuleSet:
         # cooldowns): the fast matcher leaves those to the evaluator.
         self.needs_state = any(w.depends_on_state for w in self.workflows)
         self._index: dict[tuple[str, str], tuple[Entry, ...]] = {}
-        self._matchers: dict[tuple[str, str, tzinfo], Match] = {}
         for entity in {w.entity for w in self.workflows}:
             for kind in EVENT_KINDS:
                 entries = []
@@ -123,17 +121,6 @@ class RuleSet:
 
     def entries(self, entity: str, event: str) -> tuple[Entry, ...]:
         return self._index.get((entity, event), ())
-
-    def matcher(self, entity: str, event: str, tz: tzinfo) -> Match:
-        """The bucket's workflows compiled together (on first use: most buckets never are)."""
-        key = (entity, event, tz)
-        match = self._matchers.get(key)
-        if match is None:
-            from crmflow.matcher import compile_bucket
-
-            reacting = [e.workflow for e in self.entries(entity, event) if e.reacts]
-            match = self._matchers[key] = compile_bucket(reacting, tz)
-        return match
 
     def __len__(self) -> int:
         return len(self.workflows)

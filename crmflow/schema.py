@@ -1,21 +1,36 @@
 """The JSON Schemas (draft 2020-12), generated from the registry.
 
-`schemas/workflow.schema.json` and `schemas/config.schema.json` in the repository are
-this module's output, committed so editors can use them; a test fails when they drift.
+`schemas/workflow.schema.json`, `schemas/config.schema.json` and `schemas/test.schema.json`
+in the repository are this module's output, committed so editors can use them; a test
+fails when they drift. Importing this module is cheap: the registry's fillers are imported
+only when the workflow schema is built (`vocabulary()`), so checking crmflow.yaml against
+its schema never loads the workflow language.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
 from crmflow import durations
-from crmflow.registry import ACTIONS, OPERATORS, TRIGGERS, load_all
+from crmflow.registry import ACTIONS, OPERATORS, TRIGGERS
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 ID_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
 SCALAR = {"type": ["string", "number", "boolean", "null"]}
+
+
+def vocabulary() -> None:
+    """Fill the registries: import the modules that register operators, triggers, actions.
+
+    Here rather than in crmflow.registry, which those modules import: the registry stays
+    a plain table that knows none of its fillers.
+    """
+    import crmflow.actions
+    import crmflow.operators
+    import crmflow.triggers  # noqa: F401
 
 
 def _duration(description: str, signed: bool = False) -> dict[str, Any]:
@@ -78,7 +93,7 @@ def _operators_schema() -> dict[str, Any]:
 @cache
 def workflow_schema() -> dict[str, Any]:
     """The JSON Schema of one workflow document."""
-    load_all()
+    vocabulary()
     return {
         "$schema": DIALECT,
         "$id": "https://crmflow.dev/schemas/workflow.schema.json",
@@ -249,6 +264,7 @@ def config_schema() -> dict[str, Any]:
                     "max_attempts": {"type": "integer", "minimum": 1},
                     "max_age": _duration("give up retrying after this long"),
                     "base_delay": _duration("first retry delay"),
+                    "max_delay": _duration("longest delay between two attempts (default 5m)"),
                 },
             },
             "entities": {"type": "object", "additionalProperties": entity},
@@ -256,12 +272,109 @@ def config_schema() -> dict[str, Any]:
     }
 
 
+# The JSON Schema of a workflow test file (`*.test.yaml`, run by crmflow.testing). It lives
+# here, not beside the runner, so publishing and fingerprinting it loads no evaluator.
+_EXPECT_RULE = {
+    "anyOf": [
+        {"type": "boolean"},
+        {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "matched": {"type": "boolean"},
+                "reason": {"type": "string", "description": "a part of the reason"},
+                "actions": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {
+                            "type": {"type": "string"},
+                            "due": {
+                                "type": ["string", "null"],
+                                "description": "ISO time, now, or now+/-offset",
+                            },
+                            "params": {},
+                            "error": {"type": ["string", "boolean"]},
+                            "skipped": {"type": ["string", "boolean"]},
+                            "after_wait": {"type": "boolean"},
+                        },
+                    },
+                },
+            },
+        },
+    ],
+}
+_EXPECT = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "matched": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "exactly these workflows match",
+        },
+        "rules": {"type": "object", "additionalProperties": _EXPECT_RULE},
+    },
+}
+_STEP = {
+    "type": "object",
+    "required": ["event"],
+    "additionalProperties": False,
+    "properties": {"event": {"type": "object"}, "expect": _EXPECT},
+}
+TEST_SCHEMA: dict[str, Any] = {
+    "$schema": DIALECT,
+    "$id": "https://crmflow.dev/schemas/test.schema.json",
+    "title": "crmflow workflow tests",
+    "type": "object",
+    "required": ["cases"],
+    "additionalProperties": False,
+    "properties": {
+        "description": {"type": "string"},
+        "now": {"type": "string", "description": "ISO date-time every case runs at"},
+        "timezone": {
+            "type": "string",
+            "description": "IANA time zone of every case (default: the configured one)",
+        },
+        "cases": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "required": ["name"],
+                "additionalProperties": False,
+                "properties": {
+                    "name": {"type": "string", "minLength": 1},
+                    "now": {"type": "string", "description": "ISO date-time the case runs at"},
+                    "timezone": {
+                        "type": "string",
+                        "description": "IANA time zone of this case (default: the file's)",
+                    },
+                    "seed": {"type": "integer", "description": "seed for generated codes"},
+                    "event": {"type": "object"},
+                    "expect": _EXPECT,
+                    "events": {"type": "array", "minItems": 1, "items": _STEP},
+                },
+                "oneOf": [{"required": ["event"]}, {"required": ["events"]}],
+            },
+        },
+    },
+}
+
+
 def dump(schema: dict[str, Any]) -> str:
     return json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
 
 
+# Every published schema by name, as committed under schemas/<name>.schema.json.
+PUBLISHED: dict[str, Callable[[], dict[str, Any]]] = {
+    "workflow": workflow_schema,
+    "config": config_schema,
+    "test": lambda: TEST_SCHEMA,
+}
+
+
 def schemas() -> dict[str, dict[str, Any]]:
     """Every published schema by name, as committed under schemas/."""
-    from crmflow.testing import TEST_SCHEMA
-
-    return {"workflow": workflow_schema(), "config": config_schema(), "test": TEST_SCHEMA}
+    return {name: build() for name, build in PUBLISHED.items()}

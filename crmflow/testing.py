@@ -28,98 +28,12 @@ from crmflow.errors import ConfigError, EventError
 from crmflow.evaluate import Evaluator
 from crmflow.events import parse_event
 from crmflow.ruleset import RuleSet, compile_documents
+from crmflow.schema import TEST_SCHEMA
 from crmflow.timeutil import format_utc, parse_instant, zone
 from crmflow.yamlload import Document, load_file
 
 _TEST_SUFFIXES = (".test.yaml", ".test.yml")
 _RELATIVE_RE = re.compile(r"now\s*(?:([+-])\s*(.+))?")
-_EXPECT_RULE = {
-    "anyOf": [
-        {"type": "boolean"},
-        {
-            "type": "object",
-            "additionalProperties": False,
-            "properties": {
-                "matched": {"type": "boolean"},
-                "reason": {"type": "string", "description": "a part of the reason"},
-                "actions": {
-                    "type": "array",
-                    "items": {
-                        "type": "object",
-                        "additionalProperties": False,
-                        "properties": {
-                            "type": {"type": "string"},
-                            "due": {
-                                "type": ["string", "null"],
-                                "description": "ISO time, now, or now+/-offset",
-                            },
-                            "params": {},
-                            "error": {"type": ["string", "boolean"]},
-                            "skipped": {"type": ["string", "boolean"]},
-                            "after_wait": {"type": "boolean"},
-                        },
-                    },
-                },
-            },
-        },
-    ],
-}
-_EXPECT = {
-    "type": "object",
-    "additionalProperties": False,
-    "properties": {
-        "matched": {
-            "type": "array",
-            "items": {"type": "string"},
-            "description": "exactly these workflows match",
-        },
-        "rules": {"type": "object", "additionalProperties": _EXPECT_RULE},
-    },
-}
-_STEP = {
-    "type": "object",
-    "required": ["event"],
-    "additionalProperties": False,
-    "properties": {"event": {"type": "object"}, "expect": _EXPECT},
-}
-TEST_SCHEMA: dict[str, Any] = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "$id": "https://crmflow.dev/schemas/test.schema.json",
-    "title": "crmflow workflow tests",
-    "type": "object",
-    "required": ["cases"],
-    "additionalProperties": False,
-    "properties": {
-        "description": {"type": "string"},
-        "now": {"type": "string", "description": "ISO date-time every case runs at"},
-        "timezone": {
-            "type": "string",
-            "description": "IANA time zone of every case (default: the configured one)",
-        },
-        "cases": {
-            "type": "array",
-            "minItems": 1,
-            "items": {
-                "type": "object",
-                "required": ["name"],
-                "additionalProperties": False,
-                "properties": {
-                    "name": {"type": "string", "minLength": 1},
-                    "now": {"type": "string", "description": "ISO date-time the case runs at"},
-                    "timezone": {
-                        "type": "string",
-                        "description": "IANA time zone of this case (default: the file's)",
-                    },
-                    "seed": {"type": "integer", "description": "seed for generated codes"},
-                    "event": {"type": "object"},
-                    "expect": _EXPECT,
-                    "events": {"type": "array", "minItems": 1, "items": _STEP},
-                },
-                "oneOf": [{"required": ["event"]}, {"required": ["events"]}],
-            },
-        },
-    },
-}
 
 
 @dataclass

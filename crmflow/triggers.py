@@ -14,7 +14,7 @@ from crmflow import durations
 from crmflow.conditions import Facts
 from crmflow.cron import Cron, parse_cron
 from crmflow.durations import Duration
-from crmflow.registry import TRIGGERS
+from crmflow.registry import TRIGGERS, TriggerDef
 from crmflow.timeutil import localize, parse_temporal
 from crmflow.values import display, same
 
@@ -22,14 +22,6 @@ RECORD_EVENTS = ("created", "updated", "saved", "deleted")
 EVENT_KINDS = ("created", "updated", "deleted", "tick")
 TIME_PATTERN = r"^([01]?\d|2[0-3]):[0-5]\d$"
 _ACTOR = {"type": ["integer", "string"]}
-
-
-@dataclass(frozen=True)
-class TriggerDef:
-    key: str
-    doc: str
-    properties: dict[str, dict[str, Any]]
-    compile: Any  # (spec, tz) -> CompiledTrigger
 
 
 @dataclass

@@ -15,6 +15,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
 from crmflow.entities import suggest
+from crmflow.errors import type_name
 from crmflow.findings import Finding
 from crmflow.yamlload import Document
 
@@ -39,18 +40,6 @@ def config_validator() -> Draft202012Validator:
     from crmflow.schema import config_schema
 
     return Draft202012Validator(config_schema())
-
-
-def type_name(value: Any) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if value is None:
-        return "null"
-    return {dict: "a mapping", list: "a list", str: "a string"}.get(
-        type(value), type(value).__name__
-    )
 
 
 def _fits(value: Any, json_type: str | list[str]) -> bool:

@@ -17,14 +17,16 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from crmflow.schema import PUBLISHED
+
 _MAX_ENTRIES = 20000
 
 
 @cache
 def _schema_fingerprint(name: str) -> bytes:
-    from crmflow.schema import schemas
-
-    return hashlib.sha256(json.dumps(schemas()[name], sort_keys=True).encode()).digest()
+    # Only the named schema: fingerprinting crmflow.yaml's must not build the workflow
+    # schema, which imports the whole workflow language.
+    return hashlib.sha256(json.dumps(PUBLISHED[name](), sort_keys=True).encode()).digest()
 
 
 class ValidationCache:

@@ -91,7 +91,7 @@ def test_matching_equals_the_per_workflow_evaluation(
 
 def test_equality_on_one_field_is_dispatched_through_a_dictionary() -> None:
     rules = _rules([("updated", {"stage": f"s{i}", "amount": {"gt": i}}) for i in range(200)])
-    match = rules.matcher("deal", "updated", UTC)
+    match = Evaluator(rules, UTC).matcher("deal", "updated")
     assert match.dispatch == "stage"  # type: ignore[attr-defined]
     assert len(match.table) == 200  # type: ignore[attr-defined]
     evaluator = Evaluator(rules, UTC)

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft202012Validator
 
-from crmflow.registry import ACTIONS, OPERATORS, TRIGGERS, load_all
-from crmflow.schema import dump, schemas, workflow_schema
+from crmflow.registry import ACTIONS, OPERATORS, TRIGGERS
+from crmflow.schema import dump, schemas, vocabulary, workflow_schema
 from crmflow.yamlload import iter_yaml_files, load_file
 from tests.conftest import ROOT
 
@@ -30,7 +30,7 @@ def test_schemas_are_valid_2020_12() -> None:
 
 
 def test_every_registered_name_is_in_the_schema() -> None:
-    load_all()
+    vocabulary()
     defs = workflow_schema()["$defs"]
     assert set(defs["operators"]["properties"]) == set(OPERATORS.names())
     action_keys = set(defs["action"]["properties"]) - {"id", "delay", "if", "description"}
@@ -39,7 +39,7 @@ def test_every_registered_name_is_in_the_schema() -> None:
 
 
 def test_spec_names_are_all_registered() -> None:
-    load_all()
+    vocabulary()
     assert set(OPERATORS.names()) >= {
         "eq",
         "ne",
@@ -73,7 +73,7 @@ def test_spec_names_are_all_registered() -> None:
 
 
 def test_every_action_and_operator_documents_itself() -> None:
-    load_all()
+    vocabulary()
     for name, action in ACTIONS.items():
         assert action.doc, name
     for name, operator in OPERATORS.items():

@@ -1,0 +1,73 @@
+"""Reading crmflow.yaml stays cheap: it loads neither the evaluator nor Jinja.
+
+Every command reads the configuration, `status` and `pause` included, so whatever
+`load_config()` imports is start-up time for all of them. Each check runs in a fresh
+interpreter, where `sys.modules` shows exactly what the call pulled in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# The workflow language and the evaluator: none of it is needed to read the configuration.
+NOT_FOR_CONFIG = (
+    "jinja2",
+    "crmflow.evaluate",
+    "crmflow.templates",
+    "crmflow.testing",
+    "crmflow.matcher",
+)
+
+PROBE = textwrap.dedent(
+    """
+    import json, sys
+    from pathlib import Path
+    from crmflow.config import load_config
+
+    config = load_config(Path(sys.argv[1]))
+    print(json.dumps({
+        "modules": sorted(sys.modules),
+        "max_delay": config.retry.max_delay.seconds,
+    }))
+    """
+)
+
+
+def _load_config_in_a_fresh_interpreter(path: Path, cache: Path) -> dict[str, Any]:
+    env = dict(os.environ, CRMFLOW_CACHE_DIR=str(cache))
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE, str(path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    loaded: dict[str, Any] = json.loads(result.stdout)
+    return loaded
+
+
+@pytest.mark.parametrize("cache", ["cold", "warm"])
+def test_load_config_imports_no_evaluator_and_no_jinja(tmp_path: Path, cache: str) -> None:
+    config = tmp_path / "crmflow.yaml"
+    config.write_text(
+        "crm: sqlite:///crm.db\n"
+        "timezone: Europe/Berlin\n"
+        "poll_interval: 2s\n"
+        "retry: {max_attempts: 3, max_delay: 2m}\n"
+        "webhooks: {allow: [example.com], timeout: 5s}\n",
+        encoding="utf-8",
+    )
+    folder = tmp_path / "cache"
+    if cache == "warm":
+        _load_config_in_a_fresh_interpreter(config, folder)
+    loaded = _load_config_in_a_fresh_interpreter(config, folder)
+    assert loaded["max_delay"] == 120
+    assert not set(loaded["modules"]) & set(NOT_FOR_CONFIG)
