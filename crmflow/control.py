@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from crmflow import durations
 from crmflow.errors import ConfigError
-from crmflow.state import GONE_RETENTION, State, gone_since, history, pending
+from crmflow.state import GONE_RETENTION, PendingStatus, State, gone_since, history, pending
 from crmflow.timeutil import Clock, format_utc, parse_instant, system_clock
 
 PAUSED = "paused"
@@ -212,7 +212,12 @@ def history_rows(
 def pending_rows(state: State, status_filter: str | None = None) -> list[dict[str, Any]]:
     rows = []
     for row in state.pending_actions(status_filter):
-        if status_filter is None and row.status not in ("pending", "waiting", "running", "failed"):
+        if status_filter is None and row.status not in (
+            PendingStatus.PENDING,
+            PendingStatus.WAITING,
+            PendingStatus.RUNNING,
+            PendingStatus.FAILED,
+        ):
             continue
         rows.append(
             {
@@ -235,12 +240,12 @@ def cancel(state: State, action_id: int) -> str:
     row = state.get_pending(action_id)
     if row is None:
         raise ConfigError(f"no pending action {action_id}")
-    if row.status not in ("pending", "waiting", "failed"):
+    if row.status not in (PendingStatus.PENDING, PendingStatus.WAITING, PendingStatus.FAILED):
         raise ConfigError(
             f"action {action_id} is {row.status}; only pending, waiting or "
             "failed actions can be cancelled"
         )
-    state.update_pending(action_id, status="cancelled", last_error="cancelled by hand")
+    state.update_pending(action_id, status=PendingStatus.CANCELLED, last_error="cancelled by hand")
     state.record_pending("cancelled", row, "cancelled by hand")
     return f"cancelled {action_id} ({row.workflow}: {row.action_type})"
 
@@ -249,10 +254,10 @@ def retry(state: State, action_id: int, now: datetime) -> str:
     row = state.get_pending(action_id)
     if row is None:
         raise ConfigError(f"no pending action {action_id}")
-    if row.status not in ("failed", "cancelled"):
+    if row.status not in (PendingStatus.FAILED, PendingStatus.CANCELLED):
         raise ConfigError(
             f"action {action_id} is {row.status}; only failed or cancelled actions can be retried"
         )
-    state.update_pending(action_id, status="pending", due_at=now, attempts=0)
+    state.update_pending(action_id, status=PendingStatus.PENDING, due_at=now, attempts=0)
     state.record_pending("retried", row, "retry requested by hand")
     return f"{action_id} ({row.workflow}: {row.action_type}) is due again"

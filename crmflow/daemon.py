@@ -31,16 +31,15 @@ from crmflow.control import PAUSED
 from crmflow.crm import CRM
 from crmflow.effects.base import Services
 from crmflow.errors import ConfigError, CrmflowError
-from crmflow.evaluate import Evaluator, Plan, template_context
+from crmflow.evaluate import Evaluator, Plan
 from crmflow.events import Event
 from crmflow.execute import Executor
 from crmflow.keys import record_version
 from crmflow.leadership import Leadership
 from crmflow.log import Log
 from crmflow.ruleset import RuleSet, load_ruleset
-from crmflow.state import PendingAction, State, StoredCooldowns
-from crmflow.templates import TemplateFailure, render_tree
-from crmflow.timeutil import Clock, format_utc, parse_instant, system_clock
+from crmflow.state import PendingAction, PendingStatus, State, StoredCooldowns
+from crmflow.timeutil import Clock, format_utc, system_clock
 from crmflow.workflow import Workflow
 
 # A daemon beats (crmflow_daemons.heartbeat_at) every tick and, when a tick runs long (a
@@ -347,7 +346,10 @@ class Daemon:
     # -- waits ------------------------------------------------------------------------
     def _check_waits(self, event: Event, now: datetime) -> None:
         for row in self.state.find_pending(
-            entity=event.entity, record_id=event.id, action_type="wait", statuses=("pending",)
+            entity=event.entity,
+            record_id=event.id,
+            action_type="wait",
+            statuses=(PendingStatus.PENDING,),
         ):
             workflow = self.rules.by_id.get(row.workflow)
             if workflow is None or row.action_index >= len(workflow.actions):
@@ -375,21 +377,24 @@ class Daemon:
         go_on = (action.on_met if met else action.on_timeout) == "continue"
         why = "until held" if met else "timed out"
         for follower in self.state.find_pending(
-            workflow=row.workflow, entity=row.entity, record_id=row.record_id, statuses=("waiting",)
+            workflow=row.workflow,
+            entity=row.entity,
+            record_id=row.record_id,
+            statuses=(PendingStatus.WAITING,),
         ):
             if follower.wait_id != row.id:
                 continue
             if go_on:
                 due = follower.due_at if not met else self._after(workflow, follower, now)
-                self.state.update_pending(follower.id, status="pending", due_at=due)
+                self.state.update_pending(follower.id, status=PendingStatus.PENDING, due_at=due)
             else:
                 self.state.update_pending(
                     follower.id,
-                    status="cancelled",
+                    status=PendingStatus.CANCELLED,
                     last_error=f"wait {why}; on_{'met' if met else 'timeout'}: stop",
                 )
                 self.state.record_pending("cancelled", follower, f"the wait {why} and says stop")
-        self.state.update_pending(row.id, status="done", last_error=None)
+        self.state.update_pending(row.id, status=PendingStatus.DONE, last_error=None)
         self.state.record_pending("done", row, f"wait {why}: {'continue' if go_on else 'stop'}")
         self.log.action(row.workflow, "wait", f"{why}: {'continue' if go_on else 'stop'}")
 
@@ -417,7 +422,7 @@ class Daemon:
                 try:
                     self._fire(row, now)
                 except CrmflowError as exc:
-                    self._finish(row, "failed", str(exc))
+                    self._finish(row, PendingStatus.FAILED, str(exc))
 
     def _fire(self, row: PendingAction, now: datetime) -> None:
         if row.action_type == "schedule":
@@ -425,105 +430,28 @@ class Daemon:
         workflow = self.rules.by_id.get(row.workflow)
         if workflow is None or not workflow.enabled:
             return self._finish(
-                row, "cancelled", f"workflow {row.workflow} was removed or disabled"
+                row, PendingStatus.CANCELLED, f"workflow {row.workflow} was removed or disabled"
             )
         if (
             row.action_index >= len(workflow.actions)
             or workflow.actions[row.action_index].type != row.action_type
         ):
-            return self._finish(row, "cancelled", "the workflow changed: this action is gone")
+            return self._finish(
+                row, PendingStatus.CANCELLED, "the workflow changed: this action is gone"
+            )
         if row.action_type == "wait":
             return self._end_wait(row, workflow, met=False, now=now)
-        self._fire_action(row, workflow, now)
-        return None
-
-    def _fire_action(self, row: PendingAction, workflow: Workflow, now: datetime) -> None:
-        action = workflow.actions[row.action_index]
-        ctx = row.context
-        stored = ctx["event"]
-        current = self.crm.get(row.entity, row.record_id)
-        if current is None:
-            return self._finish(row, "cancelled", f"{row.entity} {row.record_id} is gone")
-        at = parse_instant(stored["at"])
-        event = Event(
-            row.entity,
-            stored["event"],
-            current,
-            stored.get("previous"),
-            stored.get("actor"),
-            at=at,
-            version=stored.get("version"),
-            chain=stored.get("chain"),
-        )
-        same_version = row.workflow_version == workflow.version
-        kept = {int(k): v for k, v in ctx.get("kept", {}).items()} if same_version else {}
-        facts = Facts(
-            row.entity,
-            stored["event"],
-            current,
-            stored.get("previous"),
-            now,
-            self.tz,
-            stored.get("actor"),
-            self.crm.related(),
-            kept=kept,
-            chain=stored.get("chain"),
-        )
-        for label, condition in (("conditions", workflow.condition), ("if", action.condition)):
-            if condition is not None and not condition.check(facts):
-                reason = condition.reason(facts)
-                return self._finish(row, "cancelled", f"{label} no longer hold: {reason}")
-        context = template_context(event, now, self.tz, facts.related, workflow, ctx.get("steps"))
-        try:
-            params = (
-                render_tree(action.params, context) if action.definition.templated else action.raw
-            )
-        except TemplateFailure as exc:
-            return self._finish(row, "failed", str(exc), history=True)
-        if (pause := self.executor.limits.wait(row.action_type, params, now)) > 0:
-            self.state.update_pending(
-                row.id,
-                status="pending",
-                attempts=max(0, row.attempts - 1),
-                due_at=now + timedelta(seconds=pause),
-            )
-            return None
-        outcome = self.executor.attempt(
-            workflow, action, event, params, row.key, now, attempt=row.attempts
-        )
-        if outcome.transient and outcome.status == "failed":
-            policy = self.executor.policy
-            age = now.timestamp() - row.created_at
-            if row.attempts >= policy.max_attempts or age > policy.max_age:
-                detail = f"{outcome.detail} (gave up after {row.attempts} attempts)"
-                self.state.record_pending("failed", row, detail)
-                return self._finish(row, "failed", detail)
-            pause = policy.delay(row.attempts, self.services.rng, outcome.retry_after)
-            due = now + timedelta(seconds=pause)
-            self.state.update_pending(
-                row.id, status="pending", due_at=due, last_error=outcome.detail
-            )
-            self.state.record_pending(
-                "retried",
-                row,
-                f"attempt {row.attempts}: {outcome.detail}; next at {format_utc(due)}",
-            )
-            self.log.action(
-                row.workflow, row.action_type, f"retry at {format_utc(due)}: {outcome.detail}"
-            )
-            return None
-        status = "done" if outcome.status in ("done", "skipped") else "failed"
-        self._finish(row, status, outcome.detail if status == "failed" else None)
-        self.log.action(row.workflow, row.action_type, f"{outcome.status}: {outcome.detail}")
+        note = self.executor.fire_pending(row, workflow, now)
+        if note is not None:
+            self.log.action(row.workflow, row.action_type, note)
         return None
 
     def _finish(
-        self, row: PendingAction, status: str, reason: str | None, history: bool = False
+        self, row: PendingAction, status: PendingStatus, reason: str | None, history: bool = False
     ) -> None:
-        self.state.update_pending(row.id, status=status, last_error=reason)
-        if status == "cancelled" or history:
-            self.state.record_pending(status, row, reason or "")
-            self.log.action(row.workflow, row.action_type, f"{status}: {reason}")
+        note = self.executor.finish(row, status, reason, history=history)
+        if note is not None:
+            self.log.action(row.workflow, row.action_type, note)
 
     # -- schedules --------------------------------------------------------------------
     def schedule_workflows(self) -> list[Workflow]:
@@ -531,12 +459,18 @@ class Daemon:
 
     def ensure_schedules(self, now: datetime) -> None:
         active = {w.id for w in self.schedule_workflows()}
-        for row in self.state.find_pending(action_type="schedule", statuses=("pending",)):
+        for row in self.state.find_pending(
+            action_type="schedule", statuses=(PendingStatus.PENDING,)
+        ):
             if row.workflow not in active:
-                self._finish(row, "cancelled", f"workflow {row.workflow} was removed or disabled")
+                self._finish(
+                    row, PendingStatus.CANCELLED, f"workflow {row.workflow} was removed or disabled"
+                )
         planned = {
             r.workflow
-            for r in self.state.find_pending(action_type="schedule", statuses=("pending",))
+            for r in self.state.find_pending(
+                action_type="schedule", statuses=(PendingStatus.PENDING,)
+            )
         }
         for workflow in self.schedule_workflows():
             if workflow.id not in planned:
@@ -563,7 +497,9 @@ class Daemon:
     def _run_schedule(self, row: PendingAction, now: datetime) -> None:
         workflow = self.rules.by_id.get(row.workflow)
         if workflow is None or not workflow.enabled or workflow.trigger.kind != "schedule":
-            return self._finish(row, "cancelled", f"workflow {row.workflow} was removed or changed")
+            return self._finish(
+                row, PendingStatus.CANCELLED, f"workflow {row.workflow} was removed or changed"
+            )
         occurrence = row.due_at or now
         late = (now - occurrence).total_seconds()
         trigger = workflow.trigger
@@ -594,7 +530,7 @@ class Daemon:
             detail = f"run for {format_utc(occurrence)}: fired for {fired} record(s)"
         else:
             detail = skip
-        self.state.update_pending(row.id, status="done", last_error=None)
+        self.state.update_pending(row.id, status=PendingStatus.DONE, last_error=None)
         self.state.record(
             "done" if skip is None else "skipped",
             workflow=workflow.id,
@@ -647,7 +583,7 @@ class Daemon:
         self.evaluator = self._evaluator()
         for workflow_id in sorted(removed):
             for row in self.state.find_pending(workflow=workflow_id):
-                self._finish(row, "cancelled", f"workflow {workflow_id} was removed")
+                self._finish(row, PendingStatus.CANCELLED, f"workflow {workflow_id} was removed")
         entities = self.watched()
         for entity in entities:
             if entity not in self.capture.entities:

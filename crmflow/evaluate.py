@@ -6,6 +6,7 @@ random generator handed in, so the same input gives the same plan.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
@@ -13,7 +14,7 @@ from typing import Any, Protocol
 
 from crmflow.conditions import Facts, Related, Trace
 from crmflow.events import Event
-from crmflow.matcher import NO_MATCH
+from crmflow.matcher import NO_MATCH, Match, compile_bucket
 from crmflow.ruleset import RuleSet
 from crmflow.templates import Record, TemplateFailure, render_tree
 from crmflow.timeutil import format_utc
@@ -66,6 +67,11 @@ class RulePlan:
     kept: dict[int, bool] | None = None
     # When the actions count from: the event's time, or a date trigger's fire time.
     start: datetime | None = None
+    # What carrying the plan out has learnt so far (the executor's bookkeeping). It lives
+    # and dies with the plan, so no later plan can inherit it.
+    failed: bool = False  # an action failed: the workflow's later actions are skipped
+    wait_row: int | None = None  # the pending row of its latest wait, which followers name
+    rescheduled: bool = False  # a date trigger's older pending rows were cancelled
 
     def to_json(self) -> dict[str, Any]:
         if self.matched:
@@ -209,8 +215,8 @@ class Evaluator:
         # to fire, or None.
         self.gate = gate
         self.tz = tz
-        import random
-
+        # Bucket matchers compiled for this time zone, built on first use (most never are).
+        self._matchers: dict[tuple[str, str], Match] = {}
         self.rng: random.Random = random.Random(seed) if seed is not None else random.SystemRandom()
         self.cooldowns: CooldownBook = cooldowns if cooldowns is not None else Cooldowns()
         self.related = related
@@ -254,13 +260,21 @@ class Evaluator:
             plans.append(plan)
         return Plan(event, at, plans)
 
+    def matcher(self, entity: str, event: str) -> Match:
+        """The workflows taking (entity, event), compiled together (crmflow.matcher)."""
+        match = self._matchers.get((entity, event))
+        if match is None:
+            reacting = [e.workflow for e in self.rules.entries(entity, event) if e.reacts]
+            match = self._matchers[entity, event] = compile_bucket(reacting, self.tz)
+        return match
+
     def matching(self, event: Event, now: datetime) -> list[str]:
         """Ids of the workflows the event triggers, without planning their actions.
 
         The fast path: the workflows taking this (entity, event) are checked together,
         sharing field reads and dispatching on equality (crmflow.matcher).
         """
-        match = self.rules.matcher(event.entity, event.event, self.tz)
+        match = self.matcher(event.entity, event.event)
         if match is NO_MATCH:
             return []
         at = event.at or now

@@ -2,37 +2,59 @@
 
 The Executor is the evaluator's performer when actions are real. In `eval` it retries
 transient failures (connection errors, HTTP 5xx/408/429, SMTP 4xx) inline with
-exponential backoff and jitter; in the daemon a retry becomes a pending row due later.
-Every outcome goes to the history; delayed actions and everything after a `wait` are
-stored as pending actions; CRM writes are noted so the changes they cause are known as
-crmflow's own (chains).
+exponential backoff and jitter; in the daemon a retry becomes a pending row due later,
+and the daemon hands due rows back to `fire_pending`. Whether and when to retry is
+`RetryPolicy.decide`, the same in every path. Every outcome goes to the history; delayed
+actions and everything after a `wait` are stored as pending actions; CRM writes are
+noted so the changes they cause are known as crmflow's own (chains).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from crmflow import durations
+from crmflow.conditions import Facts
 from crmflow.effects.base import Job, Outcome, Services, Transient
 from crmflow.errors import ActionError, CrmflowError
-from crmflow.evaluate import ActionRun, RulePlan
+from crmflow.evaluate import ActionRun, RulePlan, template_context
 from crmflow.events import Event
 from crmflow.keys import action_key, record_version
-from crmflow.state import State
-from crmflow.templates import TemplateFailure
-from crmflow.timeutil import format_utc
+from crmflow.limits import RateLimits
+from crmflow.state import PendingAction, PendingStatus, State
+from crmflow.templates import TemplateFailure, render_tree
+from crmflow.timeutil import format_utc, parse_instant
 from crmflow.workflow import Action, Workflow
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """Try again after `pause` seconds."""
+
+    pause: float
+
+
+@dataclass(frozen=True, slots=True)
+class GiveUp:
+    """Stop trying: `detail` is the failure and why it is final."""
+
+    detail: str
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
+    """How transient failures are retried (`retry` in crmflow.yaml)."""
+
     max_attempts: int = 5
     base_delay: float = 1.0
     max_delay: float = 300.0
     max_age: float = 3600.0
+    # An inline retry (eval) blocks its caller, so the wait itself must fit in max_age;
+    # a stored retry (the daemon) gives up once the action is older than max_age.
+    blocking: bool = False
 
     @classmethod
     def from_config(cls, raw: dict[str, Any] | None) -> RetryPolicy:
@@ -51,6 +73,21 @@ class RetryPolicy:
         exponential = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
         return exponential * (0.5 + rng.random() * 0.5)
 
+    def decide(self, attempts: int, age: float, outcome: Outcome, rng: Any) -> Retry | GiveUp:
+        """After a transient failure: retry (after how long) or give up (and why).
+
+        `attempts` counts the tries made, the failed one included; `age` is the seconds
+        since the first (blocking: the seconds already waited between tries).
+        """
+        gave_up = f"{outcome.detail} (gave up after {attempts} attempts)"
+        if attempts >= self.max_attempts or (not self.blocking and age > self.max_age):
+            return GiveUp(gave_up)
+        # Drawn only when a retry is still possible: the jitter consumes the generator.
+        pause = self.delay(attempts, rng, outcome.retry_after)
+        if self.blocking and age + pause > self.max_age:
+            return GiveUp(f"{outcome.detail} (retrying would pass retry.max_age)")
+        return Retry(pause)
+
 
 def event_context(event: Event, at: datetime) -> dict[str, Any]:
     """An event as stored with a pending action, to rebuild it at fire time."""
@@ -64,6 +101,32 @@ def event_context(event: Event, at: datetime) -> dict[str, Any]:
         "version": event.version,
         "chain": event.chain,
     }
+
+
+def stored_event(entity: str, stored: dict[str, Any], record: dict[str, Any]) -> Event:
+    """The event kept by `event_context`, with the record as it is now."""
+    return Event(
+        entity,
+        stored["event"],
+        record,
+        stored.get("previous"),
+        stored.get("actor"),
+        at=parse_instant(stored["at"]),
+        version=stored.get("version"),
+        chain=stored.get("chain"),
+    )
+
+
+def _failed_for_now(outcome: Outcome) -> bool:
+    return outcome.transient and outcome.status == "failed"
+
+
+def _no_longer_holds(workflow: Workflow, action: Action, facts: Facts) -> str | None:
+    """Why a stored action may no longer go: its workflow's or its own `if` now fails."""
+    for label, condition in (("conditions", workflow.condition), ("if", action.condition)):
+        if condition is not None and not condition.check(facts):
+            return f"{label} no longer hold: {condition.reason(facts)}"
+    return None
 
 
 class Executor:
@@ -84,51 +147,35 @@ class Executor:
         policy = retry or RetryPolicy.from_config(services.config.raw.get("retry"))
         self.policy = policy
         # Inline retries block the caller (a shell, a CI job): at most `inline_limit` waiting.
-        self.retry = RetryPolicy(
-            policy.max_attempts,
-            policy.base_delay,
-            policy.max_delay,
-            min(policy.max_age, inline_limit),
+        self.inline_policy = replace(
+            policy, max_age=min(policy.max_age, inline_limit), blocking=True
         )
         self.inline_retries = inline_retries
-        from crmflow.limits import RateLimits
-
         self.limits = RateLimits(services.config.raw)
         self.paused = paused
         self.failed = 0
-        self._broken: set[int] = set()  # plans whose earlier action failed
-        self._wait_ids: dict[int, int] = {}  # plan -> the pending row of its wait
-        self._rescheduled: set[int] = set()  # date-trigger plans whose old rows were cancelled
 
     # -- the performer ----------------------------------------------------------------
     def perform(self, run: ActionRun) -> dict[str, Any] | None:
         planned = run.planned
         key = self.key(run)
-        if id(run.rule) in self._broken:
+        if run.rule.failed:
             planned.status, planned.result = "skipped", "an earlier action of this workflow failed"
             self._history("skipped", run.workflow.id, run.event, run.action, key, planned.result)
             return None
         later = planned.due is not None and planned.due > run.now
         if run.action.type == "wait" or planned.after_wait or later or self.paused():
             return self._defer(run, key)
-        if self.inline_retries:
-            outcome = self.run_now(run, key)
-        elif (pause := self.limits.wait(run.action.type, run.params, run.now)) > 0:
-            due = run.now + timedelta(seconds=pause)
-            self._store(run, key, due, "pending")
-            planned.status, planned.result = "scheduled", f"rate limit: due {format_utc(due)}"
+        outcome = self.run_now(run, key) if self.inline_retries else self._run_once(run, key)
+        if outcome is None:  # stored to be tried later
             return None
-        else:
-            outcome = self.attempt(run.workflow, run.action, run.event, run.params, key, run.now)
-            if outcome.transient and outcome.status == "failed":
-                return self._retry_later(run, key, outcome)
         planned.status, planned.result = outcome.status, outcome.detail
         if outcome.status == "failed":
             self.failed += 1
-            self._broken.add(id(run.rule))
+            run.rule.failed = True
             if not self.inline_retries and self.state is not None:
                 # Visible and retryable by hand (`crmflow pending retry ID`).
-                self._store(run, key, run.now, "failed", last_error=outcome.detail)
+                self._store(run, key, run.now, PendingStatus.FAILED, last_error=outcome.detail)
         return outcome.output
 
     def key(self, run: ActionRun) -> str:
@@ -179,58 +226,182 @@ class Executor:
 
     def run_now(self, run: ActionRun, key: str) -> Outcome:
         """The action now, retrying transient failures inline (eval)."""
-        attempt = 0
+        attempts = 0
         waited = 0.0
         while True:
-            attempt += 1
+            attempts += 1
             outcome = self.attempt(
-                run.workflow, run.action, run.event, run.params, key, run.now, attempt=attempt
+                run.workflow, run.action, run.event, run.params, key, run.now, attempt=attempts
             )
-            if not (outcome.transient and outcome.status == "failed"):
+            if not _failed_for_now(outcome):
                 return outcome
-            if attempt >= self.retry.max_attempts:
-                detail = f"{outcome.detail} (gave up after {attempt} attempts)"
-            else:
-                pause = self.retry.delay(attempt, self.services.rng, outcome.retry_after)
-                if waited + pause <= self.retry.max_age:
-                    self._history(
-                        "retried",
-                        run.workflow.id,
-                        run.event,
-                        run.action,
-                        key,
-                        f"attempt {attempt}: {outcome.detail}; next in {pause:.2f}s",
-                    )
-                    self.services.sleep(pause)
-                    waited += pause
-                    continue
-                detail = f"{outcome.detail} (retrying would pass retry.max_age)"
-            final = Outcome("failed", detail, transient=True)
-            self._history("failed", run.workflow.id, run.event, run.action, key, detail)
-            return final
+            decision = self.inline_policy.decide(attempts, waited, outcome, self.services.rng)
+            if isinstance(decision, GiveUp):
+                return self._gave_up(run, key, decision)
+            self._history(
+                "retried",
+                run.workflow.id,
+                run.event,
+                run.action,
+                key,
+                f"attempt {attempts}: {outcome.detail}; next in {decision.pause:.2f}s",
+            )
+            self.services.sleep(decision.pause)
+            waited += decision.pause
 
-    # -- later ------------------------------------------------------------------------
-    def _retry_later(self, run: ActionRun, key: str, outcome: Outcome) -> dict[str, Any] | None:
-        pause = self.policy.delay(1, self.services.rng, outcome.retry_after)
-        due = run.now + timedelta(seconds=pause)
-        self._store(run, key, due, "pending", attempts=1, last_error=outcome.detail)
+    def _run_once(self, run: ActionRun, key: str) -> Outcome | None:
+        """One try now (the daemon); None when the action was stored to go later."""
+        if (due := self._held_back(run.action.type, run.params, run.now)) is not None:
+            self._store(run, key, due, PendingStatus.PENDING)
+            run.planned.status, run.planned.result = (
+                "scheduled",
+                f"rate limit: due {format_utc(due)}",
+            )
+            return None
+        outcome = self.attempt(run.workflow, run.action, run.event, run.params, key, run.now)
+        if not _failed_for_now(outcome):
+            return outcome
+        decision = self.policy.decide(1, 0.0, outcome, self.services.rng)
+        if isinstance(decision, GiveUp):
+            return self._gave_up(run, key, decision)
+        due = run.now + timedelta(seconds=decision.pause)
+        self._store(run, key, due, PendingStatus.PENDING, attempts=1, last_error=outcome.detail)
         run.planned.status = "scheduled"
         run.planned.result = f"{outcome.detail}; retry at {format_utc(due)}"
         self._history("retried", run.workflow.id, run.event, run.action, key, run.planned.result)
         return None
 
-    def _defer(self, run: ActionRun, key: str) -> dict[str, Any] | None:
-        planned = run.planned
+    def _gave_up(self, run: ActionRun, key: str, decision: GiveUp) -> Outcome:
+        self._history("failed", run.workflow.id, run.event, run.action, key, decision.detail)
+        return Outcome("failed", decision.detail, transient=True)
+
+    def _held_back(self, action_type: str, params: Any, now: datetime) -> datetime | None:
+        """When a rate limit lets the action go, if not now (going now counts as a send)."""
+        pause = self.limits.wait(action_type, params, now)
+        return now + timedelta(seconds=pause) if pause > 0 else None
+
+    # -- pending rows (the daemon) ----------------------------------------------------
+    def fire_pending(self, row: PendingAction, workflow: Workflow, now: datetime) -> str | None:
+        """A due pending action: re-checked against the record as it is now, then tried.
+
+        The row ends done, failed or cancelled, or is due again later (a retry, a rate
+        limit). Returns what the daemon's log should say about it, if anything.
+        """
+        action = workflow.actions[row.action_index]
+        current = self.services.require_crm().get(row.entity, row.record_id)
+        if current is None:
+            gone = f"{row.entity} {row.record_id} is gone"
+            return self.finish(row, PendingStatus.CANCELLED, gone)
+        event = stored_event(row.entity, row.context["event"], current)
+        facts = self._facts_at_fire_time(row, workflow, event, now)
+        if (reason := _no_longer_holds(workflow, action, facts)) is not None:
+            return self.finish(row, PendingStatus.CANCELLED, reason)
+        context = template_context(
+            event, now, facts.tz, facts.related, workflow, row.context.get("steps")
+        )
+        try:
+            params = (
+                render_tree(action.params, context) if action.definition.templated else action.raw
+            )
+        except TemplateFailure as exc:
+            return self.finish(row, PendingStatus.FAILED, str(exc), history=True)
+        return self._try_pending(row, workflow, event, params, now)
+
+    def _try_pending(
+        self, row: PendingAction, workflow: Workflow, event: Event, params: Any, now: datetime
+    ) -> str | None:
+        state = self._require_state()
+        if (due := self._held_back(row.action_type, params, now)) is not None:
+            # Held back, not tried: the claim's count of attempts is given back.
+            attempts = max(0, row.attempts - 1)
+            state.update_pending(
+                row.id, status=PendingStatus.PENDING, attempts=attempts, due_at=due
+            )
+            return None
+        action = workflow.actions[row.action_index]
+        outcome = self.attempt(workflow, action, event, params, row.key, now, attempt=row.attempts)
+        if _failed_for_now(outcome):
+            return self._retry_pending(row, outcome, now)
+        if outcome.status == "failed":
+            self.finish(row, PendingStatus.FAILED, outcome.detail)
+        else:  # done, or skipped because it was done before: the row's work is done
+            self.finish(row, PendingStatus.DONE, None)
+        return f"{outcome.status}: {outcome.detail}"
+
+    def _facts_at_fire_time(
+        self, row: PendingAction, workflow: Workflow, event: Event, now: datetime
+    ) -> Facts:
+        # What the change clauses said at trigger time holds only for the workflow as it
+        # was then: a changed workflow's clauses are judged afresh.
+        same_version = row.workflow_version == workflow.version
+        kept = row.context.get("kept", {}) if same_version else {}
+        crm = self.services.require_crm()
+        return Facts(
+            event.entity,
+            event.event,
+            event.record,
+            event.previous,
+            now,
+            self.services.config.timezone,
+            event.actor,
+            crm.related(),
+            kept={int(k): v for k, v in kept.items()},
+            chain=event.chain,
+        )
+
+    def _retry_pending(self, row: PendingAction, outcome: Outcome, now: datetime) -> str | None:
+        state = self._require_state()
+        age = now.timestamp() - row.created_at
+        decision = self.policy.decide(row.attempts, age, outcome, self.services.rng)
+        if isinstance(decision, GiveUp):
+            state.record_pending("failed", row, decision.detail)
+            self.finish(row, PendingStatus.FAILED, decision.detail)
+            return None
+        due = now + timedelta(seconds=decision.pause)
+        state.update_pending(
+            row.id, status=PendingStatus.PENDING, due_at=due, last_error=outcome.detail
+        )
+        state.record_pending(
+            "retried", row, f"attempt {row.attempts}: {outcome.detail}; next at {format_utc(due)}"
+        )
+        return f"retry at {format_utc(due)}: {outcome.detail}"
+
+    def finish(
+        self,
+        row: PendingAction,
+        status: PendingStatus,
+        reason: str | None,
+        *,
+        history: bool = False,
+    ) -> str | None:
+        """End a pending row. A cancellation, or any end when `history` is asked, goes to
+        the history; then the daemon's log says so too: the line is returned."""
+        state = self._require_state()
+        state.update_pending(row.id, status=status, last_error=reason)
+        if status != PendingStatus.CANCELLED and not history:
+            return None
+        state.record_pending(status, row, reason or "")
+        return f"{status}: {reason}"
+
+    # -- later ------------------------------------------------------------------------
+    def _require_state(self) -> State:
         if self.state is None:
             raise ActionError("delayed actions need a state database (`state` in crmflow.yaml)")
-        if run.workflow.trigger.kind == "date" and id(run.rule) not in self._rescheduled:
+        return self.state
+
+    def _defer(self, run: ActionRun, key: str) -> dict[str, Any] | None:
+        planned = run.planned
+        state = self._require_state()
+        if run.workflow.trigger.kind == "date" and not run.rule.rescheduled:
             # A date trigger keeps one fire time per record: a new save moves it.
-            self._rescheduled.add(id(run.rule))
-            for old in self.state.find_pending(
+            run.rule.rescheduled = True
+            for old in state.find_pending(
                 workflow=run.workflow.id, entity=run.event.entity, record_id=run.event.id
             ):
-                self.state.update_pending(
-                    old.id, status="cancelled", last_error="rescheduled: the record changed"
+                state.update_pending(
+                    old.id,
+                    status=PendingStatus.CANCELLED,
+                    last_error="rescheduled: the record changed",
                 )
         due = planned.due
         if run.action.type == "wait":
@@ -243,10 +414,10 @@ class Executor:
             )
         if self.paused() and due is not None and due < run.now:
             due = run.now
-        status = "waiting" if planned.after_wait else "pending"
+        status = PendingStatus.WAITING if planned.after_wait else PendingStatus.PENDING
         stored = self._store(run, key, due, status)
         if run.action.type == "wait" and stored is not None:
-            self._wait_ids[id(run.rule)] = stored
+            run.rule.wait_row = stored
         when = format_utc(due) if due else "when the wait ends"
         if stored is None:
             planned.status, planned.result = "skipped", f"already scheduled ({when})"
@@ -272,12 +443,12 @@ class Executor:
         run: ActionRun,
         key: str,
         due: datetime | None,
-        status: str,
+        status: PendingStatus,
         *,
         attempts: int = 0,
         last_error: str | None = None,
     ) -> int | None:
-        assert self.state is not None
+        state = self._require_state()
         event = run.event
         context = {
             "event": event_context(event, event.at or run.now),
@@ -285,7 +456,7 @@ class Executor:
             "steps": run.steps,
             "params": run.params,
         }
-        stored = self.state.schedule(
+        stored = state.schedule(
             key=key,
             workflow=run.workflow.id,
             workflow_version=run.workflow.version,
@@ -296,10 +467,10 @@ class Executor:
             due=due,
             context=context,
             status=status,
-            wait_id=self._wait_ids.get(id(run.rule)),
+            wait_id=run.rule.wait_row,
         )
         if stored is not None and (attempts or last_error):
-            self.state.update_pending(stored, attempts=attempts, last_error=last_error)
+            state.update_pending(stored, attempts=attempts, last_error=last_error)
         return stored
 
     # -- history ----------------------------------------------------------------------

@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -187,6 +188,17 @@ def gone_since(row: dict[str, Any]) -> float:
     return float(row["heartbeat_at"]) + (
         DEFAULT_HEARTBEAT_TIMEOUT if timeout is None else float(timeout)
     )
+
+
+class PendingStatus(StrEnum):
+    """Where a pending action stands (crmflow_pending.status; the values are stored)."""
+
+    PENDING = "pending"  # to run at due_at (a wait: to time out then)
+    WAITING = "waiting"  # behind a wait: pending again (or cancelled) when the wait ends
+    RUNNING = "running"  # claimed by a daemon until its lease runs out
+    DONE = "done"
+    FAILED = "failed"  # retryable by hand (`crmflow pending retry`)
+    CANCELLED = "cancelled"
 
 
 @dataclass
