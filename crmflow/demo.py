@@ -25,6 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import SQLAlchemyError
 
+import crmflow
 from crmflow.crm import iso_utc
 from crmflow.entities import EntityModel, builtin_model
 from crmflow.errors import ConfigError
@@ -317,8 +318,10 @@ def _delete(path: Path) -> None:
 
 def shipped(name: str) -> Path:
     """crmflow's own rules/ or schemas/: inside the installed package, else the checkout's."""
-    packaged = Path(__file__).parent / "data" / name
-    return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / name
+    # Anchored on the package, not on this module, which may move within it.
+    package = Path(crmflow.__file__).resolve().parent
+    packaged = package / "data" / name
+    return packaged if packaged.is_dir() else package.parent / name
 
 
 def example_rules_folder() -> Path:

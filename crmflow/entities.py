@@ -13,6 +13,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import crmflow
+
 COMMON_FIELDS = {
     "id": "integer",
     "created_at": "datetime",
@@ -196,6 +198,6 @@ def builtin_model() -> EntityModel:
     """The built-in entity model of the demo CRM."""
     from crmflow.yamlload import load_text
 
-    text = (Path(__file__).parent / "data" / "entities.yaml").read_text(encoding="utf-8")
+    text = (Path(crmflow.__file__).parent / "data" / "entities.yaml").read_text(encoding="utf-8")
     raw = load_text(text, "entities.yaml")[0].data
     return EntityModel({name: _entity(name, spec, None) for name, spec in raw.items()})
