@@ -555,7 +555,7 @@ def schedule(
 @app.command()
 def pause(config_path: ConfigOption = None) -> None:
     """Hold all actions (changes are still recorded; due actions wait) until resume."""
-    from crmflow.control import PAUSED
+    from crmflow.state import PAUSED
 
     with _guard():
         _state(config_path).set_flag(PAUSED, "1")
@@ -565,7 +565,7 @@ def pause(config_path: ConfigOption = None) -> None:
 @app.command()
 def resume(config_path: ConfigOption = None) -> None:
     """Release the actions held by pause."""
-    from crmflow.control import PAUSED
+    from crmflow.state import PAUSED
 
     with _guard():
         _state(config_path).set_flag(PAUSED, None)

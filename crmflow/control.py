@@ -17,10 +17,16 @@ from sqlalchemy import func, select
 
 from crmflow import durations
 from crmflow.errors import ConfigError
-from crmflow.state import GONE_RETENTION, PendingStatus, State, gone_since, history, pending
+from crmflow.state import (
+    GONE_RETENTION,
+    PAUSED,
+    PendingStatus,
+    State,
+    gone_since,
+    history,
+    pending,
+)
 from crmflow.timeutil import Clock, format_utc, parse_instant, system_clock
-
-PAUSED = "paused"
 
 
 def clock_from_env() -> Clock:

@@ -5,13 +5,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from crmflow.config import Config
 from crmflow.errors import ConfigError, WorkflowError, YamlError
 from crmflow.findings import Finding
 from crmflow.triggers import EVENT_KINDS
 from crmflow.workflow import Workflow
 from crmflow.yamlload import Document, iter_yaml_files, load_file
+
+if TYPE_CHECKING:
+    # Only a parameter type: configuration is loaded a layer above the rules.
+    from crmflow.config import Config
 
 
 @dataclass

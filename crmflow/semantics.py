@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jinja2 import TemplateSyntaxError
 
 from crmflow import durations
 from crmflow.actions import action_type, normalise_params
 from crmflow.conditions import is_field_ref, iter_field_clauses
-from crmflow.config import Config
 from crmflow.cron import CronError, parse_cron
 from crmflow.entities import TEMPORAL_TYPES, EntityModel, suggest
 from crmflow.findings import Finding
@@ -31,6 +30,10 @@ from crmflow.templates import (
 )
 from crmflow.values import display, temporal
 from crmflow.yamlload import Document
+
+if TYPE_CHECKING:
+    # Only a parameter type: configuration is loaded a layer above the rules.
+    from crmflow.config import Config
 
 YamlPath = tuple[str | int, ...]
 _JINJA_GLOBALS = {"range", "dict", "lipsum", "cycler", "joiner", "namespace", "loop"}

@@ -40,6 +40,8 @@ from crmflow.errors import ConfigError
 from crmflow.timeutil import Clock, system_clock
 
 SCHEMA_VERSION = 3
+# The flag that holds every action (`crmflow pause`) until `crmflow resume` clears it.
+PAUSED = "paused"
 metadata = MetaData()
 
 meta = Table(

@@ -71,3 +71,45 @@ def test_load_config_imports_no_evaluator_and_no_jinja(tmp_path: Path, cache: st
     loaded = _load_config_in_a_fresh_interpreter(config, folder)
     assert loaded["max_delay"] == 120
     assert not set(loaded["modules"]) & set(NOT_FOR_CONFIG)
+
+
+def test_no_import_cycle_not_even_through_a_local_import() -> None:
+    """Every import counts, inside functions too; only `if TYPE_CHECKING:` ones do not run."""
+    import grimp
+
+    graph = grimp.build_graph("crmflow", exclude_type_checking_imports=True)
+    modules = sorted(graph.modules)
+    index = {name: i for i, name in enumerate(modules)}
+    edges = {
+        name: sorted(graph.find_modules_directly_imported_by(name) & set(modules))
+        for name in modules
+    }
+    # Tarjan's strongly connected components: any with two or more modules is a cycle.
+    order: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(name: str) -> None:
+        order[name] = low[name] = len(order)
+        stack.append(name)
+        for other in edges[name]:
+            if other not in order:
+                visit(other)
+                low[name] = min(low[name], low[other])
+            elif other in stack:
+                low[name] = min(low[name], order[other])
+        if low[name] == order[name]:
+            component = []
+            while True:
+                member = stack.pop()
+                component.append(member)
+                if member == name:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component, key=index.__getitem__))
+
+    for name in modules:
+        if name not in order:
+            visit(name)
+    assert cycles == []
