@@ -23,11 +23,9 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from crmflow import durations
 from crmflow.capture import Capture, Change
 from crmflow.conditions import Facts
 from crmflow.config import Config
-from crmflow.control import PAUSED
 from crmflow.crm import CRM
 from crmflow.effects.base import Services
 from crmflow.errors import ConfigError, CrmflowError
@@ -38,7 +36,7 @@ from crmflow.keys import record_version
 from crmflow.leadership import Leadership
 from crmflow.log import Log
 from crmflow.ruleset import RuleSet, load_ruleset
-from crmflow.state import PendingAction, PendingStatus, State, StoredCooldowns
+from crmflow.state import PAUSED, PendingAction, PendingStatus, State, StoredCooldowns
 from crmflow.timeutil import Clock, format_utc, system_clock
 from crmflow.workflow import Workflow
 
@@ -89,23 +87,21 @@ class Daemon:
         self.executor = Executor(
             services, self.state, inline_retries=False, paused=lambda: self.paused
         )
-        raw = config.raw
-        self.poll_interval = durations.parse(raw.get("poll_interval", "2s")).seconds
-        self.chain_depth = int(raw.get("chain_depth", 5))
-        self.retention = durations.parse(raw.get("history_retention", "90d"))
+        settings = config.daemon
+        self.poll_interval = settings.poll_interval.seconds
+        self.chain_depth = settings.chain_depth
+        self.retention = settings.history_retention
         self.capture = Capture(
             self.crm,
             self.state,
             self.watched(),
             clock,
-            overlap=timedelta(seconds=durations.parse(raw.get("overlap", "10s")).seconds),
-            delete_scan_every=timedelta(
-                seconds=durations.parse(raw.get("delete_scan_interval", "60s")).seconds
-            ),
-            mode=raw.get("change_capture", "polling"),
+            overlap=timedelta(seconds=settings.overlap.seconds),
+            delete_scan_every=timedelta(seconds=settings.delete_scan_interval.seconds),
+            mode=settings.change_capture,
         )
         self.evaluator = self._evaluator()
-        self.lease = durations.parse(raw.get("lease", "5m")).seconds
+        self.lease = settings.lease.seconds
         self.host = socket.gethostname()
         self.id = f"{self.host}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.started = clock().timestamp()

@@ -16,8 +16,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from crmflow import durations
 from crmflow.conditions import Facts
+from crmflow.config import RetrySettings
 from crmflow.effects.base import Job, Outcome, Services, Transient
 from crmflow.errors import ActionError, CrmflowError
 from crmflow.evaluate import ActionRun, RulePlan, template_context
@@ -57,13 +57,12 @@ class RetryPolicy:
     blocking: bool = False
 
     @classmethod
-    def from_config(cls, raw: dict[str, Any] | None) -> RetryPolicy:
-        raw = raw or {}
+    def from_settings(cls, settings: RetrySettings) -> RetryPolicy:
         return cls(
-            max_attempts=int(raw.get("max_attempts", 5)),
-            base_delay=durations.parse(raw.get("base_delay", "1s")).seconds,
-            max_delay=durations.parse(raw.get("max_delay", "5m")).seconds,
-            max_age=durations.parse(raw.get("max_age", "1h")).approx_seconds(),
+            max_attempts=settings.max_attempts,
+            base_delay=settings.base_delay.seconds,
+            max_delay=settings.max_delay.seconds,
+            max_age=settings.max_age.approx_seconds(),
         )
 
     def delay(self, attempt: int, rng: Any, retry_after: float | None = None) -> float:
@@ -144,14 +143,17 @@ class Executor:
     ) -> None:
         self.services = services
         self.state = state
-        policy = retry or RetryPolicy.from_config(services.config.raw.get("retry"))
+        policy = retry or RetryPolicy.from_settings(services.config.retry)
         self.policy = policy
         # Inline retries block the caller (a shell, a CI job): at most `inline_limit` waiting.
         self.inline_policy = replace(
             policy, max_age=min(policy.max_age, inline_limit), blocking=True
         )
         self.inline_retries = inline_retries
-        self.limits = RateLimits(services.config.raw)
+        self.limits = RateLimits(
+            webhook_per_host=services.config.webhooks.per_host_per_minute,
+            email_per_minute=services.config.email.per_minute,
+        )
         self.paused = paused
         self.failed = 0
 

@@ -13,9 +13,11 @@ from urllib.parse import urlsplit
 
 
 class RateLimits:
-    def __init__(self, raw: dict[str, Any]) -> None:
-        self.webhook_per_host = (raw.get("webhooks") or {}).get("per_host_per_minute")
-        self.email_per_minute = (raw.get("email") or {}).get("per_minute")
+    def __init__(
+        self, *, webhook_per_host: int | None = None, email_per_minute: int | None = None
+    ) -> None:
+        self.webhook_per_host = webhook_per_host
+        self.email_per_minute = email_per_minute
         self._sent: dict[str, deque[float]] = {}
 
     def _key(self, action_type: str, params: Any) -> tuple[str, int] | None:

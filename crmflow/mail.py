@@ -11,9 +11,12 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, getaddresses
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crmflow.errors import ActionError, ConfigError
+
+if TYPE_CHECKING:
+    from crmflow.config import EmailSettings
 
 _ADDRESS_RE = re.compile(r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;]+$")
 
@@ -107,17 +110,17 @@ class Maildir:
 class Smtp:
     """An SMTP server, with STARTTLS or implicit TLS and login; password from the environment."""
 
-    def __init__(self, settings: dict[str, Any]) -> None:
-        self.host = settings["host"]
-        self.port = int(settings.get("port") or (465 if settings.get("ssl") else 25))
-        self.username = settings.get("username")
-        self.password_env = settings.get("password_env")
-        self.starttls = bool(settings.get("starttls"))
-        self.ssl = bool(settings.get("ssl"))
-        self.ca_file = settings.get("ca_file")
-        from crmflow.durations import parse
-
-        self.timeout = parse(settings.get("timeout", "30s")).seconds
+    def __init__(self, settings: EmailSettings) -> None:
+        if not settings.host:
+            raise ConfigError("email.host: the smtp transport needs a host")
+        self.host = settings.host
+        self.port = settings.smtp_port
+        self.username = settings.username
+        self.password_env = settings.password_env
+        self.starttls = settings.starttls
+        self.ssl = settings.ssl
+        self.ca_file = settings.ca_file
+        self.timeout = settings.timeout.seconds
 
     def _password(self) -> str | None:
         if not self.password_env:
@@ -176,10 +179,10 @@ def _codes(refused: dict[str, tuple[int, bytes]]) -> str:
     return ", ".join(f"{address} ({code})" for address, (code, _) in refused.items())
 
 
-def transport(settings: dict[str, Any] | None, base: Path) -> Maildir | Smtp:
-    settings = settings or {"transport": "maildir", "path": "mail/"}
-    if settings.get("transport") == "smtp":
+def transport(settings: EmailSettings, base: Path) -> Maildir | Smtp:
+    """Where e-mail goes, as `email:` in crmflow.yaml says."""
+    if settings.transport == "smtp":
         return Smtp(settings)
-    if settings.get("transport", "maildir") != "maildir":
-        raise ConfigError(f"email.transport: unknown transport {settings.get('transport')!r}")
-    return Maildir(base / settings.get("path", "mail/"))
+    if settings.transport != "maildir":
+        raise ConfigError(f"email.transport: unknown transport {settings.transport!r}")
+    return Maildir(base / settings.path)

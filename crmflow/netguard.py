@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from urllib.parse import SplitResult, urlsplit
@@ -88,7 +88,7 @@ def is_public(address: str) -> bool:
 
 
 class UrlPolicy:
-    def __init__(self, allow: list[str], resolve: Resolve = default_resolve) -> None:
+    def __init__(self, allow: Iterable[str], resolve: Resolve = default_resolve) -> None:
         self.patterns = [parse_pattern(p) for p in allow]
         self.resolve = resolve
 

@@ -56,14 +56,13 @@ class Services:
     def mailer(self) -> Maildir | Smtp:
         from crmflow.mail import transport
 
-        return transport(self.config.raw.get("email"), self.config.base)
+        return transport(self.config.email, self.config.base)
 
     @cached_property
     def url_policy(self) -> UrlPolicy:
         from crmflow.netguard import UrlPolicy, default_resolve
 
-        allow = (self.config.raw.get("webhooks") or {}).get("allow") or []
-        return UrlPolicy(allow, self.resolve or default_resolve)
+        return UrlPolicy(self.config.webhooks.allow, self.resolve or default_resolve)
 
     def require_crm(self) -> CRM:
         if self.crm is None:

@@ -81,11 +81,11 @@ def _send(
     html: str | None = None,
     reply_to: str | None = None,
 ) -> str:
-    settings = job.services.config.raw.get("email") or {}
-    sender = settings.get("from", "crmflow@localhost")
+    settings = job.services.config.email
+    sender = settings.sender
     try:
         original = None
-        redirect = settings.get("redirect_to")
+        redirect = settings.redirect_to
         if redirect:
             original = to + (cc or []) + (bcc or [])
             to, cc, bcc = addresses(redirect, "email.redirect_to"), [], []

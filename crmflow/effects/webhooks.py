@@ -42,7 +42,7 @@ def sign(secret: bytes, message_id: str, timestamp: int, body: bytes) -> str:
 
 
 def _secret(job: Job) -> bytes | None:
-    name = (job.services.config.raw.get("webhooks") or {}).get("secret_env")
+    name = job.services.config.webhooks.secret_env
     if not name:
         return None
     value = os.environ.get(name)
@@ -75,7 +75,7 @@ def webhook(job: Job) -> Outcome:
     secret = _secret(job)
     if secret is not None:
         headers["webhook-signature"] = sign(secret, job.key, timestamp, body)
-    timeout = _timeout(job)
+    timeout = job.services.config.webhooks.timeout.seconds
     response = _send(target, method, headers, body if method != "GET" else None, timeout)
     status = response.status_code
     if 200 <= status < 300:
@@ -90,13 +90,6 @@ def webhook(job: Job) -> Outcome:
     if status >= 500 or status in TRANSIENT_STATUS:
         raise Transient(f"HTTP {status} from {target.host}", _retry_after(response, job))
     raise ActionError(f"HTTP {status} from {target.host}: {response.text[:200]}")
-
-
-def _timeout(job: Job) -> float:
-    from crmflow.durations import parse
-
-    text = (job.services.config.raw.get("webhooks") or {}).get("timeout", "10s")
-    return parse(text).seconds
 
 
 def _send(
