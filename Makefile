@@ -41,7 +41,7 @@ bench: install
 
 # Regenerate the committed JSON Schemas from the registry.
 schemas: install
-	$(BIN)/python -m crmflow.schema_files
+	$(BIN)/python -m crmflow.rules.schema_files
 
 # Regenerate the README's Layout section from the package tree (a test fails until you do).
 layout: install

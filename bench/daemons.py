@@ -9,7 +9,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from crmflow.demo import create_demo_crm
+from crmflow.crm.demo import create_demo_crm
 from tests.crmkit import write_rules
 
 BIN = str(Path(sys.executable).parent / "crmflow")

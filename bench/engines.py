@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from bench.workload import NOW, Clause, Rule, crmflow_documents, date_bound
-from crmflow.events import Event
+from crmflow.engine.events import Event
 
 Run = Callable[[list[Event], list[dict[str, Any]]], list[list[str]]]
 Bucket = dict[tuple[str, str], list[tuple[int, Any]]]
@@ -36,8 +36,8 @@ def _buckets(ruleset: list[Rule], build: Callable[[Rule], Any]) -> Bucket:
 def crmflow_engine(ruleset: list[Rule]) -> Run:
     """crmflow through its library API: load_ruleset + Evaluator.matching."""
     from crmflow.config import Config
-    from crmflow.evaluate import Evaluator
-    from crmflow.ruleset import load_ruleset
+    from crmflow.engine.evaluate import Evaluator
+    from crmflow.rules.ruleset import load_ruleset
 
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder, "workflows.yaml")

@@ -15,7 +15,7 @@ from typing import Any
 
 from bench import workload
 from bench.engines import PEERS, Run, crmflow_engine, hand_engine
-from crmflow.events import Event
+from crmflow.engine.events import Event
 
 # Events a peer evaluates at a given size: about 2 million (event, workflow) checks.
 PEER_CHECKS = 2_000_000

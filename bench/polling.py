@@ -15,11 +15,11 @@ from typing import Any
 
 from sqlalchemy import create_engine, insert
 
-from crmflow.capture import Capture
-from crmflow.crm import CRM, iso_utc
-from crmflow.demo import schema
-from crmflow.entities import builtin_model
-from crmflow.state import State
+from crmflow.crm.database import CRM, iso_utc
+from crmflow.crm.demo import schema
+from crmflow.daemon.capture import Capture
+from crmflow.rules.entities import builtin_model
+from crmflow.state.store import State
 
 NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 

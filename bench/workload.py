@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from crmflow.events import Event
+from crmflow.engine.events import Event
 
 ENTITIES = ["deal", "lead", "company", "project", "task"]
 KINDS = ["created", "updated", "deleted"]

@@ -135,8 +135,8 @@ def lint(
     Each finding prints as `file:line:col: CODE message`. Exit 0 when clean or only
     warnings, 1 when there are errors (--strict: warnings too), 2 on usage errors.
     """
+    from crmflow.commands.lint import lint_paths, render
     from crmflow.config import load_config
-    from crmflow.lint import lint_paths, render
 
     with _guard():
         config = load_config(config_path)
@@ -202,9 +202,9 @@ def eval_(
     stderr with its line number; the other events are still evaluated), 3 when an
     action failed.
     """
+    from crmflow.commands.eval_stream import run_eval
     from crmflow.config import load_config
     from crmflow.errors import ConfigError
-    from crmflow.eval_stream import run_eval
 
     with _guard():
         config = load_config(config_path)
@@ -215,7 +215,7 @@ def eval_(
             )
         with contextlib.ExitStack() as guards:
             if not dry_run:
-                from crmflow.control import clock_from_env, no_daemon_beside
+                from crmflow.commands.control import clock_from_env, no_daemon_beside
 
                 guards.enter_context(no_daemon_beside(config.state_url, clock_from_env()()))
             code = run_eval(
@@ -257,8 +257,8 @@ def test_(
     Each case gives an event (or several) and the plan it expects; the summary line is
     `N passed, M failed`. Exit 0 when all pass, 1 otherwise.
     """
+    from crmflow.commands.testing import run_tests
     from crmflow.config import load_config
-    from crmflow.testing import run_tests
 
     with _guard():
         config = load_config(config_path)
@@ -279,7 +279,7 @@ def schema(
     ] = SchemaName.workflow,
 ) -> None:
     """Print a JSON Schema (default: the workflow schema) for editors and CI."""
-    from crmflow.schema import dump, schemas
+    from crmflow.rules.schema import dump, schemas
 
     print(dump(schemas()[which.value]), end="")
 
@@ -295,7 +295,7 @@ def init(
 
     Then try: `cd FOLDER && crmflow eval < event.json` and look into mail/new/.
     """
-    from crmflow.demo import init_project
+    from crmflow.crm.demo import init_project
 
     with _guard():
         created = init_project(folder, force=force)
@@ -312,10 +312,10 @@ class LogFormat(StrEnum):
 
 
 def _daemon(config_path: Path | None, log_format: str = "plain", now: str | None = None) -> Any:
+    from crmflow.commands.control import clock_from_env
     from crmflow.config import load_config
-    from crmflow.control import clock_from_env
-    from crmflow.daemon import Daemon
-    from crmflow.log import Log
+    from crmflow.daemon.log import Log
+    from crmflow.daemon.loop import Daemon
     from crmflow.timeutil import frozen_clock, parse_instant
 
     config = load_config(config_path, required=True)
@@ -353,7 +353,7 @@ def run(
     import signal
     import threading
 
-    from crmflow.control import single_daemon
+    from crmflow.commands.control import single_daemon
 
     with _guard():
         daemon = _daemon(config_path, log_format.value)
@@ -385,7 +385,7 @@ def tick(
     config_path: ConfigOption = None,
 ) -> None:
     """One poll plus everything due, then exit (for running crmflow from cron)."""
-    from crmflow.control import single_daemon
+    from crmflow.commands.control import single_daemon
 
     with _guard():
         daemon = _daemon(config_path, "plain", now)
@@ -398,7 +398,7 @@ def tick(
 
 def _state(config_path: Path | None) -> Any:
     from crmflow.config import load_config
-    from crmflow.state import State
+    from crmflow.state.store import State
 
     config = load_config(config_path, required=True)
     return State(config.state_url)
@@ -414,8 +414,8 @@ def status(
     """Last poll, lag, pending actions by status, failures of the last day."""
     import json
 
-    from crmflow.control import clock_from_env
-    from crmflow.control import status as read_status
+    from crmflow.commands.control import clock_from_env
+    from crmflow.commands.control import status as read_status
 
     with _guard():
         report = read_status(_state(config_path), clock_from_env()())
@@ -455,7 +455,7 @@ def pending(
     """List pending actions, or cancel or retry one: `crmflow pending retry 12`."""
     import json
 
-    from crmflow import control
+    from crmflow.commands import control
     from crmflow.errors import ConfigError
 
     with _guard():
@@ -501,7 +501,7 @@ def history(
     """Every decision: fired, not fired and why, scheduled, cancelled, done, failed, retried."""
     import json
 
-    from crmflow import control
+    from crmflow.commands import control
 
     with _guard():
         rows = control.history_rows(
@@ -530,9 +530,9 @@ def schedule(
     config_path: ConfigOption = None,
 ) -> None:
     """The next run times of timed (schedule) workflows, in the configured time zone."""
+    from crmflow.commands.control import clock_from_env
     from crmflow.config import load_config
-    from crmflow.control import clock_from_env
-    from crmflow.ruleset import load_ruleset
+    from crmflow.rules.ruleset import load_ruleset
 
     with _guard():
         config = load_config(config_path)
@@ -555,7 +555,7 @@ def schedule(
 @app.command()
 def pause(config_path: ConfigOption = None) -> None:
     """Hold all actions (changes are still recorded; due actions wait) until resume."""
-    from crmflow.state import PAUSED
+    from crmflow.state.store import PAUSED
 
     with _guard():
         _state(config_path).set_flag(PAUSED, "1")
@@ -565,7 +565,7 @@ def pause(config_path: ConfigOption = None) -> None:
 @app.command()
 def resume(config_path: ConfigOption = None) -> None:
     """Release the actions held by pause."""
-    from crmflow.state import PAUSED
+    from crmflow.state.store import PAUSED
 
     with _guard():
         _state(config_path).set_flag(PAUSED, None)

@@ -16,8 +16,8 @@ from typing import Any
 
 from crmflow import durations
 from crmflow.durations import Duration
-from crmflow.entities import EntityModel, builtin_model
 from crmflow.errors import ConfigError, Location
+from crmflow.rules.entities import EntityModel, builtin_model
 from crmflow.timeutil import zone
 
 CONFIG_NAME = "crmflow.yaml"
@@ -231,8 +231,8 @@ def _resolve_url(url: str, base: Path) -> str:
 
 def load_config(path: Path | None = None, *, required: bool = False) -> Config:
     """The configuration at `path`, or ./crmflow.yaml if there is one, or defaults."""
-    from crmflow.validcache import default_cache
-    from crmflow.yamlload import load_file
+    from crmflow.rules.validcache import default_cache
+    from crmflow.rules.yamlload import load_file
 
     if path is None:
         if not Path(CONFIG_NAME).is_file():
@@ -251,7 +251,7 @@ def load_config(path: Path | None = None, *, required: bool = False) -> Config:
     cache = default_cache()
     key = cache.key("config", doc.data)
     if not cache.known(key):
-        from crmflow.validate import config_validator, schema_findings
+        from crmflow.rules.validate import config_validator, schema_findings
 
         findings = schema_findings(doc, config_validator(), workflow="")
         if findings:

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from crmflow.config import Config
-from crmflow.evaluate import Evaluator, Plan
-from crmflow.events import parse_event
-from crmflow.ruleset import load_ruleset
+from crmflow.engine.evaluate import Evaluator, Plan
+from crmflow.engine.events import parse_event
+from crmflow.rules.ruleset import load_ruleset
 
 ROOT = Path(__file__).resolve().parent.parent
 # Keep the validation cache of test runs (and of the commands they start) out of ~/.cache.

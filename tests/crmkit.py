@@ -13,10 +13,10 @@ from typing import Any
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine
 
+from crmflow.commands.eval_stream import run_eval
 from crmflow.config import load_config
-from crmflow.demo import create_demo_crm
-from crmflow.effects.base import Services
-from crmflow.eval_stream import run_eval
+from crmflow.crm.demo import create_demo_crm
+from crmflow.engine.effects.base import Services
 
 NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from crmflow.config import load_config
-from crmflow.crm import iso_utc
-from crmflow.daemon import Daemon
-from crmflow.demo import create_demo_crm
-from crmflow.log import Log
+from crmflow.crm.database import iso_utc
+from crmflow.crm.demo import create_demo_crm
+from crmflow.daemon.log import Log
+from crmflow.daemon.loop import Daemon
 from tests.crmkit import Database, write_rules
 
 START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)  # a Monday

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from crmflow.demo import create_demo_crm
-from crmflow.state import State
+from crmflow.crm.demo import create_demo_crm
+from crmflow.state.store import State
 from tests import processes
 from tests.conftest import crmflow_bin
 from tests.crmkit import Database

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from crmflow.crm import iso_utc
+from crmflow.crm.database import iso_utc
 from crmflow.timeutil import format_utc
 from tests.conftest import Result
 

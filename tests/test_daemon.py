@@ -356,7 +356,7 @@ def test_an_invalid_reload_keeps_the_running_set(rig: Rig) -> None:
 
 
 def test_a_failed_action_can_be_retried_by_hand(rig: Rig) -> None:
-    from crmflow import control
+    from crmflow.commands import control
 
     rig.rules(
         {
@@ -444,8 +444,8 @@ def test_backfill_previews_then_fires_created_for_existing_records(rig: Rig) -> 
         }
     )
     from crmflow.config import load_config
-    from crmflow.daemon import Daemon
-    from crmflow.log import Log
+    from crmflow.daemon.log import Log
+    from crmflow.daemon.loop import Daemon
 
     daemon = Daemon(
         load_config(rig.folder / "crmflow.yaml"), clock=rig.clock, log=Log("plain", stream=rig.out)

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from crmflow.crm import iso_utc
-from crmflow.demo import create_demo_crm
+from crmflow.crm.database import iso_utc
+from crmflow.crm.demo import create_demo_crm
 from crmflow.timeutil import format_utc
 from tests import processes
 from tests.conftest import ROOT, crmflow_bin

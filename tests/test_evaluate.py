@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from crmflow.config import Config
-from crmflow.evaluate import Evaluator
-from crmflow.events import parse_event
-from crmflow.ruleset import RuleSet, load_ruleset
+from crmflow.engine.evaluate import Evaluator
+from crmflow.engine.events import parse_event
+from crmflow.rules.ruleset import RuleSet, load_ruleset
 from crmflow.timeutil import zone
 from tests.spec_example import BIG_DEAL, PLAN, WON
 from tests.spec_example import EVENT as SPEC_EVENT

@@ -6,9 +6,9 @@ import io
 
 import pytest
 
-from crmflow.entities import builtin_model
+from crmflow.engine.events import Event, parse_event, read_events
 from crmflow.errors import EventError
-from crmflow.events import Event, parse_event, read_events
+from crmflow.rules.entities import builtin_model
 
 
 def read(text: str) -> list[Event | EventError]:

@@ -20,10 +20,10 @@ import pytest
 # The workflow language and the evaluator: none of it is needed to read the configuration.
 NOT_FOR_CONFIG = (
     "jinja2",
-    "crmflow.evaluate",
-    "crmflow.templates",
-    "crmflow.testing",
-    "crmflow.matcher",
+    "crmflow.engine.evaluate",
+    "crmflow.rules.templates",
+    "crmflow.commands.testing",
+    "crmflow.engine.matcher",
 )
 
 PROBE = textwrap.dedent(

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from crmflow.demo import init_project
+from crmflow.crm.demo import init_project
 from crmflow.errors import ConfigError
 from tests.conftest import ROOT, Result
 

@@ -10,10 +10,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from crmflow.config import Config
-from crmflow.evaluate import Evaluator
-from crmflow.events import Event
-from crmflow.ruleset import RuleSet, compile_documents
-from crmflow.yamlload import Document
+from crmflow.engine.evaluate import Evaluator
+from crmflow.engine.events import Event
+from crmflow.rules.ruleset import RuleSet, compile_documents
+from crmflow.rules.yamlload import Document
 from tests.test_properties import conditions, records, scalars, values
 
 NOW = datetime(2026, 11, 22, 10, tzinfo=UTC)

@@ -8,9 +8,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from crmflow.conditions import ConditionCompiler, Facts
-from crmflow.registry import OPERATORS
-from crmflow.schema import vocabulary
+from crmflow.rules.conditions import ConditionCompiler, Facts
+from crmflow.rules.registry import OPERATORS
+from crmflow.rules.schema import vocabulary
 
 NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 MISSING = object()

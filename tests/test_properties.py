@@ -10,13 +10,13 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crmflow.conditions import ConditionCompiler, Facts
 from crmflow.config import Config
-from crmflow.evaluate import Evaluator
-from crmflow.events import Event, read_events
-from crmflow.ruleset import compile_documents, load_documents
-from crmflow.validate import schema_findings
-from crmflow.yamlload import Document
+from crmflow.engine.evaluate import Evaluator
+from crmflow.engine.events import Event, read_events
+from crmflow.rules.conditions import ConditionCompiler, Facts
+from crmflow.rules.ruleset import compile_documents, load_documents
+from crmflow.rules.validate import schema_findings
+from crmflow.rules.yamlload import Document
 from tests.conftest import ROOT
 
 FIELDS = ["amount", "stage", "name", "tags", "due", "company"]

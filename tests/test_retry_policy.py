@@ -6,8 +6,8 @@ from dataclasses import replace
 
 import pytest
 
-from crmflow.effects.base import Outcome
-from crmflow.execute import GiveUp, Retry, RetryPolicy
+from crmflow.engine.effects.base import Outcome
+from crmflow.engine.execute import GiveUp, Retry, RetryPolicy
 
 
 class FixedRandom:

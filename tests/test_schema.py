@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft202012Validator
 
-from crmflow.registry import ACTIONS, OPERATORS, TRIGGERS
-from crmflow.schema import dump, schemas, vocabulary, workflow_schema
-from crmflow.yamlload import iter_yaml_files, load_file
+from crmflow.rules.registry import ACTIONS, OPERATORS, TRIGGERS
+from crmflow.rules.schema import dump, schemas, vocabulary, workflow_schema
+from crmflow.rules.yamlload import iter_yaml_files, load_file
 from tests.conftest import ROOT
 
 
@@ -104,8 +104,8 @@ def test_example_workflows_validate_against_the_committed_schema() -> None:
 
 def test_readme_yaml_examples_validate() -> None:
     """Every ```yaml block in the README that has an `id:` is a valid workflow."""
-    from crmflow.validate import schema_findings
-    from crmflow.yamlload import load_text
+    from crmflow.rules.validate import schema_findings
+    from crmflow.rules.yamlload import load_text
 
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     blocks = [

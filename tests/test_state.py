@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from crmflow.errors import ConfigError
-from crmflow.state import SCHEMA_VERSION, State
+from crmflow.state.store import SCHEMA_VERSION, State
 
 
 def test_a_version_1_database_is_migrated_on_open(tmp_path: Path) -> None:

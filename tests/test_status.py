@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from crmflow.control import status
-from crmflow.demo import create_demo_crm
-from crmflow.state import DEFAULT_HEARTBEAT_TIMEOUT, GONE_RETENTION, State
+from crmflow.commands.control import status
+from crmflow.crm.demo import create_demo_crm
+from crmflow.state.store import DEFAULT_HEARTBEAT_TIMEOUT, GONE_RETENTION, State
 from crmflow.timeutil import format_utc, system_clock
 from tests import processes
 from tests.conftest import Result, crmflow_bin

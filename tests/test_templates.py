@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from crmflow.templates import (
+from crmflow.rules.templates import (
     Record,
     Template,
     TemplateFailure,

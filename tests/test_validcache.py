@@ -9,8 +9,8 @@ import pytest
 
 from crmflow.config import Config
 from crmflow.errors import WorkflowError
-from crmflow.ruleset import load_ruleset
-from crmflow.validcache import ValidationCache
+from crmflow.rules.ruleset import load_ruleset
+from crmflow.rules.validcache import ValidationCache
 
 GOOD = "id: w\nentity: deal\ntrigger: {on: created}\nactions: [{warn: x}]\n"
 
@@ -29,7 +29,7 @@ def test_keys_depend_on_content_and_schema(tmp_path: Path) -> None:
 def test_a_cached_valid_file_changed_to_invalid_is_caught(
     rules_dir: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from crmflow import validcache
+    from crmflow.rules import validcache
 
     monkeypatch.setattr(validcache, "default_cache", lambda: ValidationCache(tmp_path / "c"))
     folder = rules_dir({"w.yaml": GOOD})

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from crmflow.effects.webhooks import secret_bytes, sign
+from crmflow.engine.effects.webhooks import secret_bytes, sign
 from tests.crmkit import Project, actions, make_project
 from tests.servers import Web
 

@@ -5,7 +5,7 @@ import math
 import pytest
 
 from crmflow.errors import YamlError
-from crmflow.yamlload import load_text
+from crmflow.rules.yamlload import load_text
 
 
 @pytest.mark.parametrize(

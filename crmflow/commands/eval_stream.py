@@ -1,0 +1,126 @@
+"""`crmflow eval`: a stream of events in, one plan per event out, in constant memory."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import IO, Any
+
+from crmflow.config import Config
+from crmflow.errors import EXIT_ACTION_FAILED, EXIT_BAD_INPUT, EXIT_OK, ConfigError, EventError
+from crmflow.timeutil import parse_instant, system_clock
+
+
+def run_eval(
+    config: Config,
+    rule_paths: list[Path],
+    source: IO[str],
+    sink: IO[str],
+    *,
+    dry_run: bool,
+    fmt: str,
+    now: str | None = None,
+    seed: int | None = None,
+    explain: bool = False,
+    stderr: IO[str] | None = None,
+    services: Any = None,
+) -> int:
+    """Evaluate every event of `source`; returns the exit code.
+
+    `services` (crmflow.engine.effects.base.Services) replaces how actions reach the world,
+    e.g. a clock, a sleep or a DNS resolver of one's own.
+    """
+    from crmflow.engine.evaluate import Evaluator
+    from crmflow.engine.events import read_events
+    from crmflow.rules.ruleset import load_ruleset
+
+    errors = stderr or sys.stderr
+    fixed_now = None
+    if now is not None:
+        try:
+            fixed_now = parse_instant(now)
+        except ValueError as exc:
+            raise ConfigError(f"--now: {exc}") from None
+    rules = load_ruleset(rule_paths, config)
+    crm = state = executor = None
+    related = None
+    if config.crm is not None:
+        from crmflow.crm.database import CRM
+
+        # A dry run reads related records too, through a connection that cannot write.
+        crm = CRM(config.crm, config.model, read_only=dry_run)
+        related = crm.related
+    cooldowns = None
+    if not dry_run:
+        from crmflow.engine.effects.base import Services
+        from crmflow.engine.execute import Executor
+        from crmflow.state.store import State, StoredCooldowns
+
+        state = State(config.state_url)
+        if services is None:
+            services = Services(config, crm)
+        else:
+            services.crm = crm
+        executor = Executor(services, state)
+        cooldowns = StoredCooldowns(state)
+    evaluator = Evaluator(
+        rules,
+        config.timezone,
+        seed=seed,
+        explain=explain,
+        related=related,
+        performer=executor,
+        cooldowns=cooldowns,
+    )
+    write = _json_writer(sink, explain) if fmt == "json" else _text_writer(sink, explain)
+    status = EXIT_OK
+    try:
+        for item in read_events(source, config.model):
+            if isinstance(item, EventError):
+                print(f"crmflow: {item}", file=errors)
+                status = EXIT_BAD_INPUT
+                continue
+            plan = evaluator.evaluate(item, fixed_now or system_clock())
+            if executor is not None:
+                for rule in plan.rules:
+                    executor.record_decision(rule, item)
+            write(plan)
+        sink.flush()
+    finally:
+        for resource in (crm, state):
+            if resource is not None:
+                resource.dispose()
+    if executor is not None and executor.failed and status == EXIT_OK:
+        return EXIT_ACTION_FAILED
+    return status
+
+
+def _json_writer(sink: IO[str], explain: bool) -> Any:
+    dumps = json.JSONEncoder(ensure_ascii=False, default=str).encode
+
+    def write(plan: Any) -> None:
+        data = plan.to_json()
+        if explain:
+            for rule, out in zip(plan.rules, data["rules"], strict=True):
+                if rule.trace is not None:
+                    out["explain"] = [
+                        {"depth": d, "ok": ok, "clause": text} for d, ok, text in rule.trace.lines()
+                    ]
+        sink.write(dumps(data))
+        sink.write("\n")
+
+    return write
+
+
+def _text_writer(sink: IO[str], explain: bool) -> Any:
+    from rich.console import Console
+
+    from crmflow.commands.render import print_plan
+
+    console = Console(file=sink, highlight=False, soft_wrap=True)
+
+    def write(plan: Any) -> None:
+        print_plan(console, plan, explain=explain)
+
+    return write

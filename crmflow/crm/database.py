@@ -1,0 +1,459 @@
+"""The CRM database through SQLAlchemy Core: records, relations, and exactly-once writes.
+
+Tables and columns come from the entity model (adapted by crmflow.yaml's `entities`),
+are checked against the database's own catalogue, and every value is a bound parameter.
+A write made by an action commits in one transaction with its idempotency key in
+`crmflow_applied`, so doing it again is recognised and skipped.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    delete,
+    func,
+    insert,
+    inspect,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError, NoSuchTableError, SQLAlchemyError
+
+from crmflow.errors import ActionError, ConfigError
+from crmflow.rules.entities import Entity, EntityModel, Relation
+from crmflow.timeutil import Clock, system_clock
+
+APPLIED_TABLE = "crmflow_applied"
+
+
+def iso_utc(moment: datetime) -> str:
+    """The timestamp form crmflow writes: UTC with milliseconds, fixed width, as SQLite's
+    strftime('%Y-%m-%dT%H:%M:%fZ') writes it, so text order is time order."""
+    utc = moment.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def plain(value: Any) -> Any:
+    """A database value as JSON-able data (dates as ISO text, decimals as numbers)."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return iso_utc(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)  # SQLite REAL columns give 48000.0 for 48000
+    if isinstance(value, (bytes, memoryview)):
+        return None
+    return value
+
+
+class CRM:
+    """One CRM database."""
+
+    def __init__(
+        self,
+        url: str,
+        model: EntityModel,
+        *,
+        clock: Clock = system_clock,
+        engine: Engine | None = None,
+        read_only: bool = False,
+    ) -> None:
+        self.url = url
+        self.model = model
+        self.clock = clock
+        self.read_only = read_only
+        try:
+            self.engine = engine or _engine(url, read_only)
+        except (SQLAlchemyError, ValueError, ImportError) as exc:
+            raise ConfigError(f"crm: cannot open {_safe_url(url)}: {exc}") from None
+        self._tables: dict[str, Table] = {}
+        self._metadata = MetaData()
+        self._applied: Table | None = None
+        self.exactly_once = False if read_only else self._prepare_applied()
+
+    # -- schema -----------------------------------------------------------------------
+    def _prepare_applied(self) -> bool:
+        self._applied = Table(
+            APPLIED_TABLE,
+            MetaData(),
+            Column("key", String(80), primary_key=True),
+            Column("applied_at", String(40), nullable=False),
+            Column("workflow", String(200)),
+            Column("entity", String(80)),
+            Column("record_id", String(80)),
+            Column("result", Text),  # JSON output of the action (a new record's id)
+        )
+        try:
+            with self.engine.begin() as conn:
+                if self.engine.dialect.name == "postgresql":
+                    # Several daemons may start at once: create the table one at a time.
+                    conn.execute(
+                        text("SELECT pg_advisory_xact_lock(:key)"),
+                        {"key": int.from_bytes(b"crmflow:a", "big") % (2**63)},
+                    )
+                self._applied.create(conn, checkfirst=True)
+        except SQLAlchemyError:
+            # A read-only or locked-down CRM: writes still happen, at least once.
+            self._applied = None
+            return False
+        return True
+
+    def entity(self, name: str) -> Entity:
+        entity = self.model.get(name)
+        if entity is None:
+            raise ActionError(f"unknown entity {name!r}")
+        return entity
+
+    def table(self, name: str) -> Table:
+        """The reflected table of entity `name`."""
+        if name not in self._tables:
+            entity = self.entity(name)
+            try:
+                self._tables[name] = Table(entity.table, self._metadata, autoload_with=self.engine)
+            except NoSuchTableError:
+                raise ActionError(f"{name}: the CRM has no table {entity.table!r}") from None
+            except SQLAlchemyError as exc:
+                raise ActionError(f"{name}: cannot read table {entity.table!r}: {exc}") from None
+        return self._tables[name]
+
+    def has_table(self, name: str) -> bool:
+        entity = self.model.get(name)
+        return entity is not None and inspect(self.engine).has_table(entity.table)
+
+    def _column(self, entity: str, field: str) -> Any:
+        table = self.table(entity)
+        definition = self.entity(entity)
+        if field not in definition.fields and field not in table.c:
+            raise ActionError(f"{entity} has no field {field!r}")
+        column = definition.column(field)
+        if column not in table.c:
+            raise ActionError(f"{entity}.{field}: the table {table.name} has no column {column!r}")
+        return table.c[column]
+
+    # -- reading ----------------------------------------------------------------------
+    def _record(self, entity: str, row: Any) -> dict[str, Any]:
+        reverse = {column: field for field, column in self.entity(entity).columns.items()}
+        return {reverse.get(key, key): plain(value) for key, value in row._mapping.items()}
+
+    def _live(self, entity: str) -> Any:
+        """A clause excluding soft-deleted rows, or None."""
+        definition = self.entity(entity)
+        if definition.deleted is None:
+            return None
+        column, value = definition.deleted
+        table = self.table(entity)
+        if column not in table.c:
+            return None
+        return table.c[column].is_distinct_from(value)
+
+    def get(
+        self,
+        entity: str,
+        record_id: Any,
+        *,
+        conn: Connection | None = None,
+        include_deleted: bool = False,
+    ) -> dict[str, Any] | None:
+        if record_id is None:
+            return None
+        table = self.table(entity)
+        query = select(table).where(table.c.id == _id(table, record_id))
+        live = None if include_deleted else self._live(entity)
+        if live is not None:
+            query = query.where(live)
+        if conn is not None:
+            row = conn.execute(query).first()
+        else:
+            with self.engine.connect() as c:
+                row = c.execute(query).first()
+        return self._record(entity, row) if row is not None else None
+
+    def find(
+        self, entity: str, where: dict[str, Any], *, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        table = self.table(entity)
+        query = select(table)
+        for field, value in where.items():
+            query = query.where(self._column(entity, field) == value)
+        live = self._live(entity)
+        if live is not None:
+            query = query.where(live)
+        query = query.order_by(table.c.id)
+        if limit is not None:
+            query = query.limit(limit)
+        with self.engine.connect() as conn:
+            return [self._record(entity, row) for row in conn.execute(query)]
+
+    def children(self, relation: Relation, parent: dict[str, Any]) -> list[dict[str, Any]]:
+        """Records of a to-many relation of `parent`."""
+        assert relation.foreign_key is not None
+        if parent.get("id") is None:
+            return []
+        where = {relation.foreign_key: parent["id"], **dict(relation.where)}
+        return self.find(relation.entity, where)
+
+    def related(self) -> RelatedRecords:
+        """A per-event reader of related records (it caches what it read)."""
+        return RelatedRecords(self)
+
+    # -- writing ----------------------------------------------------------------------
+    def _stamp(
+        self, entity: str, values: dict[str, Any], actor: Any, *, created: bool
+    ) -> dict[str, Any]:
+        table = self.table(entity)
+        now = iso_utc(self.clock())
+        definition = self.entity(entity)
+        out = dict(values)
+        for field in (["created_at"] if created else []) + ["updated_at"]:
+            if definition.column(field) in table.c and field not in values:
+                out[field] = now
+        if definition.column("updated_by") in table.c and "updated_by" not in values:
+            out["updated_by"] = actor
+        return out
+
+    def _columns(self, entity: str, values: dict[str, Any]) -> dict[str, Any]:
+        return {self._column(entity, field).name: value for field, value in values.items()}
+
+    def once(
+        self,
+        key: str,
+        work: Callable[[Connection], Any],
+        *,
+        workflow: str = "",
+        entity: str = "",
+        record_id: Any = None,
+    ) -> tuple[bool, Any]:
+        """Run `work` in one transaction with `key` recorded.
+
+        Returns (True, result) when it ran, (False, earlier result) when this key was
+        applied before: a repeat is recognised and skipped.
+        """
+        if self.read_only:
+            raise ActionError("the CRM is open read-only (dry run)")
+        try:
+            with self.engine.begin() as conn:
+                if self._applied is not None:
+                    seen = conn.execute(
+                        select(self._applied.c.result).where(self._applied.c.key == key)
+                    ).first()
+                    if seen is not None:
+                        return False, _loads(seen[0])
+                result = work(conn)
+                if self._applied is not None:
+                    conn.execute(
+                        insert(self._applied).values(
+                            key=key,
+                            applied_at=iso_utc(self.clock()),
+                            workflow=workflow,
+                            entity=entity,
+                            record_id=None if record_id is None else str(record_id),
+                            result=json.dumps(result, default=str),
+                        )
+                    )
+                return True, result
+        except IntegrityError as exc:
+            if self._applied is not None and self.was_applied(key):
+                return False, None  # another process applied the same key first
+            raise ActionError(f"the CRM refused the write: {_short(exc)}") from None
+        except SQLAlchemyError as exc:
+            raise ActionError(f"CRM write failed: {_short(exc)}") from None
+
+    def was_applied(self, key: str) -> bool:
+        if self._applied is None:
+            return False
+        with self.engine.connect() as conn:
+            query = select(self._applied.c.key).where(self._applied.c.key == key)
+            return conn.execute(query).first() is not None
+
+    def opted_out(self, addresses: list[str]) -> set[str]:
+        """Which of `addresses` belong to contacts who do not want e-mail."""
+        definition = self.model.get("contact")
+        if not addresses or definition is None or "email_opt_out" not in definition.fields:
+            return set()
+        try:
+            email = self._column("contact", "email")
+            flag = self._column("contact", "email_opt_out")
+        except ActionError:
+            return set()
+        lowered = [a.lower() for a in addresses]
+        query = select(email).where(func.lower(email).in_(lowered), flag.is_(True))
+        with self.engine.connect() as conn:
+            found = {str(row[0]).lower() for row in conn.execute(query)}
+        return {a for a in addresses if a.lower() in found}
+
+    def insert(self, conn: Connection, entity: str, values: dict[str, Any], actor: Any) -> Any:
+        table = self.table(entity)
+        stamped = self._stamp(entity, values, actor, created=True)
+        result = conn.execute(insert(table).values(**self._columns(entity, stamped)))
+        key = result.inserted_primary_key
+        return key[0] if key else None
+
+    def update(
+        self, conn: Connection, entity: str, ids: Iterable[Any], values: dict[str, Any], actor: Any
+    ) -> int:
+        table = self.table(entity)
+        id_list = list(ids)
+        if not id_list:
+            return 0
+        stamped = self._stamp(entity, values, actor, created=False)
+        result = conn.execute(
+            update(table)
+            .where(table.c.id.in_([_id(table, i) for i in id_list]))
+            .values(**self._columns(entity, stamped))
+        )
+        return int(result.rowcount or 0)
+
+    def delete(self, conn: Connection, entity: str, record_id: Any, actor: Any) -> int:
+        table = self.table(entity)
+        definition = self.entity(entity)
+        if definition.deleted is not None:
+            column, value = definition.deleted
+            if column in table.c:
+                stamped = self._stamp(entity, {}, actor, created=False)
+                values = {**self._columns(entity, stamped), column: value}
+                result = conn.execute(
+                    update(table).where(table.c.id == _id(table, record_id)).values(**values)
+                )
+                return int(result.rowcount or 0)
+        result = conn.execute(delete(table).where(table.c.id == _id(table, record_id)))
+        return int(result.rowcount or 0)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+class RelatedRecords:
+    """Related records for one event: conditions' dotted paths and templates' relations."""
+
+    def __init__(self, crm: CRM) -> None:
+        self.crm = crm
+        self.model = crm.model
+        self._cache: dict[tuple[str, Any], dict[str, Any] | None] = {}
+
+    def _get(self, entity: str, record_id: Any) -> dict[str, Any] | None:
+        key = (entity, record_id)
+        if key not in self._cache:
+            self._cache[key] = self.crm.get(entity, record_id)
+        return self._cache[key]
+
+    def relation_entity(self, entity: str, name: str) -> str | None:
+        definition = self.model.get(entity)
+        relation = definition.relations.get(name) if definition else None
+        return relation.entity if relation else None
+
+    def load(self, entity: str, record: dict[str, Any], name: str) -> Any:
+        definition = self.model.get(entity)
+        relation = definition.relations.get(name) if definition else None
+        if relation is None:
+            return None
+        try:
+            if relation.to_many:
+                return self.crm.children(relation, record)
+            return self._get(relation.entity, record.get(relation.key or ""))
+        except ActionError:
+            return None
+
+    def value(
+        self, entity: str, prefix: tuple[str, ...], record: dict[str, Any], rest: tuple[str, ...]
+    ) -> Any:
+        current_entity: str | None = entity
+        if prefix:
+            info = self.model.resolve(entity, ".".join(prefix))
+            current_entity = info.entity if info.ok else None
+        return self._walk(current_entity, record, rest)
+
+    def _walk(self, entity: str | None, record: Any, rest: tuple[str, ...]) -> Any:
+        current = record
+        for i, part in enumerate(rest):
+            if isinstance(current, list):
+                return [self._walk(entity, item, rest[i:]) for item in current]
+            if not isinstance(current, dict):
+                return None
+            if part in current:
+                value = current[part]
+            elif entity is not None:
+                value = self.load(entity, current, part)
+            else:
+                return None
+            entity = self.relation_entity(entity, part) if entity else None
+            current = value
+        return current
+
+
+def _engine(url: str, read_only: bool) -> Engine:
+    """An engine on an existing CRM; a read-only SQLite CRM is opened so nothing can write.
+
+    SQLite creates a database file on first connect: a misspelt path would become an
+    empty CRM in which nothing ever changes, so a file that is not there is an error.
+    """
+    path = sqlite_file(url)
+    if path is not None and not path.is_file():
+        raise ValueError(
+            "the file does not exist (a path in crm: is relative to crmflow.yaml; "
+            "`crmflow init` makes a demo CRM)"
+        )
+    if read_only and path is not None:
+        import sqlite3
+
+        uri = f"file:{path.resolve().as_posix()}?mode=ro"
+        return create_engine("sqlite://", creator=lambda: sqlite3.connect(uri, uri=True))
+    return create_engine(url)
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file a `sqlite:///PATH` URL names; None for other databases and in-memory ones."""
+    if not url.startswith("sqlite:///"):
+        return None
+    path = url[len("sqlite:///") :].split("?", 1)[0]
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return None
+    return Path(path)
+
+
+def _id(table: Table, value: Any) -> Any:
+    """An id as the id column wants it: PostgreSQL, unlike SQLite, will not compare an
+    integer column with the text form crmflow keeps ids in."""
+    if isinstance(value, str) and value.lstrip("-").isdigit():
+        try:
+            if table.c.id.type.python_type is int:
+                return int(value)
+        except NotImplementedError:
+            pass
+    return value
+
+
+def _loads(text: str | None) -> Any:
+    return json.loads(text) if text else None
+
+
+def _short(exc: Exception) -> str:
+    text = str(getattr(exc, "orig", None) or exc)
+    return text.splitlines()[0][:300]
+
+
+def _safe_url(url: str) -> str:
+    """A URL fit for messages: the password never shows."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<invalid URL>"

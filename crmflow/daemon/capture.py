@@ -1,0 +1,385 @@
+"""Change capture: which records were created, updated and deleted since the last look.
+
+Polling (the default) reads rows whose `updated_at` is at or after the watermark minus an
+overlap window, through the column's index, so an idle poll costs the same on a small and
+a large table. Rows re-read in the overlap are recognised by their version (a hash of the
+row's values) against crmflow's snapshot, which also supplies `previous`. Soft deletes
+are changes; hard deletes are found by a separate, slower scan of ids.
+
+`change_capture: triggers` (SQLite) has triggers write every insert, update and delete
+into a changelog table with the row's values, read in commit order: exact, including a
+row created and deleted between two looks.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    select,
+    text,
+    union_all,
+)
+from sqlalchemy.types import DateTime
+
+from crmflow.crm.database import CRM, iso_utc
+from crmflow.keys import record_version
+from crmflow.state.store import State
+from crmflow.timeutil import Clock, parse_temporal, to_instant
+
+CHANGELOG = "crmflow_changelog"
+
+
+@dataclass
+class Change:
+    entity: str
+    kind: str  # created, updated, deleted
+    record: dict[str, Any]
+    previous: dict[str, Any] | None
+    version: str
+    at: datetime | None
+    actor: Any = None
+    chain: list[Any] | None = None  # set when crmflow's own write caused it
+    baseline: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.at, str):  # read back from the state database
+            self.at = _instant(self.at)
+
+    @property
+    def record_id(self) -> Any:
+        return self.record.get("id")
+
+
+@dataclass
+class Capture:
+    crm: CRM
+    state: State
+    entities: list[str]
+    clock: Clock
+    overlap: timedelta = timedelta(seconds=10)
+    delete_scan_every: timedelta = timedelta(seconds=60)
+    batch: int = 5000
+    mode: str = "polling"
+    # What the last poll read up to, applied by advance() once its changes are committed.
+    _pending_mark: tuple[str, str] | None = field(default=None, init=False)
+    _pending_seq: int | None = field(default=None, init=False)
+
+    # -- set-up -----------------------------------------------------------------------
+    def ready(self, entity: str) -> bool:
+        value, _ = self.state.watermark(entity)
+        return value is not None
+
+    def baseline(self, entity: str) -> Iterator[Change]:
+        """Snapshot every live row of `entity`; yields each as a (baseline) created change.
+
+        The caller fires nothing for them unless it backfills.
+        """
+        table = self.crm.table(entity)
+        newest: datetime | None = None
+        if self.mode == "triggers":
+            self.install_triggers(entity)
+        start_seq = self._start_mark() if self.mode == "triggers" else None
+        query = select(table).order_by(table.c.id)
+        live = self.crm._live(entity)
+        if live is not None:
+            query = query.where(live)
+        rows: list[tuple[str, str, dict[str, Any]]] = []
+        with self.crm.engine.connect() as conn:
+            for row in conn.execution_options(yield_per=self.batch).execute(query):
+                record = self.crm._record(entity, row)
+                version = record_version(record)
+                rows.append((str(record["id"]), version, record))
+                moment = _instant(record.get("updated_at"))
+                if moment is not None and (newest is None or moment > newest):
+                    newest = moment
+                yield Change(entity, "created", record, None, version, moment, baseline=True)
+                if len(rows) >= self.batch:
+                    self.state.save_snapshots(entity, rows)
+                    rows = []
+        self.state.save_snapshots(entity, rows)
+        mark = str(start_seq) if start_seq is not None else iso_utc(newest or self.clock())
+        self.state.set_watermark(entity, mark, scanned_at=self.clock().timestamp())
+
+    # -- polling ----------------------------------------------------------------------
+    def poll(self, entity: str) -> list[Change]:
+        if self.mode == "triggers":
+            return self._read_changelog(entity)
+        value, _ = self.state.watermark(entity)
+        assert value is not None, "baseline first"
+        mark = _instant(value) or self.clock()
+        table = self.crm.table(entity)
+        column = table.c[self.crm.entity(entity).column("updated_at")]
+        lower = mark - self.overlap
+        if isinstance(column.type, DateTime):
+            query = (
+                select(table)
+                .where(column >= lower.astimezone(UTC).replace(tzinfo=None))
+                .order_by(column, table.c.id)
+            )
+        else:
+            # ISO text: the "T" and the space form sort differently, so ask for each form's
+            # range separately; each is an index search (an OR would scan the index).
+            # The overlap absorbs differing fraction digits.
+            utc = lower.astimezone(UTC)
+            t_form = utc.strftime("%Y-%m-%dT%H:%M:%S")
+            s_form = utc.strftime("%Y-%m-%d %H:%M:%S")
+            day_t = utc.strftime("%Y-%m-%dT")
+            both = union_all(
+                select(table).where(column >= t_form),
+                select(table).where(column >= s_form, column < day_t),
+            ).subquery()
+            query = select(both).order_by(both.c[column.name], both.c.id)
+        with self.crm.engine.connect() as conn:
+            records = [self.crm._record(entity, row) for row in conn.execute(query)]
+        changes = self._compare(entity, records)
+        newest = max(
+            (m for r in records if (m := _instant(r.get("updated_at"))) is not None), default=None
+        )
+        if newest is not None and newest > mark:
+            self._pending_mark = (entity, iso_utc(newest))
+        else:
+            self._pending_mark = None
+        return changes
+
+    def _compare(self, entity: str, records: list[dict[str, Any]]) -> list[Change]:
+        ids = [str(r["id"]) for r in records]
+        known = self.state.snapshots(entity, ids)
+        definition = self.crm.entity(entity)
+        changes = []
+        for record in records:
+            rid = str(record["id"])
+            version = record_version(record)
+            seen = known.get(rid)
+            if seen is not None and seen[0] == version:
+                continue
+            at = _instant(record.get("updated_at"))
+            actor = record.get("updated_by")
+            if definition.deleted is not None and _is_deleted(record, definition.deleted):
+                if seen is not None:
+                    changes.append(Change(entity, "deleted", record, None, version, at, actor))
+                continue
+            kind = "created" if seen is None else "updated"
+            changes.append(
+                Change(entity, kind, record, seen[1] if seen else None, version, at, actor)
+            )
+        return changes
+
+    def commit(self, change: Change) -> None:
+        """Remember a processed change (call after its actions ran or were stored)."""
+        rid = str(change.record_id)
+        if change.kind == "deleted":
+            self.state.drop_snapshots(change.entity, [rid])
+        else:
+            self.state.save_snapshots(change.entity, [(rid, change.version, change.record)])
+
+    def advance(self, entity: str) -> None:
+        """Move the watermark past what the last poll read (after its changes committed)."""
+        if self.mode == "triggers":
+            if self._pending_seq is not None:
+                self.state.set_watermark(entity, str(self._pending_seq))
+                self._trim_changelog(entity)
+            return
+        pending = self._pending_mark
+        if pending is not None and pending[0] == entity:
+            self.state.set_watermark(entity, pending[1])
+
+    def scan_deletes(self, entity: str, force: bool = False) -> list[Change]:
+        """Records crmflow knows that are gone from the table (hard deletes)."""
+        _, scanned = self.state.watermark(entity)
+        now = self.clock()
+        if (
+            not force
+            and scanned is not None
+            and now.timestamp() - scanned < self.delete_scan_every.total_seconds()
+        ):
+            return []
+        table = self.crm.table(entity)
+        with self.crm.engine.connect() as conn:
+            present = {str(row[0]) for row in conn.execute(select(table.c.id))}
+        gone = sorted(self.state.snapshot_ids(entity) - present)
+        self.state.set_watermark(entity, scanned_at=now.timestamp())
+        if not gone:
+            return []
+        snaps = self.state.snapshots(entity, gone)
+        return [
+            Change(entity, "deleted", data, None, version, now)
+            for rid, (version, data) in snaps.items()
+        ]
+
+    # -- triggers mode (SQLite) -------------------------------------------------------
+    def _changelog(self) -> Table:
+        return Table(
+            CHANGELOG,
+            MetaData(),
+            Column(
+                "seq",
+                BigInteger().with_variant(Integer, "sqlite"),
+                primary_key=True,
+                autoincrement=True,
+            ),
+            Column("entity", String(80), nullable=False),
+            Column("record_id", String(80), nullable=False),
+            Column("op", String(1), nullable=False),
+            Column("data", Text, nullable=False),
+            Column("txid", BigInteger),  # PostgreSQL: the writing transaction
+            sqlite_autoincrement=True,
+        )
+
+    @property
+    def _postgres(self) -> bool:
+        return self.crm.engine.dialect.name == "postgresql"
+
+    def install_triggers(self, entity: str) -> None:
+        """Triggers that log each insert, update and delete of `entity` with the row."""
+        dialect = self.crm.engine.dialect.name
+        if dialect not in ("sqlite", "postgresql"):
+            raise ValueError("change_capture: triggers needs SQLite or PostgreSQL")
+        table = self.crm.table(entity)
+        self._changelog().create(self.crm.engine, checkfirst=True)
+        with self.crm.engine.begin() as conn:
+            if dialect == "postgresql":
+                conn.execute(text(_PG_FUNCTION))
+                name = f"crmflow_capture_{table.name}"
+                conn.execute(text(f'DROP TRIGGER IF EXISTS "{name}" ON "{table.name}"'))
+                conn.execute(
+                    text(
+                        f'CREATE TRIGGER "{name}" AFTER INSERT OR UPDATE OR DELETE ON '
+                        f'"{table.name}" FOR EACH ROW '
+                        f"EXECUTE FUNCTION crmflow_capture('{entity}')"
+                    )
+                )
+                return
+            for op, when, row in (
+                ("I", "INSERT", "NEW"),
+                ("U", "UPDATE", "NEW"),
+                ("D", "DELETE", "OLD"),
+            ):
+                pairs = ", ".join(f"'{c.name}', {row}.\"{c.name}\"" for c in table.columns)
+                conn.execute(
+                    text(
+                        f'CREATE TRIGGER IF NOT EXISTS "crmflow_{table.name}_{op}" '
+                        f'AFTER {when} ON "{table.name}" BEGIN '
+                        f"INSERT INTO {CHANGELOG} (entity, record_id, op, data) "
+                        f"VALUES ('{entity}', {row}.id, '{op}', json_object({pairs})); END"
+                    )
+                )
+
+    def _start_mark(self) -> int:
+        """Where reading the changelog starts: its end (SQLite) or the oldest running
+        transaction (PostgreSQL)."""
+        with self.crm.engine.connect() as conn:
+            if self._postgres:
+                return int(
+                    conn.execute(
+                        text("SELECT txid_snapshot_xmin(txid_current_snapshot())")
+                    ).scalar_one()
+                )
+            return int(
+                conn.execute(text(f"SELECT coalesce(max(seq), 0) FROM {CHANGELOG}")).scalar_one()
+            )
+
+    def _read_changelog(self, entity: str) -> list[Change]:
+        value, _ = self.state.watermark(entity)
+        last = int(value or 0)
+        log = self._changelog()
+        with self.crm.engine.connect() as conn:
+            if self._postgres:
+                # Only transactions older than the oldest one still running: nothing can
+                # commit below that line later, so a late commit is never skipped.
+                horizon = int(
+                    conn.execute(
+                        text("SELECT txid_snapshot_xmin(txid_current_snapshot())")
+                    ).scalar_one()
+                )
+                query = (
+                    select(log)
+                    .where(log.c.entity == entity, log.c.txid >= last, log.c.txid < horizon)
+                    .order_by(log.c.txid, log.c.seq)
+                )
+                entries = list(conn.execute(query))
+                self._pending_seq = horizon
+            else:
+                query = (
+                    select(log)
+                    .where(log.c.entity == entity, log.c.seq > last)
+                    .order_by(log.c.seq)
+                    .limit(self.batch)
+                )
+                entries = list(conn.execute(query))
+                self._pending_seq = entries[-1].seq if entries else None
+        if not entries:
+            return []
+        reverse = {c: f for f, c in self.crm.entity(entity).columns.items()}
+        ids = list(dict.fromkeys(str(e.record_id) for e in entries))
+        known = dict(self.state.snapshots(entity, ids))
+        changes = []
+        for entry in entries:
+            raw = json.loads(entry.data)
+            record = {reverse.get(k, k): v for k, v in raw.items()}
+            rid = str(entry.record_id)
+            version = record_version(record)
+            seen = known.get(rid)
+            at = _instant(record.get("updated_at")) or self.clock()
+            actor = record.get("updated_by")
+            if entry.op == "D":
+                # Even a row created and deleted between two looks shows up (exactly).
+                changes.append(Change(entity, "deleted", record, None, version, at, actor))
+                known.pop(rid, None)
+                continue
+            if seen is not None and seen[0] == version:
+                continue
+            kind = "created" if entry.op == "I" or seen is None else "updated"
+            changes.append(
+                Change(entity, kind, record, seen[1] if seen else None, version, at, actor)
+            )
+            known[rid] = (version, record)
+        return changes
+
+    def _trim_changelog(self, entity: str) -> None:
+        value, _ = self.state.watermark(entity)
+        log = self._changelog()
+        done = log.c.txid < int(value or 0) if self._postgres else log.c.seq <= int(value or 0)
+        with self.crm.engine.begin() as conn:
+            conn.execute(log.delete().where(log.c.entity == entity, done))
+
+
+_PG_FUNCTION = """
+CREATE OR REPLACE FUNCTION crmflow_capture() RETURNS trigger AS $$
+BEGIN
+  IF TG_OP = 'DELETE' THEN
+    INSERT INTO crmflow_changelog (entity, record_id, op, data, txid)
+    VALUES (TG_ARGV[0], OLD.id::text, 'D', row_to_json(OLD)::text, txid_current());
+  ELSE
+    INSERT INTO crmflow_changelog (entity, record_id, op, data, txid)
+    VALUES (TG_ARGV[0], NEW.id::text, left(TG_OP, 1), row_to_json(NEW)::text, txid_current());
+  END IF;
+  RETURN NULL;
+END $$ LANGUAGE plpgsql
+"""
+
+
+def _instant(value: Any) -> datetime | None:
+    parsed = parse_temporal(value) if value is not None else None
+    if parsed is None:
+        return None
+    return to_instant(parsed, UTC)
+
+
+def _is_deleted(record: dict[str, Any], deleted: tuple[str, Any]) -> bool:
+    column, value = deleted
+    current = record.get(column)
+    if isinstance(value, bool) or isinstance(current, bool):
+        return bool(current) == bool(value) and current is not None
+    return current == value

@@ -1,0 +1,684 @@
+"""`crmflow run`: watch the CRM, fire workflows, keep every promise across restarts.
+
+One tick = poll each watched entity for changes (evaluating workflows for each, in
+commit order), then carry out whatever pending actions are due. Pending actions
+(delays, waits, schedules, date triggers, retries) are rows in the state database, read
+against an injectable clock; APScheduler only wakes the loop, so a restart rebuilds
+everything from the table.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from crmflow.config import Config
+from crmflow.crm.database import CRM
+from crmflow.daemon.capture import Capture, Change
+from crmflow.daemon.leadership import Leadership
+from crmflow.daemon.log import Log
+from crmflow.engine.effects.base import Services
+from crmflow.engine.evaluate import Evaluator, Plan
+from crmflow.engine.events import Event
+from crmflow.engine.execute import Executor
+from crmflow.errors import ConfigError, CrmflowError
+from crmflow.keys import record_version
+from crmflow.rules.conditions import Facts
+from crmflow.rules.ruleset import RuleSet, load_ruleset
+from crmflow.rules.workflow import Workflow
+from crmflow.state.store import PAUSED, PendingAction, PendingStatus, State, StoredCooldowns
+from crmflow.timeutil import Clock, format_utc, system_clock
+
+# A daemon beats (crmflow_daemons.heartbeat_at) every tick and, when a tick runs long (a
+# burst of changes, slow webhooks) or the poll interval is long, from a side thread: a
+# live daemon's beats are never much more than HEARTBEAT_EVERY seconds apart, whatever
+# its poll interval.
+HEARTBEAT_EVERY = 5.0
+# The silence after which a daemon counts as gone, stored with its row for `crmflow
+# status` to judge: several missed beats, with room for a beat that waits on a busy
+# SQLite state (busy_timeout 10 s) or a slow PostgreSQL connection. Not `lease`: that is
+# how long a claim on an action lasts, minutes by default, and a daemon killed a minute
+# ago should not be shown as running.
+HEARTBEAT_TIMEOUT = 30.0
+
+
+@dataclass
+class TickSummary:
+    changes: int = 0
+    actions: int = 0
+    started: datetime | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+class Daemon:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        clock: Clock = system_clock,
+        log: Log | None = None,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.log = log or Log()
+        self.tz = config.timezone
+        if config.crm is None:
+            raise ConfigError("no CRM is configured (`crm` in crmflow.yaml)")
+        self.rules = load_ruleset(config.rules, config)
+        self._rule_stamp = self._rules_fingerprint()
+        self.crm = CRM(config.crm, config.model, clock=clock)
+        self.state = State(config.state_url, clock=clock)
+        services = Services(config, self.crm, clock=clock)
+        if sleep is not None:
+            services.sleep = sleep
+        self.services = services
+        self.executor = Executor(
+            services, self.state, inline_retries=False, paused=lambda: self.paused
+        )
+        settings = config.daemon
+        self.poll_interval = settings.poll_interval.seconds
+        self.chain_depth = settings.chain_depth
+        self.retention = settings.history_retention
+        self.capture = Capture(
+            self.crm,
+            self.state,
+            self.watched(),
+            clock,
+            overlap=timedelta(seconds=settings.overlap.seconds),
+            delete_scan_every=timedelta(seconds=settings.delete_scan_interval.seconds),
+            mode=settings.change_capture,
+        )
+        self.evaluator = self._evaluator()
+        self.lease = settings.lease.seconds
+        self.host = socket.gethostname()
+        self.id = f"{self.host}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.started = clock().timestamp()
+        self.heartbeat_every = HEARTBEAT_EVERY
+        self.heartbeat_timeout = HEARTBEAT_TIMEOUT
+        self._beat_lock = threading.Lock()
+        self._beaten = 0.0  # time.monotonic() of the last heartbeat
+        self.leadership = Leadership(self.state.engine)
+        self.last_poll: datetime | None = None
+        self._pruned: datetime | None = None
+        self._wake = threading.Event()
+        self._paused: bool | None = None
+        if not self.crm.exactly_once:
+            self.log.warn(
+                "the CRM database cannot hold crmflow_applied: CRM writes are at-least-once"
+            )
+
+    # -- set-up -----------------------------------------------------------------------
+    def _evaluator(self) -> Evaluator:
+        return Evaluator(
+            self.rules,
+            self.tz,
+            cooldowns=StoredCooldowns(self.state),
+            related=self.crm.related,
+            performer=self.executor,
+            gate=self._gate,
+        )
+
+    def watched(self) -> list[str]:
+        """Entities whose changes matter: those of record, date and wait workflows."""
+        names = {
+            w.entity for w in self.rules.workflows if w.enabled and w.trigger.kind != "schedule"
+        }
+        names |= {w.entity for w in self.rules.workflows if any(a.until for a in w.actions)}
+        return sorted(n for n in names if n in self.config.model)
+
+    @property
+    def paused(self) -> bool:
+        # Read once per tick: the executor asks for every action it performs.
+        if self._paused is None:
+            self._paused = self.state.flag(PAUSED) is not None
+        return self._paused
+
+    def start(self, *, backfill: bool = False) -> dict[str, int]:
+        """Recover from a crash, take baselines, and make sure schedules are planned."""
+        if not self.leadership.shared:
+            # The only daemon: whatever ran at a crash is due again. (Daemons that share a
+            # PostgreSQL state leave others' rows alone; their leases run out instead.)
+            requeued = self.state.requeue_running()
+            if requeued:
+                self.log.note(f"{requeued} action(s) cut off by a stop are due again")
+        counts: dict[str, int] = {}
+        if not self.leadership.check():
+            self.log.note("another daemon leads (polls and plans); this one carries out actions")
+            self._heartbeat(False)
+            return counts
+        self.log.note("leading: polling the CRM and planning schedules")
+        self._heartbeat(True, took_lead=True)
+        for entity in self.capture.entities:
+            if self.capture.ready(entity):
+                continue
+            seen = 0
+            for change in self.capture.baseline(entity):
+                seen += 1
+                if backfill:
+                    self.handle(change, self.clock())
+            counts[entity] = seen
+            self.log.note(
+                f"baseline of {entity}: {seen} record(s)" + ("" if backfill else ", nothing fired")
+            )
+        self.ensure_schedules(self.clock())
+        return counts
+
+    def backfill_preview(self) -> dict[str, int]:
+        """How many existing records each created-workflow would act on (for --backfill)."""
+        preview: dict[str, int] = {}
+        evaluator = Evaluator(self.rules, self.tz, related=self.crm.related)
+        now = self.clock()
+        for workflow in self.rules.workflows:
+            if not workflow.enabled or "created" not in workflow.trigger.events:
+                continue
+            if self.capture.ready(workflow.entity):
+                continue
+            preview[workflow.id] = sum(
+                1
+                for record in self._records(workflow.entity)
+                if workflow.id
+                in evaluator.matching(
+                    Event(workflow.entity, "created", record, None, record.get("updated_by")), now
+                )
+            )
+        return preview
+
+    def _records(self, entity: str) -> list[dict[str, Any]]:
+        return self.crm.find(entity, {})
+
+    # -- one tick ---------------------------------------------------------------------
+    def _heartbeat(self, leader: bool | None, *, took_lead: bool = False) -> None:
+        """Record that this daemon lives (and whether it leads: None leaves that as is).
+
+        On taking the lead it clears every other row's leader flag: the lock it now holds
+        was let go, so whoever had it no longer leads, and may have died without a word.
+        """
+        with self._beat_lock:
+            self.state.heartbeat(
+                self.id,
+                self.host,
+                os.getpid(),
+                leader,
+                self.started,
+                timeout=self.heartbeat_timeout,
+                took_lead=took_lead,
+            )
+            self._beaten = time.monotonic()
+
+    def _beat_between_ticks(self, done: threading.Event) -> None:
+        """The side thread of `run`: a heartbeat whenever the loop has not given one for
+        heartbeat_every seconds, so a long tick does not make a live daemon look gone.
+
+        It never touches the leader flag: whether the lead is still held is learnt at
+        the start of a tick, and a flag set from here could outlive the lock.
+        """
+        failing = False
+        while not done.wait(self.heartbeat_every):
+            if time.monotonic() - self._beaten < self.heartbeat_every:
+                continue
+            try:
+                self._heartbeat(None)
+            except SQLAlchemyError as exc:
+                if not failing:  # one line per outage; the tick reports the fault itself
+                    self.log.warn(f"heartbeat not recorded: {str(exc).splitlines()[0]}")
+                failing = True
+            else:
+                failing = False
+
+    def tick(self) -> TickSummary:
+        now = self.clock()
+        self._paused = None  # `crmflow pause` / `resume` from another process take effect here
+        summary = TickSummary(started=now)
+        self.reload_if_changed()
+        was_leading = self.leadership.leading
+        leading = self.leadership.check()
+        self._heartbeat(leading, took_lead=leading and not was_leading)
+        if leading and not was_leading:
+            self.log.note("took over the lead: polling the CRM and planning schedules")
+            self.start_leading()
+        if not leading:
+            if not self.paused:
+                summary.actions += self.run_due(now)
+            return summary
+        for entity in self.capture.entities:
+            changes = self.capture.poll(entity)
+            changes += self.capture.scan_deletes(entity)
+            unfinished = self.state.unfinished(entity, [str(c.record_id) for c in changes])
+            recovered = False
+            for change in changes:
+                begun = unfinished.get(str(change.record_id))
+                if begun is not None and begun["version"] != change.version:
+                    # A daemon died while handling this change; the row has moved on since
+                    # (perhaps by that daemon's own writes). Finish the change as it was,
+                    # with its own version and keys; the rest shows up in the next poll.
+                    self._finish_begun(Change(**begun), now)
+                    recovered = True
+                    continue
+                self.state.begin_change(change.entity, change.record_id, _as_dict(change))
+                self.handle(change, now, take_chain=begun is None)
+                self.capture.commit(change)
+                self.state.end_change(change.entity, change.record_id)
+                summary.changes += 1
+            if not recovered:
+                self.capture.advance(entity)
+        self.last_poll = now
+        self.state.set_flag("last_poll", format_utc(now))
+        if not self.paused:
+            summary.actions += self.run_due(now)
+        self._prune(now)
+        return summary
+
+    def _finish_begun(self, change: Change, now: datetime) -> None:
+        self.log.note(
+            f"finishing {change.entity} {change.record_id} {change.kind}, begun by a "
+            "daemon that stopped"
+        )
+        self.handle(change, now, take_chain=False)
+        self.capture.commit(change)
+        self.state.end_change(change.entity, change.record_id)
+
+    def handle(self, change: Change, now: datetime, *, take_chain: bool = True) -> Plan:
+        chain = change.chain
+        if take_chain:
+            chain = self.state.take_write(change.entity, change.record_id)
+            change.chain = chain
+        at = change.at if change.at is not None and change.at <= now else now
+        event = Event(
+            change.entity,
+            change.kind,
+            change.record,
+            change.previous,
+            change.actor,
+            at=at,
+            version=change.version,
+            chain=chain,
+        )
+        self._check_waits(event, now)
+        plan = self.evaluator.evaluate(event, now)
+        for rule in plan.rules:
+            if rule.workflow is not None and rule.workflow.entity == event.entity:
+                self.executor.record_decision(rule, event)
+                if rule.reason and rule.reason.startswith("loop stopped"):
+                    self.state.record(
+                        "loop_stopped",
+                        workflow=rule.rule,
+                        entity=event.entity,
+                        record_id=event.id,
+                        detail=rule.reason,
+                    )
+                    self.log.warn(f"{rule.rule}: {rule.reason}")
+        self.log.plan(plan)
+        return plan
+
+    def _gate(self, workflow: Workflow, event: Event) -> str | None:
+        chain = event.chain or []
+        if not chain:
+            return None
+        if len(chain) >= self.chain_depth:
+            return (
+                f"loop stopped: chain depth {self.chain_depth} reached "
+                f"({' -> '.join(str(c[0]) for c in chain)})"
+            )
+        step = [workflow.id, event.entity, str(event.id)]
+        if any([str(c[0]), str(c[1]), str(c[2])] == step for c in chain):
+            return (
+                f"loop stopped: {workflow.id} already fired for {event.entity} {event.id} "
+                f"in this chain ({' -> '.join(str(c[0]) for c in chain)})"
+            )
+        return None
+
+    # -- waits ------------------------------------------------------------------------
+    def _check_waits(self, event: Event, now: datetime) -> None:
+        for row in self.state.find_pending(
+            entity=event.entity,
+            record_id=event.id,
+            action_type="wait",
+            statuses=(PendingStatus.PENDING,),
+        ):
+            workflow = self.rules.by_id.get(row.workflow)
+            if workflow is None or row.action_index >= len(workflow.actions):
+                continue
+            action = workflow.actions[row.action_index]
+            if action.until is None:
+                continue
+            facts = Facts(
+                event.entity,
+                event.event,
+                event.record,
+                event.previous,
+                now,
+                self.tz,
+                event.actor,
+                self.crm.related(),
+            )
+            if action.until.check(facts):
+                self._end_wait(row, workflow, met=True, now=now)
+
+    def _end_wait(
+        self, row: PendingAction, workflow: Workflow, *, met: bool, now: datetime
+    ) -> None:
+        action = workflow.actions[row.action_index]
+        go_on = (action.on_met if met else action.on_timeout) == "continue"
+        why = "until held" if met else "timed out"
+        for follower in self.state.find_pending(
+            workflow=row.workflow,
+            entity=row.entity,
+            record_id=row.record_id,
+            statuses=(PendingStatus.WAITING,),
+        ):
+            if follower.wait_id != row.id:
+                continue
+            if go_on:
+                due = follower.due_at if not met else self._after(workflow, follower, now)
+                self.state.update_pending(follower.id, status=PendingStatus.PENDING, due_at=due)
+            else:
+                self.state.update_pending(
+                    follower.id,
+                    status=PendingStatus.CANCELLED,
+                    last_error=f"wait {why}; on_{'met' if met else 'timeout'}: stop",
+                )
+                self.state.record_pending("cancelled", follower, f"the wait {why} and says stop")
+        self.state.update_pending(row.id, status=PendingStatus.DONE, last_error=None)
+        self.state.record_pending("done", row, f"wait {why}: {'continue' if go_on else 'stop'}")
+        self.log.action(row.workflow, "wait", f"{why}: {'continue' if go_on else 'stop'}")
+
+    def _after(self, workflow: Workflow, row: PendingAction, now: datetime) -> datetime:
+        action = workflow.actions[row.action_index]
+        return action.delay.add_to(now, self.tz) if action.delay is not None else now
+
+    # -- due actions ------------------------------------------------------------------
+    def start_leading(self) -> None:
+        """A daemon that takes over the lead: baselines it lacks, schedules it plans."""
+        for entity in self.capture.entities:
+            if not self.capture.ready(entity):
+                for _ in self.capture.baseline(entity):
+                    pass
+        self.ensure_schedules(self.clock())
+
+    def run_due(self, now: datetime) -> int:
+        count = 0
+        while True:
+            rows = self.state.claim_due(now, self.id, self.lease, limit=50)
+            if not rows:
+                return count
+            for row in rows:
+                count += 1
+                try:
+                    self._fire(row, now)
+                except CrmflowError as exc:
+                    self._finish(row, PendingStatus.FAILED, str(exc))
+
+    def _fire(self, row: PendingAction, now: datetime) -> None:
+        if row.action_type == "schedule":
+            return self._run_schedule(row, now)
+        workflow = self.rules.by_id.get(row.workflow)
+        if workflow is None or not workflow.enabled:
+            return self._finish(
+                row, PendingStatus.CANCELLED, f"workflow {row.workflow} was removed or disabled"
+            )
+        if (
+            row.action_index >= len(workflow.actions)
+            or workflow.actions[row.action_index].type != row.action_type
+        ):
+            return self._finish(
+                row, PendingStatus.CANCELLED, "the workflow changed: this action is gone"
+            )
+        if row.action_type == "wait":
+            return self._end_wait(row, workflow, met=False, now=now)
+        note = self.executor.fire_pending(row, workflow, now)
+        if note is not None:
+            self.log.action(row.workflow, row.action_type, note)
+        return None
+
+    def _finish(
+        self, row: PendingAction, status: PendingStatus, reason: str | None, history: bool = False
+    ) -> None:
+        note = self.executor.finish(row, status, reason, history=history)
+        if note is not None:
+            self.log.action(row.workflow, row.action_type, note)
+
+    # -- schedules --------------------------------------------------------------------
+    def schedule_workflows(self) -> list[Workflow]:
+        return [w for w in self.rules.workflows if w.enabled and w.trigger.kind == "schedule"]
+
+    def ensure_schedules(self, now: datetime) -> None:
+        active = {w.id for w in self.schedule_workflows()}
+        for row in self.state.find_pending(
+            action_type="schedule", statuses=(PendingStatus.PENDING,)
+        ):
+            if row.workflow not in active:
+                self._finish(
+                    row, PendingStatus.CANCELLED, f"workflow {row.workflow} was removed or disabled"
+                )
+        planned = {
+            r.workflow
+            for r in self.state.find_pending(
+                action_type="schedule", statuses=(PendingStatus.PENDING,)
+            )
+        }
+        for workflow in self.schedule_workflows():
+            if workflow.id not in planned:
+                self._plan_occurrence(workflow, now)
+
+    def _plan_occurrence(self, workflow: Workflow, after: datetime) -> None:
+        cron = workflow.trigger.cron
+        assert cron is not None
+        due = cron.next_after(after, self.tz)
+        if due is None:
+            return
+        self.state.schedule(
+            key=f"schedule:{workflow.id}:{format_utc(due)}",
+            workflow=workflow.id,
+            workflow_version=workflow.version,
+            entity=workflow.entity,
+            record_id=None,
+            action_index=-1,
+            action_type="schedule",
+            due=due,
+            context={"cron": cron.text},
+        )
+
+    def _run_schedule(self, row: PendingAction, now: datetime) -> None:
+        workflow = self.rules.by_id.get(row.workflow)
+        if workflow is None or not workflow.enabled or workflow.trigger.kind != "schedule":
+            return self._finish(
+                row, PendingStatus.CANCELLED, f"workflow {row.workflow} was removed or changed"
+            )
+        occurrence = row.due_at or now
+        late = (now - occurrence).total_seconds()
+        trigger = workflow.trigger
+        missed = late > max(2 * self.poll_interval + 5, 30)
+        skip = None
+        if trigger.grace is not None and late > trigger.grace.approx_seconds():
+            skip = f"missed {format_utc(occurrence)} by more than grace {trigger.grace}"
+        elif missed and trigger.catch_up == "skip":
+            skip = f"missed {format_utc(occurrence)} (catch_up: skip)"
+        if skip is None:
+            fired = 0
+            for record in self._records(workflow.entity):
+                event = Event(
+                    workflow.entity,
+                    "tick",
+                    record,
+                    None,
+                    None,
+                    at=occurrence,
+                    rule=workflow.id,
+                    version=record_version(record, format_utc(occurrence)),
+                )
+                plan = self.evaluator.evaluate(event, now)
+                fired += sum(1 for r in plan.rules if r.matched)
+                for rule in plan.rules:
+                    if rule.rule == workflow.id:
+                        self.executor.record_decision(rule, event)
+            detail = f"run for {format_utc(occurrence)}: fired for {fired} record(s)"
+        else:
+            detail = skip
+        self.state.update_pending(row.id, status=PendingStatus.DONE, last_error=None)
+        self.state.record(
+            "done" if skip is None else "skipped",
+            workflow=workflow.id,
+            entity=workflow.entity,
+            action_type="schedule",
+            key=row.key,
+            detail=detail,
+        )
+        self.log.action(workflow.id, "schedule", detail)
+        self._plan_occurrence(workflow, max(now, occurrence))
+        return None
+
+    def next_runs(self, count: int) -> list[tuple[str, datetime]]:
+        """The next `count` run times of timed workflows (schedules), soonest first."""
+        runs: list[tuple[str, datetime]] = []
+        now = self.clock()
+        for workflow in self.schedule_workflows():
+            cron = workflow.trigger.cron
+            assert cron is not None
+            for moment in _take(cron.occurrences(now, self.tz), count):
+                runs.append((workflow.id, moment))
+        return sorted(runs, key=lambda r: r[1])[:count]
+
+    # -- reloading --------------------------------------------------------------------
+    def _rules_fingerprint(self) -> tuple[tuple[str, float, int], ...]:
+        from crmflow.rules.yamlload import iter_yaml_files
+
+        files = []
+        for path in iter_yaml_files([Path(p) for p in self.config.rules if Path(p).exists()]):
+            stat = path.stat()
+            files.append((str(path), stat.st_mtime, stat.st_size))
+        return tuple(files)
+
+    def reload_if_changed(self, force: bool = False) -> bool:
+        stamp = self._rules_fingerprint()
+        if not force and stamp == self._rule_stamp:
+            return False
+        self._rule_stamp = stamp
+        try:
+            rules = load_ruleset(self.config.rules, self.config)
+        except CrmflowError as exc:
+            self.log.warn(f"workflows not reloaded, keeping the running set: {exc}")
+            return False
+        self._apply_rules(rules)
+        return True
+
+    def _apply_rules(self, rules: RuleSet) -> None:
+        removed = set(self.rules.by_id) - set(rules.by_id)
+        self.rules = rules
+        self.evaluator = self._evaluator()
+        for workflow_id in sorted(removed):
+            for row in self.state.find_pending(workflow=workflow_id):
+                self._finish(row, PendingStatus.CANCELLED, f"workflow {workflow_id} was removed")
+        entities = self.watched()
+        for entity in entities:
+            if entity not in self.capture.entities:
+                self.capture.entities.append(entity)
+                if not self.capture.ready(entity):
+                    for _ in self.capture.baseline(entity):
+                        pass
+        self.ensure_schedules(self.clock())
+        self.log.note(
+            f"workflows reloaded: {len(rules)} loaded"
+            + (f", removed {', '.join(sorted(removed))}" if removed else "")
+        )
+
+    # -- housekeeping -----------------------------------------------------------------
+    def _prune(self, now: datetime) -> None:
+        if self._pruned is not None and now - self._pruned < timedelta(hours=1):
+            return
+        self._pruned = now
+        cutoff = now - timedelta(seconds=self.retention.approx_seconds())
+        removed = self.state.prune_history(cutoff)
+        if removed:
+            self.log.note(f"history: pruned {removed} entries older than {self.retention}")
+        # Rows of daemons gone for over an hour (state.GONE_RETENTION): status has shown
+        # them as gone long enough.
+        forgotten = self.state.prune_daemons(now)
+        if forgotten:
+            self.log.note(f"forgot {forgotten} daemon(s) gone for over an hour")
+
+    # -- the loop ---------------------------------------------------------------------
+    def request_stop(self, stop: threading.Event) -> None:
+        """From a signal handler: finish the work in hand, then leave the loop."""
+        stop.set()
+        self._wake.set()
+
+    def request_reload(self, reload: threading.Event) -> None:
+        reload.set()
+        self._wake.set()
+
+    def run(self, stop: threading.Event, reload: threading.Event | None = None) -> None:
+        """Tick until `stop` is set; APScheduler wakes the loop for polls and due times."""
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        wake = self._wake
+        scheduler = BackgroundScheduler(timezone=UTC)
+        scheduler.add_job(wake.set, "interval", seconds=self.poll_interval, id="poll")
+        scheduler.start()
+        beating = threading.Event()
+        beats = threading.Thread(
+            target=self._beat_between_ticks, args=(beating,), name="heartbeat", daemon=True
+        )
+        beats.start()
+        try:
+            while not stop.is_set():
+                if reload is not None and reload.is_set():
+                    reload.clear()
+                    self.reload_if_changed(force=True)
+                self.tick()
+                next_due = self.state.next_due()
+                if next_due is not None:
+                    delay = (next_due - self.clock()).total_seconds()
+                    if 0 < delay < self.poll_interval:
+                        scheduler.add_job(
+                            wake.set,
+                            "date",
+                            id="due",
+                            replace_existing=True,
+                            run_date=datetime.now(UTC) + timedelta(seconds=delay),
+                        )
+                if stop.is_set():
+                    break
+                wake.wait()
+                wake.clear()
+        finally:
+            # Before close() forgets this daemon: a late beat would register it again.
+            beating.set()
+            beats.join(timeout=self.heartbeat_timeout)
+            scheduler.shutdown(wait=False)
+            self.log.note("stopped")
+            self.close()
+
+    def close(self) -> None:
+        self.leadership.release()
+        # Closing down: if this fails, the row goes stale on its own.
+        with contextlib.suppress(Exception):
+            self.state.forget_daemon(self.id)
+        self.crm.dispose()
+        self.state.dispose()
+
+
+def _as_dict(change: Change) -> dict[str, Any]:
+    data = dict(change.__dict__)
+    data["at"] = format_utc(change.at) if change.at is not None else None
+    return data
+
+
+def _take(iterator: Any, count: int) -> list[Any]:
+    out = []
+    for item in iterator:
+        out.append(item)
+        if len(out) >= count:
+            break
+    return out

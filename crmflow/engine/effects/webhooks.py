@@ -1,0 +1,175 @@
+"""The webhook effect: an HTTP call to another system, checked, signed, never redirected.
+
+Signatures follow Standard Webhooks: `webhook-id` (the idempotency key, so a repeat is
+recognisable), `webhook-timestamp`, and `webhook-signature: v1,<base64 HMAC-SHA256 of
+"id.timestamp.body">` with the secret from the environment (`whsec_` + base64).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+from crmflow import __version__
+from crmflow.engine.effects.base import Job, Outcome, Transient
+from crmflow.engine.effects.netguard import Refused, Target
+from crmflow.errors import ActionError
+
+TRANSIENT_STATUS = {408, 429}
+
+
+def secret_bytes(value: str) -> bytes:
+    """The signing key: `whsec_` + base64 decoded, else the text itself."""
+    if value.startswith("whsec_"):
+        try:
+            return base64.b64decode(value[len("whsec_") :], validate=True)
+        except ValueError:
+            raise ActionError(
+                "webhooks.secret_env: the secret after whsec_ is not base64"
+            ) from None
+    return value.encode()
+
+
+def sign(secret: bytes, message_id: str, timestamp: int, body: bytes) -> str:
+    signed = f"{message_id}.{timestamp}.".encode() + body
+    digest = hmac.new(secret, signed, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+def _secret(job: Job) -> bytes | None:
+    name = job.services.config.webhooks.secret_env
+    if not name:
+        return None
+    value = os.environ.get(name)
+    if not value:
+        return None  # unsigned, as without a secret; the message says so
+    return secret_bytes(value)
+
+
+def webhook(job: Job) -> Outcome:
+    params = job.params
+    url = str(params["url"])
+    try:
+        target = job.services.url_policy.check(url)
+    except Refused as exc:
+        raise ActionError(f"refused before connecting: {exc}") from None
+    method = str(params.get("method") or "POST").upper()
+    payload = params.get("body", job.record)
+    body = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), default=str).encode()
+    timestamp = int(job.services.clock().timestamp())
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": f"crmflow/{__version__}",
+        "webhook-id": job.key,
+        "webhook-timestamp": str(timestamp),
+    }
+    for name, value in (params.get("headers") or {}).items():
+        if "\r" in str(value) or "\n" in str(value) or "\r" in name or "\n" in name:
+            raise ActionError(f"refused: line break in the {name} header")
+        headers[str(name)] = str(value)
+    secret = _secret(job)
+    if secret is not None:
+        headers["webhook-signature"] = sign(secret, job.key, timestamp, body)
+    timeout = job.services.config.webhooks.timeout.seconds
+    response = _send(target, method, headers, body if method != "GET" else None, timeout)
+    status = response.status_code
+    if 200 <= status < 300:
+        return Outcome(
+            "done",
+            f"HTTP {status} from {target.host}",
+            {"status": status, "body": _response_body(response)},
+        )
+    if 300 <= status < 400:
+        location = response.headers.get("Location", "?")
+        raise ActionError(f"HTTP {status}: redirect to {location} not followed")
+    if status >= 500 or status in TRANSIENT_STATUS:
+        raise Transient(f"HTTP {status} from {target.host}", _retry_after(response, job))
+    raise ActionError(f"HTTP {status} from {target.host}: {response.text[:200]}")
+
+
+def _send(
+    target: Target, method: str, headers: dict[str, str], body: bytes | None, timeout: float
+) -> Any:
+    import requests
+
+    session = requests.Session()
+    session.trust_env = False  # no proxy from the environment: we connect where we checked
+    adapter = _pinned_adapter(target.host)
+    session.mount(f"{target.scheme}://", adapter)
+    address = f"[{target.address}]" if ":" in target.address else target.address
+    default = 443 if target.scheme == "https" else 80
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(target.url)
+    netloc = address if target.port == default else f"{address}:{target.port}"
+    pinned_url = urlunsplit((target.scheme, netloc, parts.path or "/", parts.query, ""))
+    headers = dict(headers)
+    headers["Host"] = target.host if target.port == default else f"{target.host}:{target.port}"
+    try:
+        return session.request(
+            method, pinned_url, headers=headers, data=body, timeout=timeout, allow_redirects=False
+        )
+    except requests.Timeout:
+        raise Transient(f"no answer from {target.host} within {timeout:g}s") from None
+    except requests.ConnectionError as exc:
+        raise Transient(f"cannot connect to {target.host}: {_reason(exc)}") from None
+    except requests.RequestException as exc:
+        raise ActionError(f"request to {target.host} failed: {exc}") from None
+    finally:
+        session.close()
+
+
+def _pinned_adapter_class() -> Any:
+    from requests.adapters import HTTPAdapter
+
+    class PinnedAdapter(HTTPAdapter):
+        """Connects to the checked address while TLS checks the certificate for the name."""
+
+        def __init__(self, hostname: str) -> None:
+            self._hostname = hostname
+            super().__init__(max_retries=0)
+
+        def init_poolmanager(
+            self, connections: int, maxsize: int, block: bool = False, **kwargs: Any
+        ) -> None:
+            kwargs["server_hostname"] = self._hostname
+            kwargs["assert_hostname"] = self._hostname
+            super().init_poolmanager(connections, maxsize, block, **kwargs)
+
+    return PinnedAdapter
+
+
+def _pinned_adapter(hostname: str) -> Any:
+    return _pinned_adapter_class()(hostname)
+
+
+def _retry_after(response: Any, job: Job) -> float | None:
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return float(value.strip())
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - job.services.clock()).total_seconds())
+
+
+def _response_body(response: Any) -> Any:
+    if "json" in response.headers.get("Content-Type", ""):
+        try:
+            return response.json()
+        except ValueError:
+            return None
+    return None
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc)
+    return text if len(text) < 200 else text[:200] + "…"

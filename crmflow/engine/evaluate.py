@@ -1,0 +1,394 @@
+"""The evaluator: event + workflows + now -> plan. Pure: it reads, it never acts.
+
+Everything time-dependent takes `now` as an argument, and generated codes come from the
+random generator handed in, so the same input gives the same plan.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
+from typing import Any, Protocol
+
+from crmflow.engine.events import Event
+from crmflow.engine.matcher import NO_MATCH, Match, compile_bucket
+from crmflow.rules.conditions import Facts, Related, Trace
+from crmflow.rules.ruleset import RuleSet
+from crmflow.rules.templates import Record, TemplateFailure, render_tree
+from crmflow.rules.workflow import Action, Workflow
+from crmflow.timeutil import format_utc
+from crmflow.values import same
+
+
+@dataclass(slots=True)
+class PlannedAction:
+    type: str
+    index: int
+    due: datetime | None
+    id: str | None = None
+    params: Any = None
+    error: str | None = None
+    skipped: str | None = None
+    after_wait: bool = False
+    output: dict[str, Any] | None = None
+    status: str | None = None  # when carried out: done, failed, skipped, scheduled
+    result: str | None = None  # what happened, in words
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "type": self.type,
+            "due": format_utc(self.due) if self.due else None,
+        }
+        if self.error is not None:
+            data["error"] = self.error
+        elif self.skipped is not None:
+            data["skipped"] = self.skipped
+        else:
+            data["params"] = self.params
+        if self.after_wait:
+            data["after_wait"] = True
+        if self.status is not None:
+            data["status"] = self.status
+            data["result"] = self.result
+        return data
+
+
+@dataclass(slots=True)
+class RulePlan:
+    rule: str
+    matched: bool
+    reason: str | None = None
+    actions: list[PlannedAction] = field(default_factory=list)
+    trace: Trace | None = None
+    workflow: Workflow | None = None
+    # What the change clauses said at trigger time, for delayed re-checks.
+    kept: dict[int, bool] | None = None
+    # When the actions count from: the event's time, or a date trigger's fire time.
+    start: datetime | None = None
+    # What carrying the plan out has learnt so far (the executor's bookkeeping). It lives
+    # and dies with the plan, so no later plan can inherit it.
+    failed: bool = False  # an action failed: the workflow's later actions are skipped
+    wait_row: int | None = None  # the pending row of its latest wait, which followers name
+    rescheduled: bool = False  # a date trigger's older pending rows were cancelled
+
+    def to_json(self) -> dict[str, Any]:
+        if self.matched:
+            return {
+                "rule": self.rule,
+                "matched": True,
+                "actions": [a.to_json() for a in self.actions],
+            }
+        return {"rule": self.rule, "matched": False, "reason": self.reason}
+
+
+@dataclass(slots=True)
+class Plan:
+    event: Event
+    now: datetime
+    rules: list[RulePlan]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "event": {"entity": self.event.entity, "event": self.event.event, "id": self.event.id},
+            "rules": [r.to_json() for r in self.rules],
+        }
+
+    @property
+    def matched(self) -> list[RulePlan]:
+        return [r for r in self.rules if r.matched]
+
+
+class CooldownBook(Protocol):
+    """Where cooldowns are kept: in memory for a stream, in the state database for the daemon."""
+
+    def last(self, rule: str, entity: str, record_id: Any) -> datetime | None: ...
+
+    def fired(self, rule: str, entity: str, record_id: Any, at: datetime) -> None: ...
+
+
+class Cooldowns:
+    """When each workflow last fired for each record (in memory; the daemon persists it)."""
+
+    def __init__(self) -> None:
+        self._last: dict[tuple[str, str, Any], datetime] = {}
+
+    def last(self, rule: str, entity: str, record_id: Any) -> datetime | None:
+        return self._last.get((rule, entity, _hashable(record_id)))
+
+    def fired(self, rule: str, entity: str, record_id: Any, at: datetime) -> None:
+        self._last[(rule, entity, _hashable(record_id))] = at
+
+
+def _hashable(value: Any) -> Any:
+    return value if isinstance(value, (str, int, float, type(None))) else repr(value)
+
+
+def changes_of(record: dict[str, Any], previous: dict[str, Any] | None) -> dict[str, list[Any]]:
+    if previous is None:
+        return {}
+    keys = list(record) + [k for k in previous if k not in record]
+    return {
+        k: [previous.get(k), record.get(k)]
+        for k in keys
+        if not same(previous.get(k), record.get(k))
+    }
+
+
+@dataclass(slots=True)
+class ActionRun:
+    """One action about to be carried out (or planned), with what it needs to know."""
+
+    workflow: Workflow
+    action: Action
+    planned: PlannedAction
+    params: Any
+    event: Event
+    facts: Facts
+    rule: RulePlan
+    steps: dict[str, Any]
+    now: datetime
+
+
+class Performer(Protocol):
+    """What happens to an action once planned: a dry run records, an executor acts."""
+
+    def perform(self, run: ActionRun) -> dict[str, Any] | None:
+        """Carry the action out (or not); return its output for `steps.<id>`."""
+
+
+class DryRun:
+    """Touches nothing: outputs are what a dry run can know (codes, null ids)."""
+
+    def __init__(self, rng: Any) -> None:
+        self.rng = rng
+
+    def perform(self, run: ActionRun) -> dict[str, Any] | None:
+        if run.action.type == "wait":
+            return None
+        return run.action.definition.dry_output(run.params, self.rng)
+
+
+def template_context(
+    event: Event,
+    at: datetime,
+    tz: tzinfo,
+    related: Related | None,
+    workflow: Workflow | None = None,
+    steps: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What templates see for an event (SPEC: record, the entity's name, previous, ...)."""
+    record = Record(event.record, event.entity, related)
+    previous = Record(event.previous, event.entity) if event.previous is not None else None
+    context = {
+        "record": record,
+        event.entity: record,
+        "previous": previous,
+        "changes": Record(changes_of(event.record, event.previous)),
+        "actor": event.actor,
+        "now": at.astimezone(tz),
+    }
+    if workflow is not None:
+        context["rule"] = {"id": workflow.id, "name": workflow.title}
+        context["steps"] = Record(steps or {})
+    return context
+
+
+class Evaluator:
+    """Evaluates events against a rule set; one per stream (it holds cooldowns and codes)."""
+
+    def __init__(
+        self,
+        rules: RuleSet,
+        tz: tzinfo,
+        *,
+        seed: int | None = None,
+        cooldowns: CooldownBook | None = None,
+        related: Callable[[], Related] | None = None,
+        performer: Performer | None = None,
+        explain: bool = False,
+        gate: Callable[[Workflow, Event], str | None] | None = None,
+    ) -> None:
+        self.rules = rules
+        # A last word on a matched workflow (the daemon's loop protection): a reason not
+        # to fire, or None.
+        self.gate = gate
+        self.tz = tz
+        # Bucket matchers compiled for this time zone, built on first use (most never are).
+        self._matchers: dict[tuple[str, str], Match] = {}
+        self.rng: random.Random = random.Random(seed) if seed is not None else random.SystemRandom()
+        self.cooldowns: CooldownBook = cooldowns if cooldowns is not None else Cooldowns()
+        self.related = related
+        self.performer: Performer = performer or DryRun(self.rng)
+        self.explain = explain
+
+    def _facts(self, event: Event, at: datetime) -> Facts:
+        related = None if self.related is None else self.related()
+        return Facts(
+            event.entity,
+            event.event,
+            event.record,
+            event.previous,
+            at,
+            self.tz,
+            event.actor,
+            related,
+            chain=event.chain,
+        )
+
+    def evaluate(self, event: Event, now: datetime) -> Plan:
+        at = event.at or now
+        facts = self._facts(event, at)
+        plans = []
+        context: dict[str, Any] | None = None
+        for entry in self.rules.entries(event.entity, event.event):
+            workflow = entry.workflow
+            if not entry.reacts:
+                plans.append(RulePlan(workflow.id, False, entry.static_reason, workflow=workflow))
+                continue
+            if event.rule is not None and event.event == "tick" and event.rule != workflow.id:
+                plans.append(
+                    RulePlan(workflow.id, False, f"tick for {event.rule}", workflow=workflow)
+                )
+                continue
+            plan = self._match(workflow, facts, event, at)
+            if plan.matched:
+                if context is None:
+                    context = self._context(event, at, facts.related)
+                self._plan_actions(workflow, plan, event, facts, context, plan.start or at, now)
+            plans.append(plan)
+        return Plan(event, at, plans)
+
+    def matcher(self, entity: str, event: str) -> Match:
+        """The workflows taking (entity, event), compiled together (crmflow.engine.matcher)."""
+        match = self._matchers.get((entity, event))
+        if match is None:
+            reacting = [e.workflow for e in self.rules.entries(entity, event) if e.reacts]
+            match = self._matchers[entity, event] = compile_bucket(reacting, self.tz)
+        return match
+
+    def matching(self, event: Event, now: datetime) -> list[str]:
+        """Ids of the workflows the event triggers, without planning their actions.
+
+        The fast path: the workflows taking this (entity, event) are checked together,
+        sharing field reads and dispatching on equality (crmflow.engine.matcher).
+        """
+        match = self.matcher(event.entity, event.event)
+        if match is NO_MATCH:
+            return []
+        at = event.at or now
+        matched = match(event, at, self._facts)
+        if not self.rules.needs_state:
+            return matched
+        # Date triggers and cooldowns: the matcher passed them on unjudged.
+        facts = None
+        kept = []
+        for rule in matched:
+            workflow = self.rules.by_id[rule]
+            if workflow.depends_on_state:
+                facts = facts or self._facts(event, at)
+                if not self._match(workflow, facts, event, at).matched:
+                    continue
+            kept.append(rule)
+        return kept
+
+    def _match(self, workflow: Workflow, facts: Facts, event: Event, at: datetime) -> RulePlan:
+        trigger = workflow.trigger
+        reason = trigger.reject(facts)
+        if reason is not None:
+            return RulePlan(workflow.id, False, reason, workflow=workflow)
+        start = None
+        if trigger.kind == "date":
+            fire = trigger.fire_time(facts, self.tz)
+            if isinstance(fire, str):
+                return RulePlan(workflow.id, False, fire, workflow=workflow)
+            if fire <= at:
+                return RulePlan(
+                    workflow.id,
+                    False,
+                    f"trigger {trigger.describe}: {format_utc(fire)} is already past",
+                    workflow=workflow,
+                )
+            start = fire
+        if workflow.cooldown is not None:
+            last = self.cooldowns.last(workflow.id, event.entity, event.id)
+            if last is not None:
+                until = workflow.cooldown.add_to(last, self.tz)
+                if at < until:
+                    return RulePlan(
+                        workflow.id,
+                        False,
+                        f"cooldown {workflow.cooldown}: fired {format_utc(last)}, "
+                        f"not again before {format_utc(until)}",
+                        workflow=workflow,
+                    )
+        condition = workflow.condition
+        if self.explain:
+            trace = condition.explain(facts)
+            if not trace.ok:
+                return RulePlan(workflow.id, False, trace.reason(), trace=trace, workflow=workflow)
+        elif not condition.check(facts):
+            return RulePlan(workflow.id, False, condition.reason(facts), workflow=workflow)
+        else:
+            trace = None
+        kept = {c.uid: c.check(facts) for c in condition.change_clauses()} or None
+        if self.gate is not None and (stopped := self.gate(workflow, event)) is not None:
+            return RulePlan(workflow.id, False, stopped, workflow=workflow)
+        if workflow.cooldown is not None:
+            self.cooldowns.fired(workflow.id, event.entity, event.id, at)
+        return RulePlan(workflow.id, True, trace=trace, workflow=workflow, kept=kept, start=start)
+
+    def _context(self, event: Event, at: datetime, related: Related | None) -> dict[str, Any]:
+        return template_context(event, at, self.tz, related)
+
+    def _plan_actions(
+        self,
+        workflow: Workflow,
+        plan: RulePlan,
+        event: Event,
+        facts: Facts,
+        shared: dict[str, Any],
+        start: datetime,
+        now: datetime,
+    ) -> None:
+        steps: dict[str, Any] = {}
+        context = dict(shared)
+        context["rule"] = {"id": workflow.id, "name": workflow.title}
+        context["steps"] = Record(steps)
+        base: datetime | None = start
+        waited = False
+        for action in workflow.actions:
+            due = None if base is None else _after(base, action, self.tz)
+            planned = PlannedAction(action.type, action.index, due, action.id, after_wait=waited)
+            plan.actions.append(planned)
+            if action.condition is not None and not action.condition.check(facts):
+                planned.skipped = "if: " + action.condition.reason(facts)
+                if action.id:
+                    steps[action.id] = {}
+                continue
+            if action.type == "wait":
+                params: Any = action.raw
+                base = (
+                    None
+                    if action.wait_for is None or due is None
+                    else action.wait_for.add_to(due, self.tz)
+                )
+                waited = True
+            else:
+                try:
+                    params = render_tree(action.params, context)
+                except TemplateFailure as exc:
+                    planned.error = str(exc)
+                    if action.id:
+                        steps[action.id] = {}
+                    continue
+            planned.params = params
+            run = ActionRun(workflow, action, planned, params, event, facts, plan, steps, now)
+            planned.output = self.performer.perform(run)
+            if action.id:
+                steps[action.id] = planned.output or {}
+
+
+def _after(base: datetime, action: Action, tz: tzinfo) -> datetime:
+    return action.delay.add_to(base, tz) if action.delay is not None else base

@@ -1,0 +1,511 @@
+"""Carrying plans out: immediate actions now, later ones into the state database.
+
+The Executor is the evaluator's performer when actions are real. In `eval` it retries
+transient failures (connection errors, HTTP 5xx/408/429, SMTP 4xx) inline with
+exponential backoff and jitter; in the daemon a retry becomes a pending row due later,
+and the daemon hands due rows back to `fire_pending`. Whether and when to retry is
+`RetryPolicy.decide`, the same in every path. Every outcome goes to the history; delayed
+actions and everything after a `wait` are stored as pending actions; CRM writes are
+noted so the changes they cause are known as crmflow's own (chains).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from crmflow.config import RetrySettings
+from crmflow.engine.effects.base import Job, Outcome, Services, Transient
+from crmflow.engine.evaluate import ActionRun, RulePlan, template_context
+from crmflow.engine.events import Event
+from crmflow.engine.limits import RateLimits
+from crmflow.errors import ActionError, CrmflowError
+from crmflow.keys import action_key, record_version
+from crmflow.rules.conditions import Facts
+from crmflow.rules.templates import TemplateFailure, render_tree
+from crmflow.rules.workflow import Action, Workflow
+from crmflow.state.store import PendingAction, PendingStatus, State
+from crmflow.timeutil import format_utc, parse_instant
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """Try again after `pause` seconds."""
+
+    pause: float
+
+
+@dataclass(frozen=True, slots=True)
+class GiveUp:
+    """Stop trying: `detail` is the failure and why it is final."""
+
+    detail: str
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How transient failures are retried (`retry` in crmflow.yaml)."""
+
+    max_attempts: int = 5
+    base_delay: float = 1.0
+    max_delay: float = 300.0
+    max_age: float = 3600.0
+    # An inline retry (eval) blocks its caller, so the wait itself must fit in max_age;
+    # a stored retry (the daemon) gives up once the action is older than max_age.
+    blocking: bool = False
+
+    @classmethod
+    def from_settings(cls, settings: RetrySettings) -> RetryPolicy:
+        return cls(
+            max_attempts=settings.max_attempts,
+            base_delay=settings.base_delay.seconds,
+            max_delay=settings.max_delay.seconds,
+            max_age=settings.max_age.approx_seconds(),
+        )
+
+    def delay(self, attempt: int, rng: Any, retry_after: float | None = None) -> float:
+        """Seconds before attempt `attempt + 1`: exponential, with jitter, or as asked."""
+        if retry_after is not None:
+            return min(retry_after, self.max_delay)
+        exponential = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
+        return exponential * (0.5 + rng.random() * 0.5)
+
+    def decide(self, attempts: int, age: float, outcome: Outcome, rng: Any) -> Retry | GiveUp:
+        """After a transient failure: retry (after how long) or give up (and why).
+
+        `attempts` counts the tries made, the failed one included; `age` is the seconds
+        since the first (blocking: the seconds already waited between tries).
+        """
+        gave_up = f"{outcome.detail} (gave up after {attempts} attempts)"
+        if attempts >= self.max_attempts or (not self.blocking and age > self.max_age):
+            return GiveUp(gave_up)
+        # Drawn only when a retry is still possible: the jitter consumes the generator.
+        pause = self.delay(attempts, rng, outcome.retry_after)
+        if self.blocking and age + pause > self.max_age:
+            return GiveUp(f"{outcome.detail} (retrying would pass retry.max_age)")
+        return Retry(pause)
+
+
+def event_context(event: Event, at: datetime) -> dict[str, Any]:
+    """An event as stored with a pending action, to rebuild it at fire time."""
+    return {
+        "entity": event.entity,
+        "event": event.event,
+        "record": event.record,
+        "previous": event.previous,
+        "actor": event.actor,
+        "at": format_utc(at),
+        "version": event.version,
+        "chain": event.chain,
+    }
+
+
+def stored_event(entity: str, stored: dict[str, Any], record: dict[str, Any]) -> Event:
+    """The event kept by `event_context`, with the record as it is now."""
+    return Event(
+        entity,
+        stored["event"],
+        record,
+        stored.get("previous"),
+        stored.get("actor"),
+        at=parse_instant(stored["at"]),
+        version=stored.get("version"),
+        chain=stored.get("chain"),
+    )
+
+
+def _failed_for_now(outcome: Outcome) -> bool:
+    return outcome.transient and outcome.status == "failed"
+
+
+def _no_longer_holds(workflow: Workflow, action: Action, facts: Facts) -> str | None:
+    """Why a stored action may no longer go: its workflow's or its own `if` now fails."""
+    for label, condition in (("conditions", workflow.condition), ("if", action.condition)):
+        if condition is not None and not condition.check(facts):
+            return f"{label} no longer hold: {condition.reason(facts)}"
+    return None
+
+
+class Executor:
+    """Performs actions for real (see evaluate.Performer)."""
+
+    def __init__(
+        self,
+        services: Services,
+        state: State | None,
+        *,
+        retry: RetryPolicy | None = None,
+        inline_retries: bool = True,
+        inline_limit: float = 60.0,
+        paused: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self.services = services
+        self.state = state
+        policy = retry or RetryPolicy.from_settings(services.config.retry)
+        self.policy = policy
+        # Inline retries block the caller (a shell, a CI job): at most `inline_limit` waiting.
+        self.inline_policy = replace(
+            policy, max_age=min(policy.max_age, inline_limit), blocking=True
+        )
+        self.inline_retries = inline_retries
+        self.limits = RateLimits(
+            webhook_per_host=services.config.webhooks.per_host_per_minute,
+            email_per_minute=services.config.email.per_minute,
+        )
+        self.paused = paused
+        self.failed = 0
+
+    # -- the performer ----------------------------------------------------------------
+    def perform(self, run: ActionRun) -> dict[str, Any] | None:
+        planned = run.planned
+        key = self.key(run)
+        if run.rule.failed:
+            planned.status, planned.result = "skipped", "an earlier action of this workflow failed"
+            self._history("skipped", run.workflow.id, run.event, run.action, key, planned.result)
+            return None
+        later = planned.due is not None and planned.due > run.now
+        if run.action.type == "wait" or planned.after_wait or later or self.paused():
+            return self._defer(run, key)
+        outcome = self.run_now(run, key) if self.inline_retries else self._run_once(run, key)
+        if outcome is None:  # stored to be tried later
+            return None
+        planned.status, planned.result = outcome.status, outcome.detail
+        if outcome.status == "failed":
+            self.failed += 1
+            run.rule.failed = True
+            if not self.inline_retries and self.state is not None:
+                # Visible and retryable by hand (`crmflow pending retry ID`).
+                self._store(run, key, run.now, PendingStatus.FAILED, last_error=outcome.detail)
+        return outcome.output
+
+    def key(self, run: ActionRun) -> str:
+        event = run.event
+        # The same change seen again gives the same key. An event names its moment with
+        # `at`; without it, its content is the change (a tick's moment is always part).
+        moment = event.at or (run.now if event.event == "tick" else None)
+        version = event.version or record_version(
+            event.record, event.event, event.previous, format_utc(moment) if moment else None
+        )
+        # The kind is part of it: a deletion of an unchanged row is another change.
+        return action_key(
+            run.workflow.id, event.entity, event.id, f"{event.event}:{version}", run.action.index
+        )
+
+    # -- carrying one action out ------------------------------------------------------
+    def attempt(
+        self,
+        workflow: Workflow,
+        action: Action,
+        event: Event,
+        params: Any,
+        key: str,
+        now: datetime,
+        *,
+        attempt: int = 1,
+    ) -> Outcome:
+        """One try of the action; the outcome is recorded (a transient failure as such)."""
+        if self.state is not None and (done := self.state.done_at(key)) is not None:
+            outcome = Outcome("skipped", f"already done at {format_utc(done)}")
+            self._history("skipped", workflow.id, event, action, key, outcome.detail)
+            return outcome
+        from crmflow.engine.effects import effect_for
+
+        job = Job(self.services, workflow, action, event, params, key, now)
+        try:
+            outcome = effect_for(action.type)(job)
+        except Transient as exc:
+            return Outcome("failed", str(exc), transient=True, retry_after=exc.retry_after)
+        except (ActionError, TemplateFailure, CrmflowError) as exc:
+            outcome = Outcome("failed", str(exc))
+        self._history(outcome.status, workflow.id, event, action, key, outcome.detail)
+        if outcome.status == "done" and self.state is not None and outcome.touched:
+            chain = [*(event.chain or []), [workflow.id, event.entity, event.id]]
+            for entity, record_id in outcome.touched:
+                self.state.note_write(entity, record_id, key, chain)
+        return outcome
+
+    def run_now(self, run: ActionRun, key: str) -> Outcome:
+        """The action now, retrying transient failures inline (eval)."""
+        attempts = 0
+        waited = 0.0
+        while True:
+            attempts += 1
+            outcome = self.attempt(
+                run.workflow, run.action, run.event, run.params, key, run.now, attempt=attempts
+            )
+            if not _failed_for_now(outcome):
+                return outcome
+            decision = self.inline_policy.decide(attempts, waited, outcome, self.services.rng)
+            if isinstance(decision, GiveUp):
+                return self._gave_up(run, key, decision)
+            self._history(
+                "retried",
+                run.workflow.id,
+                run.event,
+                run.action,
+                key,
+                f"attempt {attempts}: {outcome.detail}; next in {decision.pause:.2f}s",
+            )
+            self.services.sleep(decision.pause)
+            waited += decision.pause
+
+    def _run_once(self, run: ActionRun, key: str) -> Outcome | None:
+        """One try now (the daemon); None when the action was stored to go later."""
+        if (due := self._held_back(run.action.type, run.params, run.now)) is not None:
+            self._store(run, key, due, PendingStatus.PENDING)
+            run.planned.status, run.planned.result = (
+                "scheduled",
+                f"rate limit: due {format_utc(due)}",
+            )
+            return None
+        outcome = self.attempt(run.workflow, run.action, run.event, run.params, key, run.now)
+        if not _failed_for_now(outcome):
+            return outcome
+        decision = self.policy.decide(1, 0.0, outcome, self.services.rng)
+        if isinstance(decision, GiveUp):
+            return self._gave_up(run, key, decision)
+        due = run.now + timedelta(seconds=decision.pause)
+        self._store(run, key, due, PendingStatus.PENDING, attempts=1, last_error=outcome.detail)
+        run.planned.status = "scheduled"
+        run.planned.result = f"{outcome.detail}; retry at {format_utc(due)}"
+        self._history("retried", run.workflow.id, run.event, run.action, key, run.planned.result)
+        return None
+
+    def _gave_up(self, run: ActionRun, key: str, decision: GiveUp) -> Outcome:
+        self._history("failed", run.workflow.id, run.event, run.action, key, decision.detail)
+        return Outcome("failed", decision.detail, transient=True)
+
+    def _held_back(self, action_type: str, params: Any, now: datetime) -> datetime | None:
+        """When a rate limit lets the action go, if not now (going now counts as a send)."""
+        pause = self.limits.wait(action_type, params, now)
+        return now + timedelta(seconds=pause) if pause > 0 else None
+
+    # -- pending rows (the daemon) ----------------------------------------------------
+    def fire_pending(self, row: PendingAction, workflow: Workflow, now: datetime) -> str | None:
+        """A due pending action: re-checked against the record as it is now, then tried.
+
+        The row ends done, failed or cancelled, or is due again later (a retry, a rate
+        limit). Returns what the daemon's log should say about it, if anything.
+        """
+        action = workflow.actions[row.action_index]
+        current = self.services.require_crm().get(row.entity, row.record_id)
+        if current is None:
+            gone = f"{row.entity} {row.record_id} is gone"
+            return self.finish(row, PendingStatus.CANCELLED, gone)
+        event = stored_event(row.entity, row.context["event"], current)
+        facts = self._facts_at_fire_time(row, workflow, event, now)
+        if (reason := _no_longer_holds(workflow, action, facts)) is not None:
+            return self.finish(row, PendingStatus.CANCELLED, reason)
+        context = template_context(
+            event, now, facts.tz, facts.related, workflow, row.context.get("steps")
+        )
+        try:
+            params = (
+                render_tree(action.params, context) if action.definition.templated else action.raw
+            )
+        except TemplateFailure as exc:
+            return self.finish(row, PendingStatus.FAILED, str(exc), history=True)
+        return self._try_pending(row, workflow, event, params, now)
+
+    def _try_pending(
+        self, row: PendingAction, workflow: Workflow, event: Event, params: Any, now: datetime
+    ) -> str | None:
+        state = self._require_state()
+        if (due := self._held_back(row.action_type, params, now)) is not None:
+            # Held back, not tried: the claim's count of attempts is given back.
+            attempts = max(0, row.attempts - 1)
+            state.update_pending(
+                row.id, status=PendingStatus.PENDING, attempts=attempts, due_at=due
+            )
+            return None
+        action = workflow.actions[row.action_index]
+        outcome = self.attempt(workflow, action, event, params, row.key, now, attempt=row.attempts)
+        if _failed_for_now(outcome):
+            return self._retry_pending(row, outcome, now)
+        if outcome.status == "failed":
+            self.finish(row, PendingStatus.FAILED, outcome.detail)
+        else:  # done, or skipped because it was done before: the row's work is done
+            self.finish(row, PendingStatus.DONE, None)
+        return f"{outcome.status}: {outcome.detail}"
+
+    def _facts_at_fire_time(
+        self, row: PendingAction, workflow: Workflow, event: Event, now: datetime
+    ) -> Facts:
+        # What the change clauses said at trigger time holds only for the workflow as it
+        # was then: a changed workflow's clauses are judged afresh.
+        same_version = row.workflow_version == workflow.version
+        kept = row.context.get("kept", {}) if same_version else {}
+        crm = self.services.require_crm()
+        return Facts(
+            event.entity,
+            event.event,
+            event.record,
+            event.previous,
+            now,
+            self.services.config.timezone,
+            event.actor,
+            crm.related(),
+            kept={int(k): v for k, v in kept.items()},
+            chain=event.chain,
+        )
+
+    def _retry_pending(self, row: PendingAction, outcome: Outcome, now: datetime) -> str | None:
+        state = self._require_state()
+        age = now.timestamp() - row.created_at
+        decision = self.policy.decide(row.attempts, age, outcome, self.services.rng)
+        if isinstance(decision, GiveUp):
+            state.record_pending("failed", row, decision.detail)
+            self.finish(row, PendingStatus.FAILED, decision.detail)
+            return None
+        due = now + timedelta(seconds=decision.pause)
+        state.update_pending(
+            row.id, status=PendingStatus.PENDING, due_at=due, last_error=outcome.detail
+        )
+        state.record_pending(
+            "retried", row, f"attempt {row.attempts}: {outcome.detail}; next at {format_utc(due)}"
+        )
+        return f"retry at {format_utc(due)}: {outcome.detail}"
+
+    def finish(
+        self,
+        row: PendingAction,
+        status: PendingStatus,
+        reason: str | None,
+        *,
+        history: bool = False,
+    ) -> str | None:
+        """End a pending row. A cancellation, or any end when `history` is asked, goes to
+        the history; then the daemon's log says so too: the line is returned."""
+        state = self._require_state()
+        state.update_pending(row.id, status=status, last_error=reason)
+        if status != PendingStatus.CANCELLED and not history:
+            return None
+        state.record_pending(status, row, reason or "")
+        return f"{status}: {reason}"
+
+    # -- later ------------------------------------------------------------------------
+    def _require_state(self) -> State:
+        if self.state is None:
+            raise ActionError("delayed actions need a state database (`state` in crmflow.yaml)")
+        return self.state
+
+    def _defer(self, run: ActionRun, key: str) -> dict[str, Any] | None:
+        planned = run.planned
+        state = self._require_state()
+        if run.workflow.trigger.kind == "date" and not run.rule.rescheduled:
+            # A date trigger keeps one fire time per record: a new save moves it.
+            run.rule.rescheduled = True
+            for old in state.find_pending(
+                workflow=run.workflow.id, entity=run.event.entity, record_id=run.event.id
+            ):
+                state.update_pending(
+                    old.id,
+                    status=PendingStatus.CANCELLED,
+                    last_error="rescheduled: the record changed",
+                )
+        due = planned.due
+        if run.action.type == "wait":
+            # The daemon acts on a wait when it times out; `until` is checked on each change.
+            wait_for = run.action.wait_for
+            due = (
+                None
+                if wait_for is None or due is None
+                else wait_for.add_to(due, self.services.config.timezone)
+            )
+        if self.paused() and due is not None and due < run.now:
+            due = run.now
+        status = PendingStatus.WAITING if planned.after_wait else PendingStatus.PENDING
+        stored = self._store(run, key, due, status)
+        if run.action.type == "wait" and stored is not None:
+            run.rule.wait_row = stored
+        when = format_utc(due) if due else "when the wait ends"
+        if stored is None:
+            planned.status, planned.result = "skipped", f"already scheduled ({when})"
+        else:
+            planned.status = "scheduled"
+            planned.result = (
+                f"waiting until {when}"
+                if run.action.type == "wait"
+                else f"due {when}" + (" (paused)" if self.paused() else "")
+            )
+        self._history(
+            "scheduled" if stored is not None else "skipped",
+            run.workflow.id,
+            run.event,
+            run.action,
+            key,
+            planned.result,
+        )
+        return None
+
+    def _store(
+        self,
+        run: ActionRun,
+        key: str,
+        due: datetime | None,
+        status: PendingStatus,
+        *,
+        attempts: int = 0,
+        last_error: str | None = None,
+    ) -> int | None:
+        state = self._require_state()
+        event = run.event
+        context = {
+            "event": event_context(event, event.at or run.now),
+            "kept": {str(k): v for k, v in (run.rule.kept or {}).items()},
+            "steps": run.steps,
+            "params": run.params,
+        }
+        stored = state.schedule(
+            key=key,
+            workflow=run.workflow.id,
+            workflow_version=run.workflow.version,
+            entity=event.entity,
+            record_id=event.id,
+            action_index=run.action.index,
+            action_type=run.action.type,
+            due=due,
+            context=context,
+            status=status,
+            wait_id=run.rule.wait_row,
+        )
+        if stored is not None and (attempts or last_error):
+            state.update_pending(stored, attempts=attempts, last_error=last_error)
+        return stored
+
+    # -- history ----------------------------------------------------------------------
+    def _history(
+        self,
+        outcome: str,
+        workflow: str,
+        event: Event,
+        action: Action | None,
+        key: str | None,
+        detail: str,
+    ) -> None:
+        if self.state is None:
+            return
+        self.state.record(
+            outcome,
+            workflow=workflow,
+            entity=event.entity,
+            record_id=event.id,
+            action_index=action.index if action else None,
+            action_type=action.type if action else None,
+            key=key,
+            detail=detail,
+        )
+
+    def record_decision(self, rule: RulePlan, event: Event) -> None:
+        """The workflow-level decision (fired or not, and why) into the history."""
+        if self.state is None:
+            return
+        self.state.record(
+            "fired" if rule.matched else "not_fired",
+            workflow=rule.rule,
+            entity=event.entity,
+            record_id=event.id,
+            detail="" if rule.matched else (rule.reason or ""),
+        )

@@ -1,0 +1,71 @@
+"""Compile validated workflow documents into Workflow objects, once.
+
+Input here has passed the schema (and the checks that would make compiling fail), so
+this module can trust shapes and concentrates on building fast callables.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import tzinfo
+from typing import Any
+
+from crmflow import durations
+from crmflow.rules.actions import action_type, normalise_params
+from crmflow.rules.conditions import ConditionCompiler
+from crmflow.rules.registry import ACTIONS
+from crmflow.rules.templates import compile_tree
+from crmflow.rules.triggers import compile_trigger
+from crmflow.rules.workflow import Action, Workflow
+from crmflow.rules.yamlload import Document
+
+
+def compile_workflow(doc: Document, tz: tzinfo) -> Workflow:
+    data: dict[str, Any] = doc.data
+    conditions = ConditionCompiler(tz)
+    actions = []
+    for index, spec in enumerate(data["actions"]):
+        kind = action_type(spec)
+        definition = ACTIONS[kind]
+        params = normalise_params(definition, spec[kind])
+        extra: dict[str, Any] = {}
+        if kind == "wait":
+            extra = {
+                "wait_for": durations.parse(params["for"]) if "for" in params else None,
+                "until": conditions.compile(params["until"]) if "until" in params else None,
+                "on_met": params.get("on_met", "continue"),
+                "on_timeout": params.get("on_timeout", "continue"),
+            }
+        actions.append(
+            Action(
+                index=index,
+                type=kind,
+                definition=definition,
+                params=compile_tree(params, definition.html_keys)
+                if definition.templated
+                else params,
+                raw=params,
+                location=doc.locate(("actions", index)),
+                id=spec.get("id"),
+                delay=durations.parse(spec["delay"]) if "delay" in spec else None,
+                condition=conditions.compile(spec["if"]) if "if" in spec else None,
+                condition_raw=spec.get("if"),
+                **extra,
+            )
+        )
+    digest = hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+    return Workflow(
+        id=data["id"],
+        entity=data["entity"],
+        trigger=compile_trigger(data["trigger"], tz),
+        condition=conditions.compile(data.get("conditions")),
+        actions=tuple(actions),
+        location=doc.locate(),
+        name=data.get("name", ""),
+        enabled=data.get("enabled", True),
+        cooldown=durations.parse(data["cooldown"]) if "cooldown" in data else None,
+        run_as=data.get("run_as"),
+        raw=data,
+        version=digest[:16],
+    )

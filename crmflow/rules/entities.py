@@ -1,0 +1,203 @@
+"""The CRM entity model: entities, their fields, relations and pipelines.
+
+One model serves lint (which field paths exist), the evaluator (stage order), and the CRM
+layer (table and column names). The built-in model is data (`data/entities.yaml`); the
+`entities` mapping of crmflow.yaml adapts it to an existing CRM schema.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import crmflow
+
+COMMON_FIELDS = {
+    "id": "integer",
+    "created_at": "datetime",
+    "updated_at": "datetime",
+    "updated_by": "integer",
+}
+FIELD_TYPES = ("integer", "number", "string", "text", "boolean", "date", "datetime", "json")
+TEMPORAL_TYPES = ("date", "datetime")
+_IDENTIFIER_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+@dataclass(frozen=True, slots=True)
+class Relation:
+    name: str
+    entity: str
+    key: str | None = None  # to-one: our column holding their id
+    foreign_key: str | None = None  # to-many: their column holding our id
+    where: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def to_many(self) -> bool:
+        return self.foreign_key is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Pipeline:
+    field: str
+    stages: tuple[str, ...]
+    closed: tuple[str, ...] = ()
+
+    @property
+    def all_stages(self) -> tuple[str, ...]:
+        return self.stages + self.closed
+
+    def is_backward(self, current: object, target: str) -> bool:
+        """Whether moving from `current` to `target` goes back along the pipeline."""
+        if target in self.closed or current not in self.stages or target not in self.stages:
+            return False
+        return self.stages.index(target) < self.stages.index(current)
+
+
+@dataclass(frozen=True)
+class Entity:
+    name: str
+    table: str
+    fields: dict[str, str]  # field -> type
+    columns: dict[str, str] = field(default_factory=dict)  # field -> column where they differ
+    relations: dict[str, Relation] = field(default_factory=dict)
+    pipeline: Pipeline | None = None
+    deleted: tuple[str, Any] | None = None  # soft delete: (column, value meaning deleted)
+
+    def column(self, name: str) -> str:
+        return self.columns.get(name, name)
+
+
+@dataclass(frozen=True)
+class PathInfo:
+    """What a dotted field path leads to, or why it leads nowhere."""
+
+    ok: bool
+    entity: str = ""
+    field_type: str | None = None
+    relation: Relation | None = None
+    problem: str = ""
+    problem_kind: str = ""  # "field" or "relation"
+
+
+@dataclass(frozen=True)
+class EntityModel:
+    entities: dict[str, Entity]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.entities
+
+    def get(self, name: str) -> Entity | None:
+        return self.entities.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self.entities)
+
+    def resolve(self, entity: str, path: str) -> PathInfo:
+        """Follow `company.country` from `entity` through relations to a field."""
+        current = self.entities.get(entity)
+        if current is None:
+            return PathInfo(
+                False, entity, problem=f"unknown entity {entity!r}", problem_kind="relation"
+            )
+        parts = path.split(".")
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            relation = current.relations.get(part)
+            if relation is not None:
+                target = self.entities.get(relation.entity)
+                if target is None:
+                    return PathInfo(
+                        False,
+                        current.name,
+                        problem=(
+                            f"relation {part!r} of {current.name} points to unknown entity "
+                            f"{relation.entity!r}"
+                        ),
+                        problem_kind="relation",
+                    )
+                if last:
+                    return PathInfo(True, target.name, relation=relation)
+                current = target
+                continue
+            if part in current.fields:
+                if last:
+                    return PathInfo(True, current.name, field_type=current.fields[part])
+                if current.fields[part] == "json":
+                    return PathInfo(True, current.name, field_type="json")
+                return PathInfo(
+                    False,
+                    current.name,
+                    problem=(
+                        f"{part!r} is a field of {current.name}, not a relation; "
+                        f"it has no {parts[i + 1]!r}"
+                    ),
+                    problem_kind="relation",
+                )
+            kind = "field" if last else "relation"
+            known = sorted(current.fields) if last else sorted(current.relations)
+            return PathInfo(
+                False,
+                current.name,
+                problem=(f"{current.name} has no {kind} {part!r}{suggest(part, known)}"),
+                problem_kind=kind,
+            )
+        return PathInfo(False, entity, problem="empty field path")  # pragma: no cover
+
+    def with_overrides(self, overrides: dict[str, Any]) -> EntityModel:
+        """This model adapted by crmflow.yaml's `entities` mapping."""
+        entities = dict(self.entities)
+        for name, spec in overrides.items():
+            base = entities.get(name)
+            entities[name] = _entity(name, spec, base)
+        return EntityModel(entities)
+
+
+def suggest(word: str, choices: list[str] | tuple[str, ...]) -> str:
+    """A ` (did you mean 'x'?)` hint, or nothing."""
+    import difflib
+
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.7)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _entity(name: str, spec: dict[str, Any], base: Entity | None) -> Entity:
+    fields = dict(COMMON_FIELDS)
+    if base is not None:
+        fields.update(base.fields)
+    fields.update(spec.get("fields", {}))
+    relations = dict(base.relations) if base else {}
+    for rel_name, rel in spec.get("relations", {}).items():
+        relations[rel_name] = Relation(
+            rel_name,
+            rel["entity"],
+            rel.get("key"),
+            rel.get("foreign_key"),
+            tuple(sorted((rel.get("where") or {}).items())),
+        )
+    pipeline = base.pipeline if base else None
+    if "pipeline" in spec:
+        p = spec["pipeline"]
+        pipeline = Pipeline(p["field"], tuple(p["stages"]), tuple(p.get("closed", ())))
+    columns = dict(base.columns) if base else {}
+    columns.update(spec.get("columns", {}))
+    deleted = base.deleted if base else None
+    if "deleted" in spec:
+        deleted = (spec["deleted"]["column"], spec["deleted"].get("value", True))
+    table = spec.get("table") or (base.table if base else name + "s")
+    for identifier in [table, *columns.values()]:
+        if not _IDENTIFIER_RE.fullmatch(identifier):
+            raise ValueError(f"entities.{name}: {identifier!r} is not a valid SQL identifier")
+    return Entity(name, table, fields, columns, relations, pipeline, deleted)
+
+
+@cache
+def builtin_model() -> EntityModel:
+    """The built-in entity model of the demo CRM."""
+    from crmflow.rules.yamlload import load_text
+
+    text = (Path(crmflow.__file__).parent / "data" / "entities.yaml").read_text(encoding="utf-8")
+    raw = load_text(text, "entities.yaml")[0].data
+    return EntityModel({name: _entity(name, spec, None) for name, spec in raw.items()})

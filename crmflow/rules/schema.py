@@ -1,0 +1,380 @@
+"""The JSON Schemas (draft 2020-12), generated from the registry.
+
+`schemas/workflow.schema.json`, `schemas/config.schema.json` and `schemas/test.schema.json`
+in the repository are this module's output, committed so editors can use them; a test
+fails when they drift. Importing this module is cheap: the registry's fillers are imported
+only when the workflow schema is built (`vocabulary()`), so checking crmflow.yaml against
+its schema never loads the workflow language.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from functools import cache
+from typing import Any
+
+from crmflow import durations
+from crmflow.rules.registry import ACTIONS, OPERATORS, TRIGGERS
+
+DIALECT = "https://json-schema.org/draft/2020-12/schema"
+ID_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
+SCALAR = {"type": ["string", "number", "boolean", "null"]}
+
+
+def vocabulary() -> None:
+    """Fill the registries: import the modules that register operators, triggers, actions.
+
+    Here rather than in crmflow.rules.registry, which those modules import: the registry stays
+    a plain table that knows none of its fillers.
+    """
+    import crmflow.rules.actions
+    import crmflow.rules.operators
+    import crmflow.rules.triggers  # noqa: F401
+
+
+def _duration(description: str, signed: bool = False) -> dict[str, Any]:
+    pattern = durations.OFFSET_PATTERN if signed else durations.DURATION_PATTERN
+    return {"type": "string", "pattern": pattern, "description": description}
+
+
+def _trigger_schema() -> dict[str, Any]:
+    from crmflow.rules.triggers import OWNED_KEYS
+
+    properties: dict[str, Any] = {}
+    for _name, definition in TRIGGERS.items():
+        properties.update(definition.properties)
+    kinds = TRIGGERS.names()
+    return {
+        "type": "object",
+        "description": "one of: " + "; ".join(f"{k} ({TRIGGERS[k].doc})" for k in kinds),
+        "properties": properties,
+        "additionalProperties": False,
+        "oneOf": [{"required": [kind]} for kind in kinds],
+        "dependentRequired": {key: [owner] for key, owner in OWNED_KEYS.items()},
+    }
+
+
+def _action_schema() -> dict[str, Any]:
+    from crmflow.rules.actions import COMMON_KEYS
+
+    properties: dict[str, Any] = dict(COMMON_KEYS)
+    for name, definition in ACTIONS.items():
+        schema = dict(definition.schema)
+        schema.setdefault("description", definition.doc)
+        if definition.shorthand:
+            schema = {
+                "description": definition.doc,
+                "anyOf": [{"type": "string"}, definition.schema],
+            }
+        properties[name] = schema
+    return {
+        "type": "object",
+        "properties": properties,
+        "additionalProperties": False,
+        "oneOf": [{"required": [name]} for name in ACTIONS.names()],
+    }
+
+
+def _operators_schema() -> dict[str, Any]:
+    properties = {}
+    for name, definition in OPERATORS.items():
+        schema = dict(definition.schema)
+        schema["description"] = definition.doc
+        properties[name] = schema
+    return {
+        "type": "object",
+        "properties": properties,
+        "additionalProperties": False,
+        "minProperties": 1,
+    }
+
+
+@cache
+def workflow_schema() -> dict[str, Any]:
+    """The JSON Schema of one workflow document."""
+    vocabulary()
+    return {
+        "$schema": DIALECT,
+        "$id": "https://crmflow.dev/schemas/workflow.schema.json",
+        "title": "crmflow workflow",
+        "description": "When something happens to a CRM record and conditions hold, do actions.",
+        "type": "object",
+        "required": ["id", "entity", "trigger", "actions"],
+        "additionalProperties": False,
+        "properties": {
+            "id": {
+                "type": "string",
+                "pattern": ID_PATTERN,
+                "description": "unique id: lowercase letters, digits, - and _",
+            },
+            "name": {"type": "string", "description": "human title"},
+            "description": {"type": "string"},
+            "enabled": {"type": "boolean", "description": "default true"},
+            "entity": {"type": "string", "minLength": 1, "description": "the record type"},
+            "trigger": {"$ref": "#/$defs/trigger"},
+            "conditions": {"$ref": "#/$defs/conditions"},
+            "actions": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/action"}},
+            "cooldown": _duration("do not fire again for the same record within this span"),
+            "run_as": {
+                "type": ["integer", "string"],
+                "description": "user id recorded as updated_by of crmflow's writes",
+            },
+            "tags": {"type": "array", "items": {"type": "string"}},
+        },
+        "$defs": {
+            "trigger": _trigger_schema(),
+            "conditions": {
+                "description": "a condition, or a list of conditions that must all hold",
+                "anyOf": [
+                    {"$ref": "#/$defs/condition"},
+                    {"type": "array", "items": {"$ref": "#/$defs/condition"}},
+                ],
+            },
+            "condition": {
+                "type": "object",
+                "description": "all/any/not, or field paths mapped to a value or operators",
+                "minProperties": 1,
+                "properties": {
+                    "all": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/condition"}},
+                    "any": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/condition"}},
+                    "not": {"$ref": "#/$defs/condition"},
+                },
+                "propertyNames": {
+                    "pattern": r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
+                },
+                "additionalProperties": {"$ref": "#/$defs/field_test"},
+            },
+            "field_test": {
+                "description": "a plain value (equality) or a mapping of operators",
+                "anyOf": [SCALAR, {"$ref": "#/$defs/operators"}],
+            },
+            "operators": _operators_schema(),
+            "action": _action_schema(),
+        },
+    }
+
+
+@cache
+def config_schema() -> dict[str, Any]:
+    """The JSON Schema of crmflow.yaml."""
+    identifier = {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"}
+    from crmflow.rules.entities import FIELD_TYPES
+
+    relation = {
+        "type": "object",
+        "required": ["entity"],
+        "additionalProperties": False,
+        "properties": {
+            "entity": {"type": "string"},
+            "key": identifier,
+            "foreign_key": identifier,
+            "where": {"type": "object", "additionalProperties": SCALAR},
+        },
+        "oneOf": [{"required": ["key"]}, {"required": ["foreign_key"]}],
+    }
+    entity = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "table": identifier,
+            "columns": {"type": "object", "additionalProperties": identifier},
+            "fields": {"type": "object", "additionalProperties": {"enum": list(FIELD_TYPES)}},
+            "deleted": {
+                "type": "object",
+                "required": ["column"],
+                "additionalProperties": False,
+                "properties": {"column": identifier, "value": SCALAR},
+            },
+            "relations": {"type": "object", "additionalProperties": relation},
+            "pipeline": {
+                "type": "object",
+                "required": ["field", "stages"],
+                "additionalProperties": False,
+                "properties": {
+                    "field": {"type": "string"},
+                    "stages": {"type": "array", "items": {"type": "string"}},
+                    "closed": {"type": "array", "items": {"type": "string"}},
+                },
+            },
+        },
+    }
+    email = {
+        "type": "object",
+        "required": ["transport"],
+        "properties": {
+            "transport": {"enum": ["maildir", "smtp"]},
+            "path": {"type": "string", "description": "maildir folder"},
+            "host": {"type": "string"},
+            "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+            "from": {"type": "string"},
+            "username": {"type": "string"},
+            "password_env": {"type": "string", "description": "environment variable"},
+            "starttls": {"type": "boolean"},
+            "ssl": {"type": "boolean"},
+            "ca_file": {"type": "string", "description": "extra CA certificates (PEM)"},
+            "timeout": _duration("connection timeout"),
+            "redirect_to": {"type": "string", "description": "send every e-mail here (staging)"},
+            "per_minute": {"type": "integer", "minimum": 1},
+        },
+        "additionalProperties": False,
+        "allOf": [
+            {
+                "if": {"properties": {"transport": {"const": "smtp"}}},
+                "then": {"required": ["host"]},
+            },
+        ],
+    }
+    return {
+        "$schema": DIALECT,
+        "$id": "https://crmflow.dev/schemas/config.schema.json",
+        "title": "crmflow configuration (crmflow.yaml)",
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "crm": {"type": "string", "description": "SQLAlchemy URL of the CRM database"},
+            "state": {"type": "string", "description": "SQLAlchemy URL of crmflow's state"},
+            "rules": {
+                "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
+                "description": "workflow folder(s), relative to this file",
+            },
+            "timezone": {"type": "string", "description": "IANA time zone, e.g. Europe/Berlin"},
+            "poll_interval": _duration("how often the daemon polls the CRM"),
+            "overlap": _duration("how far back each poll re-reads (default 10s)"),
+            "delete_scan_interval": _duration("how often hard deletes are looked for"),
+            "change_capture": {"enum": ["polling", "triggers"]},
+            "history_retention": _duration("how long history is kept (default 90d)"),
+            "chain_depth": {"type": "integer", "minimum": 1, "maximum": 50},
+            "lease": _duration("how long a daemon's claim on a due action lasts (default 5m)"),
+            "email": email,
+            "webhooks": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "allow": {"type": "array", "items": {"type": "string"}},
+                    "secret_env": {"type": "string"},
+                    "timeout": _duration("request timeout"),
+                    "per_host_per_minute": {"type": "integer", "minimum": 1},
+                },
+            },
+            "retry": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "max_attempts": {"type": "integer", "minimum": 1},
+                    "max_age": _duration("give up retrying after this long"),
+                    "base_delay": _duration("first retry delay"),
+                    "max_delay": _duration("longest delay between two attempts (default 5m)"),
+                },
+            },
+            "entities": {"type": "object", "additionalProperties": entity},
+        },
+    }
+
+
+# The JSON Schema of a workflow test file (`*.test.yaml`, run by crmflow.commands.testing). It lives
+# here, not beside the runner, so publishing and fingerprinting it loads no evaluator.
+_EXPECT_RULE = {
+    "anyOf": [
+        {"type": "boolean"},
+        {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "matched": {"type": "boolean"},
+                "reason": {"type": "string", "description": "a part of the reason"},
+                "actions": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {
+                            "type": {"type": "string"},
+                            "due": {
+                                "type": ["string", "null"],
+                                "description": "ISO time, now, or now+/-offset",
+                            },
+                            "params": {},
+                            "error": {"type": ["string", "boolean"]},
+                            "skipped": {"type": ["string", "boolean"]},
+                            "after_wait": {"type": "boolean"},
+                        },
+                    },
+                },
+            },
+        },
+    ],
+}
+_EXPECT = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "matched": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "exactly these workflows match",
+        },
+        "rules": {"type": "object", "additionalProperties": _EXPECT_RULE},
+    },
+}
+_STEP = {
+    "type": "object",
+    "required": ["event"],
+    "additionalProperties": False,
+    "properties": {"event": {"type": "object"}, "expect": _EXPECT},
+}
+TEST_SCHEMA: dict[str, Any] = {
+    "$schema": DIALECT,
+    "$id": "https://crmflow.dev/schemas/test.schema.json",
+    "title": "crmflow workflow tests",
+    "type": "object",
+    "required": ["cases"],
+    "additionalProperties": False,
+    "properties": {
+        "description": {"type": "string"},
+        "now": {"type": "string", "description": "ISO date-time every case runs at"},
+        "timezone": {
+            "type": "string",
+            "description": "IANA time zone of every case (default: the configured one)",
+        },
+        "cases": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "required": ["name"],
+                "additionalProperties": False,
+                "properties": {
+                    "name": {"type": "string", "minLength": 1},
+                    "now": {"type": "string", "description": "ISO date-time the case runs at"},
+                    "timezone": {
+                        "type": "string",
+                        "description": "IANA time zone of this case (default: the file's)",
+                    },
+                    "seed": {"type": "integer", "description": "seed for generated codes"},
+                    "event": {"type": "object"},
+                    "expect": _EXPECT,
+                    "events": {"type": "array", "minItems": 1, "items": _STEP},
+                },
+                "oneOf": [{"required": ["event"]}, {"required": ["events"]}],
+            },
+        },
+    },
+}
+
+
+def dump(schema: dict[str, Any]) -> str:
+    return json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
+
+
+# Every published schema by name, as committed under schemas/<name>.schema.json.
+PUBLISHED: dict[str, Callable[[], dict[str, Any]]] = {
+    "workflow": workflow_schema,
+    "config": config_schema,
+    "test": lambda: TEST_SCHEMA,
+}
+
+
+def schemas() -> dict[str, dict[str, Any]]:
+    """Every published schema by name, as committed under schemas/."""
+    return {name: build() for name, build in PUBLISHED.items()}

@@ -1,0 +1,406 @@
+"""Semantic checks of schema-valid workflows: what the schema cannot know.
+
+Some checks guard compilation (a cron that does not parse, a regex that does not
+compile, duplicate ids) and run on every load; the rest (fields known to the entity
+model, templates, step references, stages) run for `crmflow lint`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from jinja2 import TemplateSyntaxError
+
+from crmflow import durations
+from crmflow.cron import CronError, parse_cron
+from crmflow.findings import Finding
+from crmflow.rules.actions import action_type, normalise_params
+from crmflow.rules.conditions import is_field_ref, iter_field_clauses
+from crmflow.rules.entities import TEMPORAL_TYPES, EntityModel, suggest
+from crmflow.rules.registry import ACTIONS, OPERATORS
+from crmflow.rules.templates import (
+    CONTEXT_NAMES,
+    Template,
+    TemplateFailure,
+    compile_tree,
+    iter_templates,
+    references,
+)
+from crmflow.rules.yamlload import Document
+from crmflow.values import display, temporal
+
+if TYPE_CHECKING:
+    # Only a parameter type: configuration is loaded a layer above the rules.
+    from crmflow.config import Config
+
+YamlPath = tuple[str | int, ...]
+_JINJA_GLOBALS = {"range", "dict", "lipsum", "cycler", "joiner", "namespace", "loop"}
+_STEP_RE = re.compile(r"steps\.([A-Za-z_][A-Za-z0-9_]*)")
+
+
+class _Checker:
+    def __init__(self, doc: Document, model: EntityModel) -> None:
+        self.doc = doc
+        self.data: dict[str, Any] = doc.data
+        self.id: str = self.data["id"]
+        self.model = model
+        self.findings: list[Finding] = []
+
+    def add(
+        self, code: str, message: str, path: YamlPath, *, key: bool = False, severity: str = "error"
+    ) -> None:
+        self.findings.append(
+            Finding(
+                code,
+                severity,
+                message,  # type: ignore[arg-type]
+                self.doc.locate(path, key=key),
+                self.id,
+            )
+        )
+
+    # -- conditions -------------------------------------------------------------------
+    def condition_blocks(self) -> Iterator[tuple[YamlPath, Any]]:
+        if "conditions" in self.data:
+            yield ("conditions",), self.data["conditions"]
+        for i, spec in enumerate(self.data["actions"]):
+            if "if" in spec:
+                yield ("actions", i, "if"), spec["if"]
+            wait = spec.get("wait")
+            if isinstance(wait, dict) and "until" in wait:
+                yield ("actions", i, "wait", "until"), wait["until"]
+
+    def check_operands(self) -> None:
+        for base, block in self.condition_blocks():
+            for path, _field, op, operand in iter_field_clauses(block, base):
+                if op == "matches":
+                    try:
+                        re.compile(operand)
+                    except re.error as exc:
+                        self.add("CF213", f"invalid regular expression {operand!r}: {exc}", path)
+                elif op in ("before", "after") and temporal(operand) is None:
+                    try:
+                        durations.parse(operand, signed=True)
+                    except ValueError:
+                        self.add(
+                            "CF208",
+                            f"{op}: {operand!r} is neither an ISO date nor an offset such as -14d",
+                            path,
+                        )
+
+    def check_fields(self) -> None:
+        entity = self.data["entity"]
+        if entity not in self.model:
+            self.add(
+                "CF202",
+                f"unknown entity {entity!r}{suggest(entity, self.model.names())}",
+                ("entity",),
+            )
+            return
+        trigger = self.data["trigger"]
+        events = trigger.get("on", [])
+        events = [events] if isinstance(events, str) else events
+        updates = "trigger" in self.data and (
+            "updated" in events or "saved" in events or "date" in trigger
+        )
+        for base, block in self.condition_blocks():
+            for path, field_path, op, operand in iter_field_clauses(block, base):
+                key_path = path if path[-1] == field_path else path[:-1]
+                info = self.field(entity, field_path, key_path, key=True)
+                if is_field_ref(operand):
+                    self.field(entity, operand["field"], (*path, "field"))
+                definition = OPERATORS.get(op)
+                if definition is None:
+                    continue
+                # A wait's `until` sees the record's later changes, whatever the trigger.
+                if definition.kind == "change" and not updates and "until" not in base:
+                    self.add(
+                        "CF211",
+                        f"{field_path} {op} {display(operand)} can never hold: the "
+                        "trigger sees no updates (changed* is false on created and "
+                        "deleted events)",
+                        path,
+                        key=True,
+                        severity="warning",
+                    )
+                if info is not None and info.field_type:
+                    self.check_type(op, field_path, info.field_type, path)
+        for i, name in enumerate(trigger.get("fields", [])):
+            self.field(entity, name, ("trigger", "fields", i))
+        if "fields" in trigger and not any(e in ("updated", "saved") for e in events):
+            self.add(
+                "CF216",
+                "trigger.fields only filters updates, and this trigger has none",
+                ("trigger", "fields"),
+                key=True,
+                severity="warning",
+            )
+        if "date" in trigger:
+            info = self.field(entity, trigger["date"], ("trigger", "date"))
+            if info is not None and info.field_type not in TEMPORAL_TYPES:
+                self.add(
+                    "CF214",
+                    f"trigger.date: {trigger['date']} is a {info.field_type} field, not a date",
+                    ("trigger", "date"),
+                )
+
+    def check_type(self, op: str, field_path: str, field_type: str, path: YamlPath) -> None:
+        numeric = ("integer", "number")
+        problem = None
+        if op in ("before", "after") and field_type not in (*TEMPORAL_TYPES, "json"):
+            problem = f"{op} compares dates, and {field_path} is a {field_type} field"
+        elif op in ("gt", "gte", "lt", "lte") and field_type == "boolean":
+            problem = f"{op} never holds on the boolean field {field_path}"
+        elif op == "matches" and field_type in (*numeric, "boolean"):
+            problem = f"matches only tests strings, and {field_path} is a {field_type} field"
+        if problem:
+            self.add("CF217", problem, path, key=True, severity="warning")
+
+    def field(self, entity: str, field_path: str, path: YamlPath, *, key: bool = False) -> Any:
+        info = self.model.resolve(entity, field_path)
+        if not info.ok:
+            code = "CF203" if info.problem_kind == "field" else "CF204"
+            self.add(code, f"{field_path}: {info.problem}", path, key=key)
+            return None
+        return info
+
+    # -- actions ----------------------------------------------------------------------
+    def check_actions(self) -> None:
+        entity = self.data["entity"]
+        known_entity = entity in self.model
+        ids: dict[str, int] = {}
+        for i, spec in enumerate(self.data["actions"]):
+            kind = action_type(spec)
+            params = normalise_params(ACTIONS[kind], spec[kind])
+            path: YamlPath = ("actions", i, kind)
+            if "id" in spec:
+                if spec["id"] in ids:
+                    self.add(
+                        "CF215",
+                        f"action id {spec['id']!r} is used twice "
+                        f"(first by actions[{ids[spec['id']]}])",
+                        ("actions", i, "id"),
+                    )
+                else:
+                    ids[spec["id"]] = i
+            if ACTIONS[kind].templated:
+                self.check_templates(params, path, entity if known_entity else None, ids, i)
+            if not known_entity:
+                continue
+            if kind == "create":
+                target = params["entity"]
+                if isinstance(target, str) and "{" not in target:
+                    if target not in self.model:
+                        self.add(
+                            "CF202",
+                            f"create: unknown entity {target!r}"
+                            f"{suggest(target, self.model.names())}",
+                            (*path, "entity"),
+                        )
+                    else:
+                        self.check_values(target, params["values"], (*path, "values"))
+            elif kind == "update":
+                target_entity = entity
+                if "target" in params:
+                    info = self.field(entity, params["target"], (*path, "target"))
+                    if info is None:
+                        continue
+                    if info.relation is None:
+                        self.add(
+                            "CF204",
+                            f"update.target: {params['target']} is a field, not a relation",
+                            (*path, "target"),
+                        )
+                        continue
+                    target_entity = info.entity
+                self.check_values(target_entity, params["values"], (*path, "values"))
+            elif kind == "set_stage":
+                self.check_stage(entity, params, path)
+
+    def check_values(self, entity: str, values: dict[str, Any], path: YamlPath) -> None:
+        definition = self.model.get(entity)
+        assert definition is not None
+        for name in values:
+            if name not in definition.fields and name not in definition.relations:
+                self.add(
+                    "CF203",
+                    f"{entity} has no field {name!r}{suggest(name, list(definition.fields))}",
+                    (*path, name),
+                    key=True,
+                )
+
+    def check_stage(self, entity: str, params: dict[str, Any], path: YamlPath) -> None:
+        definition = self.model.get(entity)
+        assert definition is not None
+        stage = params["stage"]
+        if definition.pipeline is None:
+            self.add("CF219", f"set_stage: {entity} has no pipeline", path)
+        elif (
+            isinstance(stage, str)
+            and "{" not in stage
+            and stage not in definition.pipeline.all_stages
+        ):
+            stages = definition.pipeline.all_stages
+            self.add(
+                "CF212",
+                f"set_stage: {entity} has no stage {stage!r} "
+                f"(stages: {', '.join(stages)}){suggest(stage, stages)}",
+                (*path, "stage")
+                if isinstance(self.data["actions"][path[1]][path[2]], dict)
+                else path,
+            )
+
+    def check_templates(
+        self, params: Any, path: YamlPath, entity: str | None, ids: dict[str, int], index: int
+    ) -> None:
+        allowed = set(CONTEXT_NAMES) | _JINJA_GLOBALS | ({entity} if entity else set())
+        for sub, template in iter_templates(compile_tree(params), path):
+            assert isinstance(template, Template)
+            try:
+                template.compile()
+                names, chains = references(template.source)
+            except (TemplateFailure, TemplateSyntaxError) as exc:
+                message = (
+                    str(exc)
+                    if isinstance(exc, TemplateFailure)
+                    else f"template syntax error: {exc.message}"
+                )
+                self.add("CF205", message, sub)
+                continue
+            for name in sorted(names - allowed):
+                self.add(
+                    "CF206",
+                    f"template name {name!r} is not defined (available: "
+                    f"{', '.join(sorted(set(CONTEXT_NAMES) | ({entity} if entity else set())))})",
+                    sub,
+                )
+            for chain in chains:
+                root = chain[0]
+                if root == "steps" and len(chain) > 1:
+                    step = chain[1]
+                    earlier = {k for k, v in ids.items() if v < index}
+                    if step not in earlier:
+                        self.add(
+                            "CF207",
+                            f"steps.{step} names no earlier action id"
+                            f"{suggest(step, sorted(earlier))}",
+                            sub,
+                        )
+                elif entity and root in ("record", "previous", entity) and len(chain) > 1:
+                    self.field(entity, ".".join(chain[1:]), sub)
+                elif entity and root == "changes" and len(chain) > 1:
+                    self.field(entity, chain[1], sub)
+
+    # -- schedule ---------------------------------------------------------------------
+    def check_schedule(self) -> None:
+        trigger = self.data["trigger"]
+        if "schedule" in trigger:
+            try:
+                parse_cron(trigger["schedule"])
+            except CronError as exc:
+                self.add("CF209", str(exc), ("trigger", "schedule"))
+
+
+def semantic_findings(docs: list[Document], config: Config, *, full: bool) -> list[Finding]:
+    findings: list[Finding] = []
+    first: dict[str, Document] = {}
+    for doc in docs:
+        wid = doc.data["id"]
+        if wid in first:
+            prior = first[wid].locate(("id",))
+            findings.append(
+                Finding(
+                    "CF201",
+                    "error",
+                    f"duplicate workflow id {wid!r} (also at {prior})",
+                    doc.locate(("id",)),
+                    wid,
+                )
+            )
+        else:
+            first[wid] = doc
+        checker = _Checker(doc, config.model)
+        checker.check_schedule()
+        checker.check_operands()
+        if full:
+            checker.check_fields()
+            checker.check_actions()
+        findings.extend(checker.findings)
+    if full:
+        findings.extend(loop_findings(docs, config.model))
+    return findings
+
+
+def _listens(data: dict[str, Any]) -> set[tuple[str, str]]:
+    """(entity, field) updates that trigger a workflow; "*" for any field."""
+    trigger = data["trigger"]
+    events = trigger.get("on", [])
+    events = [events] if isinstance(events, str) else list(events)
+    if not ({"updated", "saved"} & set(events)) and "date" not in trigger:
+        return set()
+    fields = trigger.get("fields") or ([trigger["date"]] if "date" in trigger else ["*"])
+    return {(data["entity"], f) for f in fields}
+
+
+def _writes(data: dict[str, Any], model: EntityModel) -> set[tuple[str, str]]:
+    """(entity, field) that a workflow's actions change."""
+    entity = data["entity"]
+    found: set[tuple[str, str]] = set()
+    for spec in data["actions"]:
+        kind = action_type(spec)
+        params = normalise_params(ACTIONS[kind], spec[kind])
+        if kind == "update" and isinstance(params.get("values"), dict):
+            target = entity
+            if params.get("target"):
+                info = model.resolve(entity, params["target"])
+                target = info.entity if info.ok and info.relation else ""
+            found |= {(target, f) for f in params["values"]}
+        elif kind == "set_stage":
+            definition = model.get(entity)
+            if definition is not None and definition.pipeline is not None:
+                found.add((entity, definition.pipeline.field))
+    return found
+
+
+def loop_findings(docs: list[Document], model: EntityModel) -> list[Finding]:
+    """CF218: workflows whose writes trigger each other (A -> B -> A), or themselves."""
+    listens = {d.data["id"]: _listens(d.data) for d in docs if d.data.get("enabled", True)}
+    writes = {d.data["id"]: _writes(d.data, model) for d in docs if d.data.get("enabled", True)}
+
+    # Who listens to what, so that finding whom a workflow's writes trigger costs its
+    # writes, not one look at every other workflow.
+    listeners: dict[tuple[str, str], list[str]] = {}
+    for wid, heard in listens.items():
+        for key in heard:
+            listeners.setdefault(key, []).append(wid)
+    order = {wid: i for i, wid in enumerate(listens)}
+    triggered: dict[str, set[str]] = {}
+    for wid, written in writes.items():
+        reached = triggered[wid] = set()
+        for entity, name in written:
+            reached.update(listeners.get((entity, name), ()))
+            reached.update(listeners.get((entity, "*"), ()))
+
+    findings = []
+    for doc in docs:
+        wid = doc.data["id"]
+        if wid not in listens:
+            continue
+        partners = sorted(
+            (other for other in triggered[wid] if wid in triggered[other]), key=order.__getitem__
+        )
+        if partners:
+            loop = " -> ".join([wid, partners[0], wid]) if partners[0] != wid else f"{wid} -> {wid}"
+            findings.append(
+                Finding(
+                    "CF218",
+                    "warning",
+                    f"possible loop: {loop} (each updates what the other triggers on; the daemon "
+                    "stops such chains at chain_depth)",
+                    doc.locate(("trigger",), key=True),
+                    wid,
+                )
+            )
+    return findings

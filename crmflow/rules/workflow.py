@@ -1,0 +1,57 @@
+"""The compiled workflow model: what loading produces once and evaluation reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from crmflow.durations import Duration
+from crmflow.errors import Location
+from crmflow.rules.actions import ActionDef
+from crmflow.rules.conditions import Condition
+from crmflow.rules.triggers import CompiledTrigger
+
+
+@dataclass(frozen=True, eq=False)
+class Action:
+    index: int
+    type: str
+    definition: ActionDef
+    params: Any  # parameters with template strings compiled (see templates.compile_tree)
+    raw: dict[str, Any]  # the action's parameters as written
+    location: Location
+    id: str | None = None
+    delay: Duration | None = None
+    condition: Condition | None = None
+    condition_raw: Any = None
+    # wait
+    wait_for: Duration | None = None
+    until: Condition | None = None
+    on_met: str = "continue"
+    on_timeout: str = "continue"
+
+
+@dataclass(frozen=True, eq=False)
+class Workflow:
+    id: str
+    entity: str
+    trigger: CompiledTrigger
+    condition: Condition
+    actions: tuple[Action, ...]
+    location: Location
+    name: str = ""
+    enabled: bool = True
+    cooldown: Duration | None = None
+    run_as: Any = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+    # A hash of the workflow's text, so pending actions know which version made them.
+    version: str = ""
+
+    @property
+    def depends_on_state(self) -> bool:
+        """Whether matching needs more than the event: a date trigger's fire time, a cooldown."""
+        return self.trigger.kind == "date" or self.cooldown is not None
+
+    @property
+    def title(self) -> str:
+        return self.name or self.id
