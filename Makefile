@@ -27,6 +27,7 @@ run: install
 
 test: install
 	$(BIN)/ruff check crmflow tests bench
+	$(BIN)/lint-imports
 	$(BIN)/crmflow lint --strict rules
 	$(BIN)/crmflow test rules
 	$(BIN)/python -m pytest -q
