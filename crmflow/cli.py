@@ -215,7 +215,8 @@ def eval_(
             )
         with contextlib.ExitStack() as guards:
             if not dry_run:
-                from crmflow.commands.control import clock_from_env, no_daemon_beside
+                from crmflow.daemon.lock import no_daemon_beside
+                from crmflow.timeutil import clock_from_env
 
                 guards.enter_context(no_daemon_beside(config.state_url, clock_from_env()()))
             code = run_eval(
@@ -312,11 +313,10 @@ class LogFormat(StrEnum):
 
 
 def _daemon(config_path: Path | None, log_format: str = "plain", now: str | None = None) -> Any:
-    from crmflow.commands.control import clock_from_env
     from crmflow.config import load_config
     from crmflow.daemon.log import Log
     from crmflow.daemon.loop import Daemon
-    from crmflow.timeutil import frozen_clock, parse_instant
+    from crmflow.timeutil import clock_from_env, frozen_clock, parse_instant
 
     config = load_config(config_path, required=True)
     if log_format == "auto":
@@ -353,7 +353,7 @@ def run(
     import signal
     import threading
 
-    from crmflow.commands.control import single_daemon
+    from crmflow.daemon.lock import single_daemon
 
     with _guard():
         daemon = _daemon(config_path, log_format.value)
@@ -385,7 +385,7 @@ def tick(
     config_path: ConfigOption = None,
 ) -> None:
     """One poll plus everything due, then exit (for running crmflow from cron)."""
-    from crmflow.commands.control import single_daemon
+    from crmflow.daemon.lock import single_daemon
 
     with _guard():
         daemon = _daemon(config_path, "plain", now)
@@ -414,8 +414,8 @@ def status(
     """Last poll, lag, pending actions by status, failures of the last day."""
     import json
 
-    from crmflow.commands.control import clock_from_env
     from crmflow.commands.control import status as read_status
+    from crmflow.timeutil import clock_from_env
 
     with _guard():
         report = read_status(_state(config_path), clock_from_env()())
@@ -457,6 +457,7 @@ def pending(
 
     from crmflow.commands import control
     from crmflow.errors import ConfigError
+    from crmflow.timeutil import clock_from_env
 
     with _guard():
         state = _state(config_path)
@@ -479,7 +480,7 @@ def pending(
         if command == "cancel":
             print(control.cancel(state, action_id))
         else:
-            print(control.retry(state, action_id, control.clock_from_env()()))
+            print(control.retry(state, action_id, clock_from_env()()))
 
 
 @app.command()
@@ -502,6 +503,7 @@ def history(
     import json
 
     from crmflow.commands import control
+    from crmflow.timeutil import clock_from_env
 
     with _guard():
         rows = control.history_rows(
@@ -509,7 +511,7 @@ def history(
             workflow=workflow,
             record=record,
             since=since,
-            now=control.clock_from_env()(),
+            now=clock_from_env()(),
             limit=limit,
         )
         if fmt == PlanFormat.json:
@@ -530,9 +532,9 @@ def schedule(
     config_path: ConfigOption = None,
 ) -> None:
     """The next run times of timed (schedule) workflows, in the configured time zone."""
-    from crmflow.commands.control import clock_from_env
     from crmflow.config import load_config
     from crmflow.rules.ruleset import load_ruleset
+    from crmflow.timeutil import clock_from_env
 
     with _guard():
         config = load_config(config_path)

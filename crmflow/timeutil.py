@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from functools import lru_cache
+from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 # Date-only: 2026-11-22. Date-times: with "T" or a space (SQLite's CURRENT_TIMESTAMP),
@@ -121,3 +123,19 @@ def format_utc(moment: datetime) -> str:
     if utc.microsecond:
         text += f".{utc.microsecond:06d}".rstrip("0")
     return text + "Z"
+
+
+def clock_from_env() -> Clock:
+    """The system clock, or (for tests and drills) the instant in $CRMFLOW_CLOCK_FILE."""
+    path = os.environ.get("CRMFLOW_CLOCK_FILE")
+    if not path:
+        return system_clock
+
+    def read() -> datetime:
+        try:
+            text = Path(path).read_text(encoding="utf-8").strip()
+        except OSError:
+            return system_clock()
+        return parse_instant(text) if text else system_clock()
+
+    return read

@@ -5,12 +5,7 @@ These work on the state database alone, so they answer while the daemon runs.
 
 from __future__ import annotations
 
-import fcntl
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
@@ -18,110 +13,14 @@ from sqlalchemy import func, select
 from crmflow import durations
 from crmflow.errors import ConfigError
 from crmflow.state.store import (
-    GONE_RETENTION,
     PAUSED,
     PendingStatus,
     State,
-    gone_since,
+    daemon_rows,
     history,
     pending,
 )
-from crmflow.timeutil import Clock, format_utc, parse_instant, system_clock
-
-
-def clock_from_env() -> Clock:
-    """The system clock, or (for tests and drills) the instant in $CRMFLOW_CLOCK_FILE."""
-    path = os.environ.get("CRMFLOW_CLOCK_FILE")
-    if not path:
-        return system_clock
-
-    def read() -> datetime:
-        try:
-            text = Path(path).read_text(encoding="utf-8").strip()
-        except OSError:
-            return system_clock()
-        return parse_instant(text) if text else system_clock()
-
-    return read
-
-
-@contextmanager
-def single_daemon(state_url: str) -> Iterator[None]:
-    """One daemon per SQLite state database: a second one refuses to start."""
-    with _state_lock(state_url) as holder:
-        if holder is not None:
-            raise ConfigError(
-                f"another crmflow daemon (pid {holder}) is running on this state "
-                f"database; with SQLite only one may"
-            )
-        yield
-
-
-@contextmanager
-def no_daemon_beside(state_url: str, now: datetime) -> Iterator[None]:
-    """`eval` acting on a CRM that a daemon watches refuses, naming the daemon.
-
-    The daemon sees the same change in the CRM and acts on it under its own idempotency
-    key (made from its snapshot of the row); eval's key comes from the event it was given.
-    Both would act: two inbox rows, two e-mails. While eval runs it holds the daemon's
-    lock, so a daemon starting meanwhile refuses instead.
-    """
-    with _state_lock(state_url, create=False) as holder:
-        if holder is not None:
-            raise ConfigError(
-                f"a crmflow daemon (pid {holder}) is running on this CRM and acts on its "
-                "changes itself; evaluate with --dry-run, or stop the daemon first"
-            )
-        if not state_url.startswith("sqlite:///"):
-            state = State(state_url)
-            try:
-                running = [d for d in daemon_rows(state, now) if d["state"] == "running"]
-            finally:
-                state.dispose()
-            if running:
-                first = running[0]
-                raise ConfigError(
-                    f"{len(running)} crmflow daemon(s) (first: pid {first['pid']} on "
-                    f"{first['host']}) run on this CRM and act on its changes themselves; "
-                    "evaluate with --dry-run, or stop them first"
-                )
-        yield
-
-
-@contextmanager
-def _state_lock(state_url: str, *, create: bool = True) -> Iterator[str | None]:
-    """The lock beside a SQLite state database: None when taken, else the holder's pid.
-
-    An flock, so it goes with its process however that process ends (even SIGKILL).
-    Other databases have no such file; they yield None. Without `create`, a state folder
-    that does not exist yet (so no daemon ever ran there) is left unmade, unlocked.
-    """
-    if not state_url.startswith("sqlite:///"):
-        yield None
-        return
-    path = Path(state_url[len("sqlite:///") :] + ".lock")
-    if not create and not path.parent.is_dir():
-        yield None
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = path.open("a+")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        holder = handle.read().strip() or "?"
-        handle.close()
-        yield holder
-        return
-    handle.seek(0)
-    handle.truncate()
-    handle.write(str(os.getpid()))
-    handle.flush()
-    try:
-        yield None
-    finally:
-        fcntl.flock(handle, fcntl.LOCK_UN)
-        handle.close()
+from crmflow.timeutil import format_utc, parse_instant, system_clock
 
 
 def status(state: State, now: datetime) -> dict[str, Any]:
@@ -151,37 +50,6 @@ def status(state: State, now: datetime) -> dict[str, Any]:
         "failures_24h": int(failures),
         "schema_version": state.version,
     }
-
-
-def daemon_rows(state: State, now: datetime) -> list[dict[str, Any]]:
-    """The daemons sharing this state, each `running` or `gone`, and which one leads.
-
-    A daemon is gone once its last heartbeat is older than the timeout it registered
-    with (a daemon killed with SIGKILL never says goodbye); a gone daemon does not lead,
-    whatever its row says. Of the running daemons whose rows say they lead, the freshest
-    beat wins: two claim it only for the moment between a takeover and the old leader's
-    next tick, which clears its flag. Daemons gone for longer than GONE_RETENTION are
-    left out, whether or not a leader has deleted their rows yet.
-    """
-    moment = now.timestamp()
-    listed = []
-    for row in state.daemons():
-        gone_at = gone_since(row)
-        if moment - gone_at <= GONE_RETENTION:
-            listed.append((row, moment > gone_at))
-    claims = [row for row, gone in listed if row["leader"] and not gone]
-    leader = max(claims, key=lambda row: row["heartbeat_at"])["id"] if claims else None
-    return [
-        {
-            "id": row["id"],
-            "host": row["host"],
-            "pid": row["pid"],
-            "leader": row["id"] == leader,
-            "state": "gone" if gone else "running",
-            "seen_seconds_ago": round(moment - row["heartbeat_at"], 1),
-        }
-        for row, gone in listed
-    ]
 
 
 def history_rows(

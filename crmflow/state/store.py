@@ -804,6 +804,37 @@ class State:
         self.engine.dispose()
 
 
+def daemon_rows(state: State, now: datetime) -> list[dict[str, Any]]:
+    """The daemons sharing this state, each `running` or `gone`, and which one leads.
+
+    A daemon is gone once its last heartbeat is older than the timeout it registered
+    with (a daemon killed with SIGKILL never says goodbye); a gone daemon does not lead,
+    whatever its row says. Of the running daemons whose rows say they lead, the freshest
+    beat wins: two claim it only for the moment between a takeover and the old leader's
+    next tick, which clears its flag. Daemons gone for longer than GONE_RETENTION are
+    left out, whether or not a leader has deleted their rows yet.
+    """
+    moment = now.timestamp()
+    listed = []
+    for row in state.daemons():
+        gone_at = gone_since(row)
+        if moment - gone_at <= GONE_RETENTION:
+            listed.append((row, moment > gone_at))
+    claims = [row for row, gone in listed if row["leader"] and not gone]
+    leader = max(claims, key=lambda row: row["heartbeat_at"])["id"] if claims else None
+    return [
+        {
+            "id": row["id"],
+            "host": row["host"],
+            "pid": row["pid"],
+            "leader": row["id"] == leader,
+            "state": "gone" if gone else "running",
+            "seen_seconds_ago": round(moment - row["heartbeat_at"], 1),
+        }
+        for row, gone in listed
+    ]
+
+
 class StoredCooldowns:
     """Cooldowns kept in the state database, so they hold across runs."""
 
