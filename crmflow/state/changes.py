@@ -1,0 +1,170 @@
+"""Change capture's bookkeeping: snapshots, watermarks, inflight changes, crmflow's own writes.
+
+Snapshots are the last values crmflow saw of each record; a watermark is how far capture
+has read an entity; an inflight change is one begun and not yet finished; a noted write
+lets the change it causes be known as crmflow's own (chains).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import insert, select, update
+
+from crmflow.state.tables import Tables, epoch, inflight, snapshots, watermarks, writes
+
+
+class ChangeStore(Tables):
+    """State's methods over crmflow_snapshots, _watermarks, _inflight and _writes."""
+
+    # -- snapshots and watermarks (change capture) -----------------------------------
+    def snapshots(self, entity: str, ids: list[str]) -> dict[str, tuple[str, dict[str, Any]]]:
+        """id -> (version, data) for those of `ids` crmflow has seen."""
+        found: dict[str, tuple[str, dict[str, Any]]] = {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                query = select(snapshots.c.record_id, snapshots.c.version, snapshots.c.data).where(
+                    snapshots.c.entity == entity, snapshots.c.record_id.in_(chunk)
+                )
+                for record_id, version, data in conn.execute(query):
+                    found[record_id] = (version, json.loads(data))
+        return found
+
+    def snapshot_ids(self, entity: str) -> set[str]:
+        with self.engine.connect() as conn:
+            query = select(snapshots.c.record_id).where(snapshots.c.entity == entity)
+            return {row[0] for row in conn.execute(query)}
+
+    def save_snapshots(self, entity: str, rows: list[tuple[str, str, dict[str, Any]]]) -> None:
+        """Upsert (id, version, data) rows, in one transaction."""
+        if not rows:
+            return
+        with self.engine.begin() as conn:
+            ids = [r[0] for r in rows]
+            for start in range(0, len(ids), 500):
+                conn.execute(
+                    snapshots.delete().where(
+                        snapshots.c.entity == entity,
+                        snapshots.c.record_id.in_(ids[start : start + 500]),
+                    )
+                )
+            conn.execute(
+                insert(snapshots),
+                [
+                    {
+                        "entity": entity,
+                        "record_id": i,
+                        "version": v,
+                        "data": json.dumps(d, default=str),
+                    }
+                    for i, v, d in rows
+                ],
+            )
+
+    def drop_snapshots(self, entity: str, ids: list[str]) -> None:
+        with self.engine.begin() as conn:
+            for start in range(0, len(ids), 500):
+                conn.execute(
+                    snapshots.delete().where(
+                        snapshots.c.entity == entity,
+                        snapshots.c.record_id.in_(ids[start : start + 500]),
+                    )
+                )
+
+    def watermark(self, entity: str) -> tuple[str | None, float | None]:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(watermarks.c.value, watermarks.c.scanned_at).where(
+                    watermarks.c.entity == entity
+                )
+            ).first()
+        return (row[0], row[1]) if row else (None, None)
+
+    def set_watermark(
+        self, entity: str, value: str | None = None, scanned_at: float | None = None
+    ) -> None:
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                select(watermarks.c.value).where(watermarks.c.entity == entity)
+            ).first()
+            values: dict[str, Any] = {}
+            if value is not None:
+                values["value"] = value
+            if scanned_at is not None:
+                values["scanned_at"] = scanned_at
+            if row is None:
+                conn.execute(
+                    insert(watermarks).values(
+                        entity=entity, value=value or "", scanned_at=scanned_at
+                    )
+                )
+            elif values:
+                conn.execute(
+                    update(watermarks).where(watermarks.c.entity == entity).values(**values)
+                )
+
+    def begin_change(self, entity: str, record_id: Any, change: dict[str, Any]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                inflight.delete().where(
+                    inflight.c.entity == entity, inflight.c.record_id == str(record_id)
+                )
+            )
+            conn.execute(
+                insert(inflight).values(
+                    entity=entity, record_id=str(record_id), change=json.dumps(change, default=str)
+                )
+            )
+
+    def end_change(self, entity: str, record_id: Any) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                inflight.delete().where(
+                    inflight.c.entity == entity, inflight.c.record_id == str(record_id)
+                )
+            )
+
+    def unfinished(self, entity: str, ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Changes of these records that a daemon began and did not finish."""
+        found: dict[str, dict[str, Any]] = {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), 500):
+                query = select(inflight.c.record_id, inflight.c.change).where(
+                    inflight.c.entity == entity, inflight.c.record_id.in_(ids[start : start + 500])
+                )
+                for record_id, change in conn.execute(query):
+                    found[record_id] = json.loads(change)
+        return found
+
+    # -- crmflow's own writes (chains) ------------------------------------------------
+    def note_write(self, entity: str, record_id: Any, key: str, chain: list[Any]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                insert(writes).values(
+                    entity=entity,
+                    record_id=str(record_id),
+                    key=key,
+                    chain=json.dumps(chain),
+                    at=epoch(self.clock()),
+                )
+            )
+
+    def take_write(self, entity: str, record_id: Any) -> list[Any] | None:
+        """The chain of crmflow's oldest unclaimed write to this record (claiming it)."""
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                select(writes.c.id, writes.c.chain)
+                .where(writes.c.entity == entity, writes.c.record_id == str(record_id))
+                .order_by(writes.c.id)
+                .limit(1)
+            ).first()
+            if row is None:
+                return None
+            conn.execute(
+                writes.delete().where(
+                    writes.c.entity == entity, writes.c.record_id == str(record_id)
+                )
+            )
+            return list(json.loads(row[1]))

@@ -1,0 +1,134 @@
+"""History (every decision and action outcome) and cooldowns (when a workflow last fired).
+
+Both are what crmflow remembers of what it did: history for people and for idempotency
+(`done_at`), cooldowns for the evaluator, through StoredCooldowns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Table, func, insert, select, update
+
+from crmflow.state.pending import PendingAction
+from crmflow.state.tables import Tables, cooldowns, epoch, history
+
+
+class HistoryStore(Tables):
+    """State's methods over crmflow_history and crmflow_cooldowns."""
+
+    def record(
+        self,
+        outcome: str,
+        *,
+        workflow: str | None = None,
+        entity: str | None = None,
+        record_id: Any = None,
+        action_index: int | None = None,
+        action_type: str | None = None,
+        key: str | None = None,
+        detail: str = "",
+    ) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                insert(history).values(
+                    at=epoch(self.clock()),
+                    workflow=workflow,
+                    entity=entity,
+                    record_id=None if record_id is None else str(record_id),
+                    action_index=action_index,
+                    action_type=action_type,
+                    key=key,
+                    outcome=outcome,
+                    detail=detail,
+                )
+            )
+
+    def record_pending(self, outcome: str, row: PendingAction, detail: str = "") -> None:
+        """A history entry about a pending action."""
+        self.record(
+            outcome,
+            workflow=row.workflow,
+            entity=row.entity,
+            record_id=row.record_id,
+            action_index=row.action_index,
+            action_type=row.action_type,
+            key=row.key,
+            detail=detail,
+        )
+
+    def done_at(self, key: str) -> datetime | None:
+        """When the action with this idempotency key was carried out, if it was."""
+        query = (
+            select(history.c.at).where(history.c.key == key, history.c.outcome == "done").limit(1)
+        )
+        with self.engine.connect() as conn:
+            value = conn.execute(query).scalar()
+        return datetime.fromtimestamp(value, UTC) if value is not None else None
+
+    def history(self, limit: int = 1000) -> Iterator[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            for row in conn.execute(select(history).order_by(history.c.id.desc()).limit(limit)):
+                item = dict(row._mapping)
+                item["at"] = datetime.fromtimestamp(item["at"], UTC)
+                yield item
+
+    def count(self, table: Table, **where: Any) -> int:
+        query = select(func.count()).select_from(table)
+        for column, value in where.items():
+            query = query.where(table.c[column] == value)
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def prune_history(self, before: datetime) -> int:
+        with self.engine.begin() as conn:
+            result = conn.execute(history.delete().where(history.c.at < epoch(before)))
+            return int(result.rowcount or 0)
+
+    # -- cooldowns --------------------------------------------------------------------
+    def last_fired(self, workflow: str, entity: str, record_id: Any) -> datetime | None:
+        with self.engine.connect() as conn:
+            value = conn.execute(
+                select(cooldowns.c.fired_at).where(
+                    cooldowns.c.workflow == workflow,
+                    cooldowns.c.entity == entity,
+                    cooldowns.c.record_id == str(record_id),
+                )
+            ).scalar()
+        return datetime.fromtimestamp(value, UTC) if value is not None else None
+
+    def fired(self, workflow: str, entity: str, record_id: Any, at: datetime) -> None:
+        with self.engine.begin() as conn:
+            found = conn.execute(
+                update(cooldowns)
+                .where(
+                    cooldowns.c.workflow == workflow,
+                    cooldowns.c.entity == entity,
+                    cooldowns.c.record_id == str(record_id),
+                )
+                .values(fired_at=epoch(at))
+            )
+            if not found.rowcount:
+                conn.execute(
+                    insert(cooldowns).values(
+                        workflow=workflow,
+                        entity=entity,
+                        record_id=str(record_id),
+                        fired_at=epoch(at),
+                    )
+                )
+
+
+class StoredCooldowns:
+    """Cooldowns kept in the state database, so they hold across runs."""
+
+    def __init__(self, state: HistoryStore) -> None:
+        self.state = state
+
+    def last(self, rule: str, entity: str, record_id: Any) -> datetime | None:
+        return self.state.last_fired(rule, entity, record_id)
+
+    def fired(self, rule: str, entity: str, record_id: Any, at: datetime) -> None:
+        self.state.fired(rule, entity, record_id, at)
