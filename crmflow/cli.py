@@ -533,21 +533,15 @@ def schedule(
 ) -> None:
     """The next run times of timed (schedule) workflows, in the configured time zone."""
     from crmflow.config import load_config
+    from crmflow.daemon.schedules import next_runs
     from crmflow.rules.ruleset import load_ruleset
     from crmflow.timeutil import clock_from_env
 
     with _guard():
         config = load_config(config_path)
         rules = load_ruleset(config.rules, config)
-        now = clock_from_env()()
-        runs = []
-        for workflow in rules.workflows:
-            if workflow.enabled and workflow.trigger.cron is not None:
-                for i, moment in enumerate(workflow.trigger.cron.occurrences(now, config.timezone)):
-                    if i >= next_count:
-                        break
-                    runs.append((moment, workflow.id))
-        for moment, workflow_id in sorted(runs)[:next_count]:
+        runs = next_runs(rules, clock_from_env()(), config.timezone, next_count)
+        for moment, workflow_id in runs:
             local = moment.astimezone(config.timezone)
             print(f"{local:%Y-%m-%d %H:%M %Z}  {workflow_id}")
         if not runs:

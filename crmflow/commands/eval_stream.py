@@ -31,8 +31,8 @@ def run_eval(
     `services` (crmflow.engine.effects.base.Services) replaces how actions reach the world,
     e.g. a clock, a sleep or a DNS resolver of one's own.
     """
-    from crmflow.engine.evaluate import Evaluator
     from crmflow.engine.events import read_events
+    from crmflow.engine.runtime import build_runtime
     from crmflow.rules.ruleset import load_ruleset
 
     errors = stderr or sys.stderr
@@ -43,36 +43,9 @@ def run_eval(
         except ValueError as exc:
             raise ConfigError(f"--now: {exc}") from None
     rules = load_ruleset(rule_paths, config)
-    crm = state = executor = None
-    related = None
-    if config.crm is not None:
-        from crmflow.crm.database import CRM
-
-        # A dry run reads related records too, through a connection that cannot write.
-        crm = CRM(config.crm, config.model, read_only=dry_run)
-        related = crm.related
-    cooldowns = None
-    if not dry_run:
-        from crmflow.engine.effects.base import Services
-        from crmflow.engine.execute import Executor
-        from crmflow.state.store import State, StoredCooldowns
-
-        state = State(config.state_url)
-        if services is None:
-            services = Services(config, crm)
-        else:
-            services.crm = crm
-        executor = Executor(services, state)
-        cooldowns = StoredCooldowns(state)
-    evaluator = Evaluator(
-        rules,
-        config.timezone,
-        seed=seed,
-        explain=explain,
-        related=related,
-        performer=executor,
-        cooldowns=cooldowns,
-    )
+    runtime = build_runtime(config, dry_run=dry_run, services=services, seed=seed, explain=explain)
+    executor = runtime.executor
+    evaluator = runtime.evaluator(rules)
     write = _json_writer(sink, explain) if fmt == "json" else _text_writer(sink, explain)
     status = EXIT_OK
     try:
@@ -88,9 +61,7 @@ def run_eval(
             write(plan)
         sink.flush()
     finally:
-        for resource in (crm, state):
-            if resource is not None:
-                resource.dispose()
+        runtime.dispose()
     if executor is not None and executor.failed and status == EXIT_OK:
         return EXIT_ACTION_FAILED
     return status

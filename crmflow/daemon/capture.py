@@ -14,7 +14,7 @@ row created and deleted between two looks.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -111,6 +111,32 @@ class Capture:
         self.state.save_snapshots(entity, rows)
         mark = str(start_seq) if start_seq is not None else iso_utc(newest or self.clock())
         self.state.set_watermark(entity, mark, scanned_at=self.clock().timestamp())
+
+    def ensure_baselines(
+        self,
+        entities: Iterable[str] | None = None,
+        *,
+        each: Callable[[Change], object] | None = None,
+        taken: Callable[[str, int], object] | None = None,
+    ) -> dict[str, int]:
+        """Take the baseline of each entity (default: every watched one) that has none.
+
+        `each` sees every baseline change (a backfill fires for them); `taken` hears each
+        entity's count as soon as its baseline is done. Returns the counts by entity.
+        """
+        counts: dict[str, int] = {}
+        for entity in self.entities if entities is None else entities:
+            if self.ready(entity):
+                continue
+            seen = 0
+            for change in self.baseline(entity):
+                seen += 1
+                if each is not None:
+                    each(change)
+            counts[entity] = seen
+            if taken is not None:
+                taken(entity, seen)
+        return counts
 
     # -- polling ----------------------------------------------------------------------
     def poll(self, entity: str) -> list[Change]:

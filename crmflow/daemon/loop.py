@@ -28,16 +28,15 @@ from crmflow.crm.database import CRM
 from crmflow.daemon.capture import Capture, Change
 from crmflow.daemon.leadership import Leadership
 from crmflow.daemon.log import Log
-from crmflow.engine.effects.base import Services
+from crmflow.daemon.schedules import Schedules
+from crmflow.daemon.waits import Waits
 from crmflow.engine.evaluate import Evaluator, Plan
 from crmflow.engine.events import Event
-from crmflow.engine.execute import Executor
+from crmflow.engine.runtime import build_runtime
 from crmflow.errors import ConfigError, CrmflowError
-from crmflow.keys import record_version
-from crmflow.rules.conditions import Facts
 from crmflow.rules.ruleset import RuleSet, load_ruleset
 from crmflow.rules.workflow import Workflow
-from crmflow.state.store import PAUSED, PendingAction, PendingStatus, State, StoredCooldowns
+from crmflow.state.store import PAUSED, PendingAction, PendingStatus, State
 from crmflow.timeutil import Clock, format_utc, system_clock
 
 # A daemon beats (crmflow_daemons.heartbeat_at) every tick and, when a tick runs long (a
@@ -78,15 +77,21 @@ class Daemon:
             raise ConfigError("no CRM is configured (`crm` in crmflow.yaml)")
         self.rules = load_ruleset(config.rules, config)
         self._rule_stamp = self._rules_fingerprint()
-        self.crm = CRM(config.crm, config.model, clock=clock)
-        self.state = State(config.state_url, clock=clock)
-        services = Services(config, self.crm, clock=clock)
-        if sleep is not None:
-            services.sleep = sleep
-        self.services = services
-        self.executor = Executor(
-            services, self.state, inline_retries=False, paused=lambda: self.paused
+        self.runtime = build_runtime(
+            config,
+            dry_run=False,
+            clock=clock,
+            sleep=sleep,
+            inline_retries=False,
+            paused=lambda: self.paused,
+            gate=self._gate,
         )
+        assert self.runtime.crm is not None and self.runtime.state is not None
+        assert self.runtime.services is not None and self.runtime.executor is not None
+        self.crm: CRM = self.runtime.crm
+        self.state: State = self.runtime.state
+        self.services = self.runtime.services
+        self.executor = self.runtime.executor
         settings = config.daemon
         self.poll_interval = settings.poll_interval.seconds
         self.chain_depth = settings.chain_depth
@@ -101,6 +106,16 @@ class Daemon:
             mode=settings.change_capture,
         )
         self.evaluator = self._evaluator()
+        self.waits = Waits(self.state, self.log, self.tz, self.crm.related)
+        self.schedules = Schedules(
+            self.state,
+            self.executor,
+            self.log,
+            self.tz,
+            self.poll_interval,
+            self._records,
+            self._finish,
+        )
         self.lease = settings.lease.seconds
         self.host = socket.gethostname()
         self.id = f"{self.host}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -121,14 +136,7 @@ class Daemon:
 
     # -- set-up -----------------------------------------------------------------------
     def _evaluator(self) -> Evaluator:
-        return Evaluator(
-            self.rules,
-            self.tz,
-            cooldowns=StoredCooldowns(self.state),
-            related=self.crm.related,
-            performer=self.executor,
-            gate=self._gate,
-        )
+        return self.runtime.evaluator(self.rules)
 
     def watched(self) -> list[str]:
         """Entities whose changes matter: those of record, date and wait workflows."""
@@ -153,26 +161,19 @@ class Daemon:
             requeued = self.state.requeue_running()
             if requeued:
                 self.log.note(f"{requeued} action(s) cut off by a stop are due again")
-        counts: dict[str, int] = {}
         if not self.leadership.check():
             self.log.note("another daemon leads (polls and plans); this one carries out actions")
             self._heartbeat(False)
-            return counts
+            return {}
         self.log.note("leading: polling the CRM and planning schedules")
         self._heartbeat(True, took_lead=True)
-        for entity in self.capture.entities:
-            if self.capture.ready(entity):
-                continue
-            seen = 0
-            for change in self.capture.baseline(entity):
-                seen += 1
-                if backfill:
-                    self.handle(change, self.clock())
-            counts[entity] = seen
-            self.log.note(
+        counts = self.capture.ensure_baselines(
+            each=(lambda change: self.handle(change, self.clock())) if backfill else None,
+            taken=lambda entity, seen: self.log.note(
                 f"baseline of {entity}: {seen} record(s)" + ("" if backfill else ", nothing fired")
-            )
-        self.ensure_schedules(self.clock())
+            ),
+        )
+        self.schedules.ensure(self.rules, self.clock())
         return counts
 
     def backfill_preview(self) -> dict[str, int]:
@@ -305,7 +306,7 @@ class Daemon:
             version=change.version,
             chain=chain,
         )
-        self._check_waits(event, now)
+        self.waits.check(self.rules, event, now)
         plan = self.evaluator.evaluate(event, now)
         for rule in plan.rules:
             if rule.workflow is not None and rule.workflow.entity == event.entity:
@@ -339,73 +340,11 @@ class Daemon:
             )
         return None
 
-    # -- waits ------------------------------------------------------------------------
-    def _check_waits(self, event: Event, now: datetime) -> None:
-        for row in self.state.find_pending(
-            entity=event.entity,
-            record_id=event.id,
-            action_type="wait",
-            statuses=(PendingStatus.PENDING,),
-        ):
-            workflow = self.rules.by_id.get(row.workflow)
-            if workflow is None or row.action_index >= len(workflow.actions):
-                continue
-            action = workflow.actions[row.action_index]
-            if action.until is None:
-                continue
-            facts = Facts(
-                event.entity,
-                event.event,
-                event.record,
-                event.previous,
-                now,
-                self.tz,
-                event.actor,
-                self.crm.related(),
-            )
-            if action.until.check(facts):
-                self._end_wait(row, workflow, met=True, now=now)
-
-    def _end_wait(
-        self, row: PendingAction, workflow: Workflow, *, met: bool, now: datetime
-    ) -> None:
-        action = workflow.actions[row.action_index]
-        go_on = (action.on_met if met else action.on_timeout) == "continue"
-        why = "until held" if met else "timed out"
-        for follower in self.state.find_pending(
-            workflow=row.workflow,
-            entity=row.entity,
-            record_id=row.record_id,
-            statuses=(PendingStatus.WAITING,),
-        ):
-            if follower.wait_id != row.id:
-                continue
-            if go_on:
-                due = follower.due_at if not met else self._after(workflow, follower, now)
-                self.state.update_pending(follower.id, status=PendingStatus.PENDING, due_at=due)
-            else:
-                self.state.update_pending(
-                    follower.id,
-                    status=PendingStatus.CANCELLED,
-                    last_error=f"wait {why}; on_{'met' if met else 'timeout'}: stop",
-                )
-                self.state.record_pending("cancelled", follower, f"the wait {why} and says stop")
-        self.state.update_pending(row.id, status=PendingStatus.DONE, last_error=None)
-        self.state.record_pending("done", row, f"wait {why}: {'continue' if go_on else 'stop'}")
-        self.log.action(row.workflow, "wait", f"{why}: {'continue' if go_on else 'stop'}")
-
-    def _after(self, workflow: Workflow, row: PendingAction, now: datetime) -> datetime:
-        action = workflow.actions[row.action_index]
-        return action.delay.add_to(now, self.tz) if action.delay is not None else now
-
     # -- due actions ------------------------------------------------------------------
     def start_leading(self) -> None:
         """A daemon that takes over the lead: baselines it lacks, schedules it plans."""
-        for entity in self.capture.entities:
-            if not self.capture.ready(entity):
-                for _ in self.capture.baseline(entity):
-                    pass
-        self.ensure_schedules(self.clock())
+        self.capture.ensure_baselines()
+        self.schedules.ensure(self.rules, self.clock())
 
     def run_due(self, now: datetime) -> int:
         count = 0
@@ -422,7 +361,7 @@ class Daemon:
 
     def _fire(self, row: PendingAction, now: datetime) -> None:
         if row.action_type == "schedule":
-            return self._run_schedule(row, now)
+            return self.schedules.run(row, now, self.rules, self.evaluator)
         workflow = self.rules.by_id.get(row.workflow)
         if workflow is None or not workflow.enabled:
             return self._finish(
@@ -436,7 +375,7 @@ class Daemon:
                 row, PendingStatus.CANCELLED, "the workflow changed: this action is gone"
             )
         if row.action_type == "wait":
-            return self._end_wait(row, workflow, met=False, now=now)
+            return self.waits.end(row, workflow, met=False, now=now)
         note = self.executor.fire_pending(row, workflow, now)
         if note is not None:
             self.log.action(row.workflow, row.action_type, note)
@@ -448,107 +387,6 @@ class Daemon:
         note = self.executor.finish(row, status, reason, history=history)
         if note is not None:
             self.log.action(row.workflow, row.action_type, note)
-
-    # -- schedules --------------------------------------------------------------------
-    def schedule_workflows(self) -> list[Workflow]:
-        return [w for w in self.rules.workflows if w.enabled and w.trigger.kind == "schedule"]
-
-    def ensure_schedules(self, now: datetime) -> None:
-        active = {w.id for w in self.schedule_workflows()}
-        for row in self.state.find_pending(
-            action_type="schedule", statuses=(PendingStatus.PENDING,)
-        ):
-            if row.workflow not in active:
-                self._finish(
-                    row, PendingStatus.CANCELLED, f"workflow {row.workflow} was removed or disabled"
-                )
-        planned = {
-            r.workflow
-            for r in self.state.find_pending(
-                action_type="schedule", statuses=(PendingStatus.PENDING,)
-            )
-        }
-        for workflow in self.schedule_workflows():
-            if workflow.id not in planned:
-                self._plan_occurrence(workflow, now)
-
-    def _plan_occurrence(self, workflow: Workflow, after: datetime) -> None:
-        cron = workflow.trigger.cron
-        assert cron is not None
-        due = cron.next_after(after, self.tz)
-        if due is None:
-            return
-        self.state.schedule(
-            key=f"schedule:{workflow.id}:{format_utc(due)}",
-            workflow=workflow.id,
-            workflow_version=workflow.version,
-            entity=workflow.entity,
-            record_id=None,
-            action_index=-1,
-            action_type="schedule",
-            due=due,
-            context={"cron": cron.text},
-        )
-
-    def _run_schedule(self, row: PendingAction, now: datetime) -> None:
-        workflow = self.rules.by_id.get(row.workflow)
-        if workflow is None or not workflow.enabled or workflow.trigger.kind != "schedule":
-            return self._finish(
-                row, PendingStatus.CANCELLED, f"workflow {row.workflow} was removed or changed"
-            )
-        occurrence = row.due_at or now
-        late = (now - occurrence).total_seconds()
-        trigger = workflow.trigger
-        missed = late > max(2 * self.poll_interval + 5, 30)
-        skip = None
-        if trigger.grace is not None and late > trigger.grace.approx_seconds():
-            skip = f"missed {format_utc(occurrence)} by more than grace {trigger.grace}"
-        elif missed and trigger.catch_up == "skip":
-            skip = f"missed {format_utc(occurrence)} (catch_up: skip)"
-        if skip is None:
-            fired = 0
-            for record in self._records(workflow.entity):
-                event = Event(
-                    workflow.entity,
-                    "tick",
-                    record,
-                    None,
-                    None,
-                    at=occurrence,
-                    rule=workflow.id,
-                    version=record_version(record, format_utc(occurrence)),
-                )
-                plan = self.evaluator.evaluate(event, now)
-                fired += sum(1 for r in plan.rules if r.matched)
-                for rule in plan.rules:
-                    if rule.rule == workflow.id:
-                        self.executor.record_decision(rule, event)
-            detail = f"run for {format_utc(occurrence)}: fired for {fired} record(s)"
-        else:
-            detail = skip
-        self.state.update_pending(row.id, status=PendingStatus.DONE, last_error=None)
-        self.state.record(
-            "done" if skip is None else "skipped",
-            workflow=workflow.id,
-            entity=workflow.entity,
-            action_type="schedule",
-            key=row.key,
-            detail=detail,
-        )
-        self.log.action(workflow.id, "schedule", detail)
-        self._plan_occurrence(workflow, max(now, occurrence))
-        return None
-
-    def next_runs(self, count: int) -> list[tuple[str, datetime]]:
-        """The next `count` run times of timed workflows (schedules), soonest first."""
-        runs: list[tuple[str, datetime]] = []
-        now = self.clock()
-        for workflow in self.schedule_workflows():
-            cron = workflow.trigger.cron
-            assert cron is not None
-            for moment in _take(cron.occurrences(now, self.tz), count):
-                runs.append((workflow.id, moment))
-        return sorted(runs, key=lambda r: r[1])[:count]
 
     # -- reloading --------------------------------------------------------------------
     def _rules_fingerprint(self) -> tuple[tuple[str, float, int], ...]:
@@ -580,14 +418,10 @@ class Daemon:
         for workflow_id in sorted(removed):
             for row in self.state.find_pending(workflow=workflow_id):
                 self._finish(row, PendingStatus.CANCELLED, f"workflow {workflow_id} was removed")
-        entities = self.watched()
-        for entity in entities:
-            if entity not in self.capture.entities:
-                self.capture.entities.append(entity)
-                if not self.capture.ready(entity):
-                    for _ in self.capture.baseline(entity):
-                        pass
-        self.ensure_schedules(self.clock())
+        added = [e for e in self.watched() if e not in self.capture.entities]
+        self.capture.entities.extend(added)
+        self.capture.ensure_baselines(added)
+        self.schedules.ensure(self.rules, self.clock())
         self.log.note(
             f"workflows reloaded: {len(rules)} loaded"
             + (f", removed {', '.join(sorted(removed))}" if removed else "")
@@ -673,12 +507,3 @@ def _as_dict(change: Change) -> dict[str, Any]:
     data = dict(change.__dict__)
     data["at"] = format_utc(change.at) if change.at is not None else None
     return data
-
-
-def _take(iterator: Any, count: int) -> list[Any]:
-    out = []
-    for item in iterator:
-        out.append(item)
-        if len(out) >= count:
-            break
-    return out
