@@ -6,7 +6,7 @@ key that names the kind (`on`, `schedule`, `date`) must be present.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Any
 
@@ -39,7 +39,6 @@ class CompiledTrigger:
     date_field: str = ""
     offset: Duration | None = None
     time: tuple[int, int] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def reject(self, facts: Facts) -> str | None:
         """Why this trigger does not fire for the event, or None when it does."""
