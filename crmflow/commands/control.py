@@ -5,10 +5,8 @@ These work on the state database alone, so they answer while the daemon runs.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
-
-from sqlalchemy import func, select
 
 from crmflow import durations
 from crmflow.errors import ConfigError
@@ -17,25 +15,14 @@ from crmflow.state.store import (
     PendingStatus,
     State,
     daemon_rows,
-    history,
-    pending,
 )
 from crmflow.timeutil import format_utc, parse_instant, system_clock
 
 
 def status(state: State, now: datetime) -> dict[str, Any]:
     last = state.flag("last_poll")
-    with state.engine.connect() as conn:
-        counts = dict(
-            conn.execute(select(pending.c.status, func.count()).group_by(pending.c.status)).all()
-        )
-        failures = conn.execute(
-            select(func.count())
-            .select_from(history)
-            .where(
-                history.c.outcome == "failed", history.c.at >= (now - timedelta(days=1)).timestamp()
-            )
-        ).scalar_one()
+    counts = state.status_counts()
+    failures = state.failures_since(now - timedelta(days=1))
     next_due = state.next_due()
     lag = (now - parse_instant(last)).total_seconds() if last else None
     daemons = daemon_rows(state, now)
@@ -45,9 +32,9 @@ def status(state: State, now: datetime) -> dict[str, Any]:
         "last_poll": last,
         "lag_seconds": None if lag is None else round(lag, 1),
         "paused": state.flag(PAUSED) is not None,
-        "pending": {k: int(v) for k, v in sorted(counts.items())},
+        "pending": dict(sorted(counts.items())),
         "next_due": format_utc(next_due) if next_due else None,
-        "failures_24h": int(failures),
+        "failures_24h": failures,
         "schema_version": state.version,
     }
 
@@ -61,25 +48,23 @@ def history_rows(
     now: datetime | None = None,
     limit: int = 200,
 ) -> list[dict[str, Any]]:
-    query = select(history).order_by(history.c.id.desc()).limit(limit)
-    if workflow:
-        query = query.where(history.c.workflow == workflow)
+    entity = record_id = None
     if record:
         entity, _, record_id = record.partition(":")
         if not record_id:
             raise ConfigError(f"--record {record!r}: write entity:id, e.g. deal:42")
-        query = query.where(history.c.entity == entity, history.c.record_id == record_id)
+    start = None
     if since:
         try:
             span = durations.parse(since)
         except ValueError as exc:
             raise ConfigError(f"--since: {exc}") from None
         start = (now or system_clock()) - timedelta(seconds=span.approx_seconds())
-        query = query.where(history.c.at >= start.timestamp())
-    with state.engine.connect() as conn:
-        rows = [dict(r._mapping) for r in conn.execute(query)]
+    rows = list(
+        state.history(limit, workflow=workflow, entity=entity, record_id=record_id, since=start)
+    )
     for row in rows:
-        row["at"] = format_utc(datetime.fromtimestamp(row["at"], UTC))
+        row["at"] = format_utc(row["at"])
     return list(reversed(rows))
 
 

@@ -68,9 +68,25 @@ class HistoryStore(Tables):
             value = conn.execute(query).scalar()
         return datetime.fromtimestamp(value, UTC) if value is not None else None
 
-    def history(self, limit: int = 1000) -> Iterator[dict[str, Any]]:
+    def history(
+        self,
+        limit: int = 1000,
+        *,
+        workflow: str | None = None,
+        entity: str | None = None,
+        record_id: str | None = None,
+        since: datetime | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Decisions, newest first, optionally of one workflow, one record, or since a moment."""
+        query = select(history).order_by(history.c.id.desc()).limit(limit)
+        if workflow:
+            query = query.where(history.c.workflow == workflow)
+        if entity is not None:
+            query = query.where(history.c.entity == entity, history.c.record_id == record_id)
+        if since is not None:
+            query = query.where(history.c.at >= since.timestamp())
         with self.engine.connect() as conn:
-            for row in conn.execute(select(history).order_by(history.c.id.desc()).limit(limit)):
+            for row in conn.execute(query):
                 item = dict(row._mapping)
                 item["at"] = datetime.fromtimestamp(item["at"], UTC)
                 yield item
@@ -79,6 +95,16 @@ class HistoryStore(Tables):
         query = select(func.count()).select_from(table)
         for column, value in where.items():
             query = query.where(table.c[column] == value)
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def failures_since(self, moment: datetime) -> int:
+        """Decisions recorded as failed at or after `moment`."""
+        query = (
+            select(func.count())
+            .select_from(history)
+            .where(history.c.outcome == "failed", history.c.at >= moment.timestamp())
+        )
         with self.engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
 

@@ -121,6 +121,12 @@ class PendingStore(Tables):
         with self.engine.connect() as conn:
             return [_pending(row) for row in conn.execute(query)]
 
+    def status_counts(self) -> dict[str, int]:
+        """How many pending-action rows hold each status."""
+        query = select(pending.c.status, func.count()).group_by(pending.c.status)
+        with self.engine.connect() as conn:
+            return {str(status): int(count) for status, count in conn.execute(query)}
+
     def next_due(self) -> datetime | None:
         with self.engine.connect() as conn:
             value = conn.execute(
