@@ -208,9 +208,9 @@ class Daemons:
 
 
 @pytest.fixture
-def daemons() -> Iterator[Callable[[Path], Daemons]]:
-    yield Daemons
-    processes.end_all()  # also when the test failed half-way
+def daemons() -> Callable[[Path], Daemons]:
+    # Every process they start ends with its test (conftest's autouse fixture).
+    return Daemons
 
 
 def wait_for(
