@@ -109,6 +109,15 @@ def _guard() -> Iterator[None]:
         ) from None
 
 
+def _load_config(path: Path | None, *, required: bool = False) -> Any:
+    """crmflow.yaml, with a `crm` that names a SQLite file refused when the file is missing."""
+    from crmflow.config import load_config
+
+    config = load_config(path, required=required)
+    config.check_crm_file()
+    return config
+
+
 def _rule_paths(paths: list[Path] | None, config_rules: list[Path]) -> list[Path]:
     return list(paths) if paths else config_rules
 
@@ -136,10 +145,9 @@ def lint(
     warnings, 1 when there are errors (--strict: warnings too), 2 on usage errors.
     """
     from crmflow.commands.lint import lint_paths, render
-    from crmflow.config import load_config
 
     with _guard():
-        config = load_config(config_path)
+        config = _load_config(config_path)
         report = lint_paths(_rule_paths(paths, config.rules), config)
         output = render(report, fmt.value)
         if output:
@@ -203,11 +211,10 @@ def eval_(
     action failed.
     """
     from crmflow.commands.eval_stream import run_eval
-    from crmflow.config import load_config
     from crmflow.errors import ConfigError
 
     with _guard():
-        config = load_config(config_path)
+        config = _load_config(config_path)
         if not dry_run and config.crm is None:
             raise ConfigError(
                 "no CRM is configured (no `crm` in crmflow.yaml), so only "
@@ -259,10 +266,9 @@ def test_(
     `N passed, M failed`. Exit 0 when all pass, 1 otherwise.
     """
     from crmflow.commands.testing import run_tests
-    from crmflow.config import load_config
 
     with _guard():
-        config = load_config(config_path)
+        config = _load_config(config_path)
         code = run_tests(config, _rule_paths(paths, config.rules), sys.stdout, junit_xml)
         raise typer.Exit(code)
 
@@ -313,12 +319,11 @@ class LogFormat(StrEnum):
 
 
 def _daemon(config_path: Path | None, log_format: str = "plain", now: str | None = None) -> Any:
-    from crmflow.config import load_config
     from crmflow.daemon.log import Log
     from crmflow.daemon.loop import Daemon
     from crmflow.timeutil import clock_from_env, frozen_clock, parse_instant
 
-    config = load_config(config_path, required=True)
+    config = _load_config(config_path, required=True)
     if log_format == "auto":
         log_format = "rich" if sys.stdout.isatty() else "plain"
     clock = frozen_clock(parse_instant(now)) if now else clock_from_env()
@@ -397,10 +402,9 @@ def tick(
 
 
 def _state(config_path: Path | None) -> Any:
-    from crmflow.config import load_config
     from crmflow.state.store import State
 
-    config = load_config(config_path, required=True)
+    config = _load_config(config_path, required=True)
     return State(config.state_url)
 
 
@@ -532,13 +536,12 @@ def schedule(
     config_path: ConfigOption = None,
 ) -> None:
     """The next run times of timed (schedule) workflows, in the configured time zone."""
-    from crmflow.config import load_config
     from crmflow.daemon.schedules import next_runs
     from crmflow.rules.ruleset import load_ruleset
     from crmflow.timeutil import clock_from_env
 
     with _guard():
-        config = load_config(config_path)
+        config = _load_config(config_path)
         rules = load_ruleset(config.rules, config)
         runs = next_runs(rules, clock_from_env()(), config.timezone, next_count)
         for moment, workflow_id in runs:

@@ -165,6 +165,24 @@ class WebhookSettings:
         )
 
 
+# SQLite creates a database file on first connect: a misspelt path would become an empty
+# CRM in which nothing ever changes, so every command refuses a CRM file that is not there.
+MISSING_CRM_FILE = (
+    "the file does not exist (a path in crm: is relative to crmflow.yaml; "
+    "`crmflow init` makes a demo CRM)"
+)
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file a `sqlite:///PATH` URL names; None for other databases and in-memory ones."""
+    if not url.startswith("sqlite:///"):
+        return None
+    path = url[len("sqlite:///") :].split("?", 1)[0]
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return None
+    return Path(path)
+
+
 @dataclass
 class Config:
     path: Path | None = None
@@ -192,6 +210,12 @@ class Config:
             except (ValueError, KeyError) as exc:
                 raise ConfigError(str(exc), Location(str(self.path or CONFIG_NAME))) from None
         return self._model
+
+    def check_crm_file(self) -> None:
+        """ConfigError when `crm` names a SQLite file that does not exist."""
+        path = sqlite_file(self.crm) if self.crm else None
+        if path is not None and not path.is_file():
+            raise ConfigError(f"crm: cannot open {self.crm}: {MISSING_CRM_FILE}")
 
     @property
     def state_url(self) -> str:

@@ -120,7 +120,22 @@ def test_eval_without_dry_run_needs_a_crm(cli: Cli, rules_dir: Rules) -> None:
 
 
 @pytest.mark.parametrize(
-    "args", [("eval",), ("eval", "--dry-run"), ("tick",), ("run",)], ids=" ".join
+    "args",
+    [
+        ("eval",),
+        ("eval", "--dry-run"),
+        ("tick",),
+        ("run",),
+        ("lint",),
+        ("test",),
+        ("status",),
+        ("pending",),
+        ("history",),
+        ("schedule",),
+        ("pause",),
+        ("resume",),
+    ],
+    ids=" ".join,
 )
 def test_a_misspelt_sqlite_crm_is_a_configuration_error(
     cli: Cli, rules_dir: Rules, tmp_path: Path, args: tuple[str, ...]

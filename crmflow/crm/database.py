@@ -12,7 +12,6 @@ import json
 from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -33,6 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, NoSuchTableError, SQLAlchemyError
 
+from crmflow.config import MISSING_CRM_FILE, sqlite_file
 from crmflow.errors import ActionError, ConfigError
 from crmflow.rules.entities import Entity, EntityModel, Relation
 from crmflow.timeutil import Clock, system_clock
@@ -406,26 +406,13 @@ def _engine(url: str, read_only: bool) -> Engine:
     """
     path = sqlite_file(url)
     if path is not None and not path.is_file():
-        raise ValueError(
-            "the file does not exist (a path in crm: is relative to crmflow.yaml; "
-            "`crmflow init` makes a demo CRM)"
-        )
+        raise ValueError(MISSING_CRM_FILE)
     if read_only and path is not None:
         import sqlite3
 
         uri = f"file:{path.resolve().as_posix()}?mode=ro"
         return create_engine("sqlite://", creator=lambda: sqlite3.connect(uri, uri=True))
     return create_engine(url)
-
-
-def sqlite_file(url: str) -> Path | None:
-    """The file a `sqlite:///PATH` URL names; None for other databases and in-memory ones."""
-    if not url.startswith("sqlite:///"):
-        return None
-    path = url[len("sqlite:///") :].split("?", 1)[0]
-    if not path or path == ":memory:" or path.startswith("file:"):
-        return None
-    return Path(path)
 
 
 def _id(table: Table, value: Any) -> Any:
