@@ -113,3 +113,21 @@ def test_no_import_cycle_not_even_through_a_local_import() -> None:
         if name not in order:
             visit(name)
     assert cycles == []
+
+
+def test_the_executor_loads_mail_and_web_effects_only_when_an_action_runs() -> None:
+    probe = (
+        "import json, sys; import crmflow.engine.execute, crmflow.commands.eval_stream; "
+        "print(json.dumps(sorted(sys.modules)))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    loaded = set(json.loads(result.stdout))
+    assert "crmflow.engine.effects.base" in loaded
+    assert not loaded & {
+        "crmflow.engine.effects.by_type",
+        "crmflow.engine.effects.mail",
+        "crmflow.engine.effects.webhooks",
+        "smtplib",
+    }

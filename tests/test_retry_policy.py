@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 
 from crmflow.engine.effects.base import Outcome
-from crmflow.engine.execute import GiveUp, Retry, RetryPolicy
+from crmflow.engine.retry import GiveUp, Retry, RetryPolicy
 
 
 class FixedRandom:

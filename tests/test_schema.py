@@ -121,3 +121,9 @@ def test_example_rules_each_have_a_test_file() -> None:
     rules = ROOT / "rules"
     for file in iter_yaml_files([rules]):
         assert Path(str(file).replace(".yaml", ".test.yaml")).exists(), file
+
+
+def test_every_action_but_wait_has_an_effect() -> None:
+    from crmflow.engine.effects.by_type import EFFECTS
+
+    assert set(EFFECTS) == set(ACTIONS.names()) - {"wait"}

@@ -34,9 +34,10 @@ from sqlalchemy import (
 from sqlalchemy.types import DateTime
 
 from crmflow.crm.database import CRM, iso_utc
+from crmflow.engine.events import Event
 from crmflow.keys import record_version
 from crmflow.state.store import State
-from crmflow.timeutil import Clock, parse_temporal, to_instant
+from crmflow.timeutil import Clock, format_utc, parse_temporal, to_instant
 
 CHANGELOG = "crmflow_changelog"
 
@@ -53,13 +54,34 @@ class Change:
     chain: list[Any] | None = None  # set when crmflow's own write caused it
     baseline: bool = False
 
-    def __post_init__(self) -> None:
-        if isinstance(self.at, str):  # read back from the state database
-            self.at = _instant(self.at)
-
     @property
     def record_id(self) -> Any:
         return self.record.get("id")
+
+    def to_stored(self) -> dict[str, Any]:
+        """This change as JSON, kept while it is handled so that a restart can finish it."""
+        data = dict(self.__dict__)
+        data["at"] = format_utc(self.at) if self.at is not None else None
+        return data
+
+    @classmethod
+    def from_stored(cls, data: dict[str, Any]) -> Change:
+        at = data.get("at")
+        return cls(**{**data, "at": _instant(at) if isinstance(at, str) else at})
+
+    def to_event(self, now: datetime) -> Event:
+        """The event to evaluate; a change stamped later than `now` counts as now."""
+        at = self.at if self.at is not None and self.at <= now else now
+        return Event(
+            self.entity,
+            self.kind,
+            self.record,
+            self.previous,
+            self.actor,
+            at=at,
+            version=self.version,
+            chain=self.chain,
+        )
 
 
 @dataclass

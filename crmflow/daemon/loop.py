@@ -26,6 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from crmflow.config import Config
 from crmflow.crm.database import CRM
 from crmflow.daemon.capture import Capture, Change
+from crmflow.daemon.chains import ChainGuard
 from crmflow.daemon.leadership import Leadership
 from crmflow.daemon.log import Log
 from crmflow.daemon.schedules import Schedules
@@ -35,7 +36,6 @@ from crmflow.engine.events import Event
 from crmflow.engine.runtime import build_runtime
 from crmflow.errors import ConfigError, CrmflowError
 from crmflow.rules.ruleset import RuleSet, load_ruleset
-from crmflow.rules.workflow import Workflow
 from crmflow.state.store import PAUSED, PendingAction, PendingStatus, State
 from crmflow.timeutil import Clock, format_utc, system_clock
 
@@ -84,7 +84,7 @@ class Daemon:
             sleep=sleep,
             inline_retries=False,
             paused=lambda: self.paused,
-            gate=self._gate,
+            gate=ChainGuard(config.daemon.chain_depth),
         )
         assert self.runtime.crm is not None and self.runtime.state is not None
         assert self.runtime.services is not None and self.runtime.executor is not None
@@ -94,7 +94,6 @@ class Daemon:
         self.executor = self.runtime.executor
         settings = config.daemon
         self.poll_interval = settings.poll_interval.seconds
-        self.chain_depth = settings.chain_depth
         self.retention = settings.history_retention
         self.capture = Capture(
             self.crm,
@@ -264,10 +263,10 @@ class Daemon:
                     # A daemon died while handling this change; the row has moved on since
                     # (perhaps by that daemon's own writes). Finish the change as it was,
                     # with its own version and keys; the rest shows up in the next poll.
-                    self._finish_begun(Change(**begun), now)
+                    self._finish_begun(Change.from_stored(begun), now)
                     recovered = True
                     continue
-                self.state.begin_change(change.entity, change.record_id, _as_dict(change))
+                self.state.begin_change(change.entity, change.record_id, change.to_stored())
                 self.handle(change, now, take_chain=begun is None)
                 self.capture.commit(change)
                 self.state.end_change(change.entity, change.record_id)
@@ -291,27 +290,15 @@ class Daemon:
         self.state.end_change(change.entity, change.record_id)
 
     def handle(self, change: Change, now: datetime, *, take_chain: bool = True) -> Plan:
-        chain = change.chain
         if take_chain:
-            chain = self.state.take_write(change.entity, change.record_id)
-            change.chain = chain
-        at = change.at if change.at is not None and change.at <= now else now
-        event = Event(
-            change.entity,
-            change.kind,
-            change.record,
-            change.previous,
-            change.actor,
-            at=at,
-            version=change.version,
-            chain=chain,
-        )
+            change.chain = self.state.take_write(change.entity, change.record_id)
+        event = change.to_event(now)
         self.waits.check(self.rules, event, now)
         plan = self.evaluator.evaluate(event, now)
         for rule in plan.rules:
             if rule.workflow is not None and rule.workflow.entity == event.entity:
                 self.executor.record_decision(rule, event)
-                if rule.reason and rule.reason.startswith("loop stopped"):
+                if rule.gated:
                     self.state.record(
                         "loop_stopped",
                         workflow=rule.rule,
@@ -322,23 +309,6 @@ class Daemon:
                     self.log.warn(f"{rule.rule}: {rule.reason}")
         self.log.plan(plan)
         return plan
-
-    def _gate(self, workflow: Workflow, event: Event) -> str | None:
-        chain = event.chain or []
-        if not chain:
-            return None
-        if len(chain) >= self.chain_depth:
-            return (
-                f"loop stopped: chain depth {self.chain_depth} reached "
-                f"({' -> '.join(str(c[0]) for c in chain)})"
-            )
-        step = [workflow.id, event.entity, str(event.id)]
-        if any([str(c[0]), str(c[1]), str(c[2])] == step for c in chain):
-            return (
-                f"loop stopped: {workflow.id} already fired for {event.entity} {event.id} "
-                f"in this chain ({' -> '.join(str(c[0]) for c in chain)})"
-            )
-        return None
 
     # -- due actions ------------------------------------------------------------------
     def start_leading(self) -> None:
@@ -501,9 +471,3 @@ class Daemon:
             self.state.forget_daemon(self.id)
         self.crm.dispose()
         self.state.dispose()
-
-
-def _as_dict(change: Change) -> dict[str, Any]:
-    data = dict(change.__dict__)
-    data["at"] = format_utc(change.at) if change.at is not None else None
-    return data

@@ -14,7 +14,6 @@ from typing import Any
 
 from crmflow.daemon.log import Log
 from crmflow.engine.events import Event
-from crmflow.rules.conditions import Facts
 from crmflow.rules.ruleset import RuleSet
 from crmflow.rules.workflow import Workflow
 from crmflow.state.store import PendingAction, PendingStatus, State
@@ -43,16 +42,7 @@ class Waits:
             action = workflow.actions[row.action_index]
             if action.until is None:
                 continue
-            facts = Facts(
-                event.entity,
-                event.event,
-                event.record,
-                event.previous,
-                now,
-                self.tz,
-                event.actor,
-                self.related(),
-            )
+            facts = event.facts(now, self.tz, self.related())
             if action.until.check(facts):
                 self.end(row, workflow, met=True, now=now)
 

@@ -67,6 +67,8 @@ class RulePlan:
     kept: dict[int, bool] | None = None
     # When the actions count from: the event's time, or a date trigger's fire time.
     start: datetime | None = None
+    # The gate (the daemon's loop guard) stopped it; `reason` says why.
+    gated: bool = False
     # What carrying the plan out has learnt so far (the executor's bookkeeping). It lives
     # and dies with the plan, so no later plan can inherit it.
     failed: bool = False  # an action failed: the workflow's later actions are skipped
@@ -225,17 +227,7 @@ class Evaluator:
 
     def _facts(self, event: Event, at: datetime) -> Facts:
         related = None if self.related is None else self.related()
-        return Facts(
-            event.entity,
-            event.event,
-            event.record,
-            event.previous,
-            at,
-            self.tz,
-            event.actor,
-            related,
-            chain=event.chain,
-        )
+        return event.facts(at, self.tz, related)
 
     def evaluate(self, event: Event, now: datetime) -> Plan:
         at = event.at or now
@@ -334,7 +326,7 @@ class Evaluator:
             trace = None
         kept = {c.uid: c.check(facts) for c in condition.change_clauses()} or None
         if self.gate is not None and (stopped := self.gate(workflow, event)) is not None:
-            return RulePlan(workflow.id, False, stopped, workflow=workflow)
+            return RulePlan(workflow.id, False, stopped, workflow=workflow, gated=True)
         if workflow.cooldown is not None:
             self.cooldowns.fired(workflow.id, event.entity, event.id, at)
         return RulePlan(workflow.id, True, trace=trace, workflow=workflow, kept=kept, start=start)

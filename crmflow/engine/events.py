@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import IO, Any
 
 from crmflow.errors import EventError, type_name
+from crmflow.rules.conditions import Facts, Related
 from crmflow.rules.entities import EntityModel, suggest
 from crmflow.rules.triggers import EVENT_KINDS
-from crmflow.timeutil import parse_temporal, to_instant
+from crmflow.timeutil import format_utc, parse_instant, parse_temporal, to_instant
 
 _KNOWN_KEYS = ("entity", "event", "record", "previous", "actor", "at", "rule", "chain")
 
@@ -35,6 +36,54 @@ class Event:
     @property
     def id(self) -> Any:
         return self.record.get("id")
+
+    def facts(
+        self,
+        now: datetime,
+        tz: tzinfo,
+        related: Related | None = None,
+        kept: dict[int, bool] | None = None,
+    ) -> Facts:
+        """What conditions see of this event at `now`."""
+        return Facts(
+            self.entity,
+            self.event,
+            self.record,
+            self.previous,
+            now,
+            tz,
+            self.actor,
+            related,
+            kept=kept,
+            chain=self.chain,
+        )
+
+    def to_stored(self, at: datetime) -> dict[str, Any]:
+        """This event as kept with a pending action (JSON), to rebuild it at fire time."""
+        return {
+            "entity": self.entity,
+            "event": self.event,
+            "record": self.record,
+            "previous": self.previous,
+            "actor": self.actor,
+            "at": format_utc(at),
+            "version": self.version,
+            "chain": self.chain,
+        }
+
+    @classmethod
+    def from_stored(cls, entity: str, stored: dict[str, Any], record: dict[str, Any]) -> Event:
+        """The event kept by `to_stored`, with the record as it is now."""
+        return cls(
+            entity,
+            stored["event"],
+            record,
+            stored.get("previous"),
+            stored.get("actor"),
+            at=parse_instant(stored["at"]),
+            version=stored.get("version"),
+            chain=stored.get("chain"),
+        )
 
 
 def parse_event(data: Any, model: EntityModel | None = None) -> Event:

@@ -12,108 +12,22 @@ noted so the changes they cause are known as crmflow's own (chains).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from crmflow.config import RetrySettings
 from crmflow.engine.effects.base import Job, Outcome, Services, Transient
 from crmflow.engine.evaluate import ActionRun, RulePlan, template_context
 from crmflow.engine.events import Event
 from crmflow.engine.limits import RateLimits
+from crmflow.engine.retry import GiveUp, RetryPolicy
 from crmflow.errors import ActionError, CrmflowError
 from crmflow.keys import action_key, record_version
 from crmflow.rules.conditions import Facts
 from crmflow.rules.templates import TemplateFailure, render_tree
 from crmflow.rules.workflow import Action, Workflow
 from crmflow.state.store import PendingAction, PendingStatus, State
-from crmflow.timeutil import format_utc, parse_instant
-
-
-@dataclass(frozen=True, slots=True)
-class Retry:
-    """Try again after `pause` seconds."""
-
-    pause: float
-
-
-@dataclass(frozen=True, slots=True)
-class GiveUp:
-    """Stop trying: `detail` is the failure and why it is final."""
-
-    detail: str
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How transient failures are retried (`retry` in crmflow.yaml)."""
-
-    max_attempts: int = 5
-    base_delay: float = 1.0
-    max_delay: float = 300.0
-    max_age: float = 3600.0
-    # An inline retry (eval) blocks its caller, so the wait itself must fit in max_age;
-    # a stored retry (the daemon) gives up once the action is older than max_age.
-    blocking: bool = False
-
-    @classmethod
-    def from_settings(cls, settings: RetrySettings) -> RetryPolicy:
-        return cls(
-            max_attempts=settings.max_attempts,
-            base_delay=settings.base_delay.seconds,
-            max_delay=settings.max_delay.seconds,
-            max_age=settings.max_age.approx_seconds(),
-        )
-
-    def delay(self, attempt: int, rng: Any, retry_after: float | None = None) -> float:
-        """Seconds before attempt `attempt + 1`: exponential, with jitter, or as asked."""
-        if retry_after is not None:
-            return min(retry_after, self.max_delay)
-        exponential = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
-        return exponential * (0.5 + rng.random() * 0.5)
-
-    def decide(self, attempts: int, age: float, outcome: Outcome, rng: Any) -> Retry | GiveUp:
-        """After a transient failure: retry (after how long) or give up (and why).
-
-        `attempts` counts the tries made, the failed one included; `age` is the seconds
-        since the first (blocking: the seconds already waited between tries).
-        """
-        gave_up = f"{outcome.detail} (gave up after {attempts} attempts)"
-        if attempts >= self.max_attempts or (not self.blocking and age > self.max_age):
-            return GiveUp(gave_up)
-        # Drawn only when a retry is still possible: the jitter consumes the generator.
-        pause = self.delay(attempts, rng, outcome.retry_after)
-        if self.blocking and age + pause > self.max_age:
-            return GiveUp(f"{outcome.detail} (retrying would pass retry.max_age)")
-        return Retry(pause)
-
-
-def event_context(event: Event, at: datetime) -> dict[str, Any]:
-    """An event as stored with a pending action, to rebuild it at fire time."""
-    return {
-        "entity": event.entity,
-        "event": event.event,
-        "record": event.record,
-        "previous": event.previous,
-        "actor": event.actor,
-        "at": format_utc(at),
-        "version": event.version,
-        "chain": event.chain,
-    }
-
-
-def stored_event(entity: str, stored: dict[str, Any], record: dict[str, Any]) -> Event:
-    """The event kept by `event_context`, with the record as it is now."""
-    return Event(
-        entity,
-        stored["event"],
-        record,
-        stored.get("previous"),
-        stored.get("actor"),
-        at=parse_instant(stored["at"]),
-        version=stored.get("version"),
-        chain=stored.get("chain"),
-    )
+from crmflow.timeutil import format_utc
 
 
 def _failed_for_now(outcome: Outcome) -> bool:
@@ -210,11 +124,12 @@ class Executor:
             outcome = Outcome("skipped", f"already done at {format_utc(done)}")
             self._history("skipped", workflow.id, event, action, key, outcome.detail)
             return outcome
-        from crmflow.engine.effects import effect_for
+        # Loaded with the first real action: dry runs never import mail and web modules.
+        from crmflow.engine.effects.by_type import EFFECTS
 
         job = Job(self.services, workflow, action, event, params, key, now)
         try:
-            outcome = effect_for(action.type)(job)
+            outcome = EFFECTS[action.type](job)
         except Transient as exc:
             return Outcome("failed", str(exc), transient=True, retry_after=exc.retry_after)
         except (ActionError, TemplateFailure, CrmflowError) as exc:
@@ -294,7 +209,7 @@ class Executor:
         if current is None:
             gone = f"{row.entity} {row.record_id} is gone"
             return self.finish(row, PendingStatus.CANCELLED, gone)
-        event = stored_event(row.entity, row.context["event"], current)
+        event = Event.from_stored(row.entity, row.context["event"], current)
         facts = self._facts_at_fire_time(row, workflow, event, now)
         if (reason := _no_longer_holds(workflow, action, facts)) is not None:
             return self.finish(row, PendingStatus.CANCELLED, reason)
@@ -338,17 +253,11 @@ class Executor:
         same_version = row.workflow_version == workflow.version
         kept = row.context.get("kept", {}) if same_version else {}
         crm = self.services.require_crm()
-        return Facts(
-            event.entity,
-            event.event,
-            event.record,
-            event.previous,
+        return event.facts(
             now,
             self.services.config.timezone,
-            event.actor,
             crm.related(),
             kept={int(k): v for k, v in kept.items()},
-            chain=event.chain,
         )
 
     def _retry_pending(self, row: PendingAction, outcome: Outcome, now: datetime) -> str | None:
@@ -453,7 +362,7 @@ class Executor:
         state = self._require_state()
         event = run.event
         context = {
-            "event": event_context(event, event.at or run.now),
+            "event": event.to_stored(event.at or run.now),
             "kept": {str(k): v for k, v in (run.rule.kept or {}).items()},
             "steps": run.steps,
             "params": run.params,

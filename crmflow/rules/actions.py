@@ -44,25 +44,7 @@ def _code_output(params: dict[str, Any], rng: random.Random) -> dict[str, Any]:
     return {"code": generate_code(length, alphabet, rng)}
 
 
-_EFFECTS = {
-    "notify": "messages:notify",
-    "email": "messages:email",
-    "create": "records:create",
-    "update": "records:update",
-    "set_stage": "records:set_stage",
-    "webhook": "webhooks:webhook",
-    "delete": "records:delete",
-    "generate_code": "records:generate_code",
-    "warn": "messages:warn",
-}
-
-
 def _register(definition: ActionDef) -> None:
-    effect = _EFFECTS.get(definition.name)
-    if effect and not definition.effect:
-        from dataclasses import replace
-
-        definition = replace(definition, effect=f"crmflow.engine.effects.{effect}")
     ACTIONS.add(definition.name, definition)
 
 

@@ -101,8 +101,6 @@ class ActionDef:
         default=lambda params, rng: {}
     )
     changes_records: bool = False
-    # The effect that carries the action out (module:function), imported on first use.
-    effect: str = ""
     # Keys holding HTML: their templates escape what they insert.
     html_keys: frozenset[str] = frozenset()
 

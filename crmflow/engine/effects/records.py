@@ -6,10 +6,23 @@ same action out twice changes the CRM once.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from crmflow.engine.effects.base import Job, Outcome
 from crmflow.errors import ActionError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
+
+def _once(
+    job: Job, entity: str, record_id: Any, write: Callable[[Connection], Any]
+) -> tuple[bool, Any]:
+    """Run `write` unless this action's key was applied before: (ran, its result)."""
+    return job.crm.once(
+        job.key, write, workflow=job.workflow.id, entity=entity, record_id=record_id
+    )
 
 
 def _values(job: Job, entity: str, values: Any) -> dict[str, Any]:
@@ -28,11 +41,8 @@ def create(job: Job) -> Outcome:
     entity = job.params["entity"]
     values = _values(job, entity, job.params.get("values") or {})
     crm = job.crm
-    ran, new_id = crm.once(
-        job.key,
-        lambda conn: crm.insert(conn, entity, values, job.writer),
-        workflow=job.workflow.id,
-        entity=entity,
+    ran, new_id = _once(
+        job, entity, None, lambda conn: crm.insert(conn, entity, values, job.writer)
     )
     if not ran:
         return Outcome("skipped", f"already applied: {entity} {new_id}", {"id": new_id})
@@ -66,12 +76,8 @@ def update(job: Job) -> Outcome:
         return Outcome("skipped", "no record to update")
     values = _values(job, entity, job.params.get("values") or {})
     crm = job.crm
-    ran, count = crm.once(
-        job.key,
-        lambda conn: crm.update(conn, entity, ids, values, job.writer),
-        workflow=job.workflow.id,
-        entity=entity,
-        record_id=ids[0],
+    ran, count = _once(
+        job, entity, ids[0], lambda conn: crm.update(conn, entity, ids, values, job.writer)
     )
     if not ran:
         return Outcome("skipped", f"already applied to {entity} {_ids(ids)}")
@@ -89,12 +95,8 @@ def delete(job: Job) -> Outcome:
     if record_id is None:
         return Outcome("skipped", "the record has no id")
     crm = job.crm
-    ran, count = crm.once(
-        job.key,
-        lambda conn: crm.delete(conn, entity, record_id, job.writer),
-        workflow=job.workflow.id,
-        entity=entity,
-        record_id=record_id,
+    ran, count = _once(
+        job, entity, record_id, lambda conn: crm.delete(conn, entity, record_id, job.writer)
     )
     if not ran:
         return Outcome("skipped", f"already applied: {entity} {record_id} deleted")
@@ -125,12 +127,11 @@ def set_stage(job: Job) -> Outcome:
             f"to {stage} (allow_backward is false)",
         )
     values = {pipeline.field: stage}
-    ran, _ = crm.once(
-        job.key,
+    ran, _ = _once(
+        job,
+        entity,
+        record_id,
         lambda conn: crm.update(conn, entity, [record_id], values, job.writer),
-        workflow=job.workflow.id,
-        entity=entity,
-        record_id=record_id,
     )
     if not ran:
         return Outcome("skipped", f"already applied: {entity} {record_id} to {stage}")
