@@ -56,8 +56,7 @@ def run_eval(
                 continue
             plan = evaluator.evaluate(item, fixed_now or system_clock())
             if executor is not None:
-                for rule in plan.rules:
-                    executor.record_decision(rule, item)
+                executor.record_plan(plan)
             write(plan)
         sink.flush()
     finally:

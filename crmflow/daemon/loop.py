@@ -295,18 +295,17 @@ class Daemon:
         event = change.to_event(now)
         self.waits.check(self.rules, event, now)
         plan = self.evaluator.evaluate(event, now)
+        self.executor.record_plan(plan)
         for rule in plan.rules:
-            if rule.workflow is not None and rule.workflow.entity == event.entity:
-                self.executor.record_decision(rule, event)
-                if rule.gated:
-                    self.state.record(
-                        "loop_stopped",
-                        workflow=rule.rule,
-                        entity=event.entity,
-                        record_id=event.id,
-                        detail=rule.reason,
-                    )
-                    self.log.warn(f"{rule.rule}: {rule.reason}")
+            if rule.gated:
+                self.state.record(
+                    "loop_stopped",
+                    workflow=rule.rule,
+                    entity=event.entity,
+                    record_id=event.id,
+                    detail=rule.reason,
+                )
+                self.log.warn(f"{rule.rule}: {rule.reason}")
         self.log.plan(plan)
         return plan
 

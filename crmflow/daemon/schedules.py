@@ -124,9 +124,7 @@ class Schedules:
                 )
                 plan = evaluator.evaluate(event, now)
                 fired += sum(1 for r in plan.rules if r.matched)
-                for rule in plan.rules:
-                    if rule.rule == workflow.id:
-                        self.executor.record_decision(rule, event)
+                self.executor.record_plan(plan)
             detail = f"run for {format_utc(occurrence)}: fired for {fired} record(s)"
         else:
             detail = skip

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from crmflow.engine.effects.base import Job, Outcome, Services, Transient
-from crmflow.engine.evaluate import ActionRun, RulePlan, template_context
+from crmflow.engine.evaluate import ActionRun, Plan, RulePlan, template_context
 from crmflow.engine.events import Event
 from crmflow.engine.limits import RateLimits
 from crmflow.engine.retry import GiveUp, RetryPolicy
@@ -406,6 +406,17 @@ class Executor:
             key=key,
             detail=detail,
         )
+
+    def record_plan(self, plan: Plan) -> None:
+        """Each workflow's decision on the plan's event (fired or not, and why) into the
+        history; a tick meant for one schedule workflow is recorded for that one only."""
+        event = plan.event
+        for rule in plan.rules:
+            if rule.workflow is None or rule.workflow.entity != event.entity:
+                continue
+            if event.rule is not None and rule.rule != event.rule:
+                continue
+            self.record_decision(rule, event)
 
     def record_decision(self, rule: RulePlan, event: Event) -> None:
         """The workflow-level decision (fired or not, and why) into the history."""
