@@ -369,17 +369,11 @@ def run(
                     print(f"{workflow}: would act on {count} existing record(s)")
                 if not yes and not typer.confirm("Fire these workflows now?", default=False):
                     raise typer.Exit(1)
-            daemon.start(backfill=backfill)
             stop, reload = threading.Event(), threading.Event()
             signal.signal(signal.SIGTERM, lambda *_: daemon.request_stop(stop))
             signal.signal(signal.SIGINT, lambda *_: daemon.request_stop(stop))
             signal.signal(signal.SIGHUP, lambda *_: daemon.request_reload(reload))
-            daemon.log.note(
-                f"running: {len(daemon.rules)} workflows, watching "
-                f"{', '.join(daemon.capture.entities) or 'nothing'}, every "
-                f"{daemon.poll_interval:g}s"
-            )
-            daemon.run(stop, reload)
+            daemon.run(stop, reload, backfill=backfill)
 
 
 @app.command()

@@ -68,6 +68,7 @@ class DaemonSettings:
     poll_interval: Duration
     overlap: Duration
     delete_scan_interval: Duration
+    reconcile_interval: Duration
     change_capture: str
     history_retention: Duration
     chain_depth: int
@@ -77,8 +78,11 @@ class DaemonSettings:
     def read(cls, top: _Section) -> DaemonSettings:
         return cls(
             poll_interval=top.duration("poll_interval", "2s"),
-            overlap=top.duration("overlap", "10s"),
+            # Wide enough for application servers whose clocks run minutes behind: re-read
+            # rows are recognised by their version, so width costs reads, not repeats.
+            overlap=top.duration("overlap", "5m"),
             delete_scan_interval=top.duration("delete_scan_interval", "60s"),
+            reconcile_interval=top.duration("reconcile_interval", "1h"),
             change_capture=top.get("change_capture", "polling"),
             history_retention=top.duration("history_retention", "90d"),
             chain_depth=int(top.get("chain_depth", 5)),

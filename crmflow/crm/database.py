@@ -186,6 +186,24 @@ class CRM:
                 row = c.execute(query).first()
         return self._record(entity, row) if row is not None else None
 
+    def page(
+        self, entity: str, after: Any, limit: int, *, include_deleted: bool = False
+    ) -> list[dict[str, Any]]:
+        """Up to `limit` records with ids after `after` (None: from the start), by id.
+
+        Each page is read whole and its connection closed, so whoever walks a large
+        table page by page (baselines, the sweep) never holds a read open while acting.
+        """
+        table = self.table(entity)
+        query = select(table).order_by(table.c.id).limit(limit)
+        if after is not None:
+            query = query.where(table.c.id > _id(table, after))
+        live = None if include_deleted else self._live(entity)
+        if live is not None:
+            query = query.where(live)
+        with self.engine.connect() as conn:
+            return [self._record(entity, row) for row in conn.execute(query)]
+
     def find(
         self, entity: str, where: dict[str, Any], *, limit: int | None = None
     ) -> list[dict[str, Any]]:
@@ -339,6 +357,41 @@ class CRM:
     def dispose(self) -> None:
         self.engine.dispose()
 
+    # -- the database itself ----------------------------------------------------------
+    def now(self) -> datetime:
+        """The CRM database's own clock, in UTC: what its rows are stamped against."""
+        dialect = self.engine.dialect.name
+        if dialect == "sqlite":
+            query = text("SELECT strftime('%Y-%m-%dT%H:%M:%fZ', 'now')")
+        elif dialect == "postgresql":
+            query = text("SELECT clock_timestamp()")
+        elif dialect in ("mysql", "mariadb"):
+            query = text("SELECT UTC_TIMESTAMP(6)")
+        else:
+            query = select(func.current_timestamp())
+        with self.engine.connect() as conn:
+            value = conn.execute(query).scalar_one()
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value.replace("Z", "+00:00").replace(" ", "T"))
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+    def file_identity(self) -> tuple[int, int] | None:
+        """Which file an SQLite CRM is (device, inode): a restored backup is a new file.
+
+        None for a database server. FileNotFoundError while the file is gone.
+        """
+        path = sqlite_file(self.url)
+        if path is None:
+            return None
+        info = path.stat()
+        return info.st_dev, info.st_ino
+
+    def reconnect(self) -> None:
+        """Drop pooled connections: the next statement opens the database afresh."""
+        self.engine.dispose()
+
 
 class RelatedRecords:
     """Related records for one event: conditions' dotted paths and templates' relations."""
@@ -402,17 +455,26 @@ def _engine(url: str, read_only: bool) -> Engine:
     """An engine on an existing CRM; a read-only SQLite CRM is opened so nothing can write.
 
     SQLite creates a database file on first connect: a misspelt path would become an
-    empty CRM in which nothing ever changes, so a file that is not there is an error.
+    empty CRM in which nothing ever changes, so a file that is not there is an error, and
+    every connection opens the file `mode=rw`: a file deleted under a running daemon is a
+    fault until it is back, never a new empty database.
     """
     path = sqlite_file(url)
     if path is not None and not path.is_file():
         raise ValueError(MISSING_CRM_FILE)
-    if read_only and path is not None:
+    if path is not None and "?" not in url:
         import sqlite3
+        from urllib.parse import quote
 
-        uri = f"file:{path.resolve().as_posix()}?mode=ro"
-        return create_engine("sqlite://", creator=lambda: sqlite3.connect(uri, uri=True))
-    return create_engine(url)
+        mode = "ro" if read_only else "rw"
+        uri = f"file:{quote(path.resolve().as_posix())}?mode={mode}"
+        return create_engine(
+            url,
+            creator=lambda: sqlite3.connect(uri, uri=True, check_same_thread=False),
+        )
+    # pre_ping: after a database server restarts, pooled connections are dead; each is
+    # tested when taken and replaced, instead of failing the first statement.
+    return create_engine(url, pool_pre_ping=path is None)
 
 
 def _id(table: Table, value: Any) -> Any:

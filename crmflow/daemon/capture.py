@@ -27,6 +27,8 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    func,
+    literal,
     select,
     text,
     union_all,
@@ -40,6 +42,9 @@ from crmflow.state.store import State
 from crmflow.timeutil import Clock, format_utc, parse_temporal, to_instant
 
 CHANGELOG = "crmflow_changelog"
+# How far a text timestamp's digits may sit from its instant: UTC offsets run from -12:00
+# to +14:00, so `…T08:00:00-05:00` (13:00 UTC) reads as text up to 14 hours early.
+OFFSET_SPAN = timedelta(hours=14)
 
 
 @dataclass
@@ -53,6 +58,7 @@ class Change:
     actor: Any = None
     chain: list[Any] | None = None  # set when crmflow's own write caused it
     baseline: bool = False
+    late: bool = False  # found by the reconciliation sweep, not by a poll's window
 
     @property
     def record_id(self) -> Any:
@@ -90,13 +96,15 @@ class Capture:
     state: State
     entities: list[str]
     clock: Clock
-    overlap: timedelta = timedelta(seconds=10)
+    overlap: timedelta = timedelta(minutes=5)
     delete_scan_every: timedelta = timedelta(seconds=60)
     batch: int = 5000
     mode: str = "polling"
     # What the last poll read up to, applied by advance() once its changes are committed.
     _pending_mark: tuple[str, str] | None = field(default=None, init=False)
     _pending_seq: int | None = field(default=None, init=False)
+    # The lower bound of each entity's latest window: the sweep leaves newer rows to it.
+    lower: dict[str, datetime] = field(default_factory=dict, init=False)
 
     # -- set-up -----------------------------------------------------------------------
     def ready(self, entity: str) -> bool:
@@ -108,31 +116,45 @@ class Capture:
 
         The caller fires nothing for them unless it backfills.
         """
-        table = self.crm.table(entity)
         newest: datetime | None = None
         if self.mode == "triggers":
             self.install_triggers(entity)
         start_seq = self._start_mark() if self.mode == "triggers" else None
-        query = select(table).order_by(table.c.id)
-        live = self.crm._live(entity)
-        if live is not None:
-            query = query.where(live)
-        rows: list[tuple[str, str, dict[str, Any]]] = []
-        with self.crm.engine.connect() as conn:
-            for row in conn.execution_options(yield_per=self.batch).execute(query):
-                record = self.crm._record(entity, row)
+        for records in self.pages(entity):
+            rows: list[tuple[str, str, dict[str, Any]]] = []
+            changes = []
+            for record in records:
                 version = record_version(record)
                 rows.append((str(record["id"]), version, record))
                 moment = _instant(record.get("updated_at"))
                 if moment is not None and (newest is None or moment > newest):
                     newest = moment
-                yield Change(entity, "created", record, None, version, moment, baseline=True)
-                if len(rows) >= self.batch:
-                    self.state.save_snapshots(entity, rows)
-                    rows = []
-        self.state.save_snapshots(entity, rows)
-        mark = str(start_seq) if start_seq is not None else iso_utc(newest or self.clock())
+                changes.append(
+                    Change(entity, "created", record, None, version, moment, baseline=True)
+                )
+            self.state.save_snapshots(entity, rows)
+            yield from changes
+        if start_seq is not None:
+            mark = str(start_seq)
+        else:
+            # Never past the database's clock: a row stamped in the future would hide
+            # every write until that time.
+            db_now = self.crm.now()
+            mark = iso_utc(min(newest, db_now) if newest is not None else db_now)
         self.state.set_watermark(entity, mark, scanned_at=self.clock().timestamp())
+
+    def pages(
+        self, entity: str, *, include_deleted: bool = False
+    ) -> Iterator[list[dict[str, Any]]]:
+        """The table's records in pages of `batch`, by id (no read is held between pages)."""
+        after = None
+        while True:
+            records = self.crm.page(entity, after, self.batch, include_deleted=include_deleted)
+            if records:
+                yield records
+            if len(records) < self.batch:
+                return
+            after = records[-1]["id"]
 
     def ensure_baselines(
         self,
@@ -161,45 +183,80 @@ class Capture:
         return counts
 
     # -- polling ----------------------------------------------------------------------
-    def poll(self, entity: str) -> list[Change]:
+    def poll(self, entity: str, db_now: datetime | None = None) -> list[Change]:
+        """The changes of `entity` since the last poll, by its `updated_at` window.
+
+        The window reaches back `overlap` from the older of the watermark and the CRM
+        database's clock (`db_now`, read once per tick), so a row stamped by an application
+        server whose clock runs behind is still seen; the watermark never passes the
+        database's clock, so a row stamped in the future cannot hide later writes.
+        """
         if self.mode == "triggers":
             return self._read_changelog(entity)
         value, _ = self.state.watermark(entity)
         assert value is not None, "baseline first"
-        mark = _instant(value) or self.clock()
-        table = self.crm.table(entity)
-        column = table.c[self.crm.entity(entity).column("updated_at")]
-        lower = mark - self.overlap
-        if isinstance(column.type, DateTime):
-            query = (
-                select(table)
-                .where(column >= lower.astimezone(UTC).replace(tzinfo=None))
-                .order_by(column, table.c.id)
-            )
-        else:
-            # ISO text: the "T" and the space form sort differently, so ask for each form's
-            # range separately; each is an index search (an OR would scan the index).
-            # The overlap absorbs differing fraction digits.
-            utc = lower.astimezone(UTC)
-            t_form = utc.strftime("%Y-%m-%dT%H:%M:%S")
-            s_form = utc.strftime("%Y-%m-%d %H:%M:%S")
-            day_t = utc.strftime("%Y-%m-%dT")
-            both = union_all(
-                select(table).where(column >= t_form),
-                select(table).where(column >= s_form, column < day_t),
-            ).subquery()
-            query = select(both).order_by(both.c[column.name], both.c.id)
-        with self.crm.engine.connect() as conn:
-            records = [self.crm._record(entity, row) for row in conn.execute(query)]
+        if db_now is None:
+            db_now = self.crm.now()
+        mark = _instant(value) or db_now
+        lower = min(mark, db_now) - self.overlap
+        self.lower[entity] = lower
+        records = self._window(entity, lower)
         changes = self._compare(entity, records)
         newest = max(
             (m for r in records if (m := _instant(r.get("updated_at"))) is not None), default=None
         )
-        if newest is not None and newest > mark:
-            self._pending_mark = (entity, iso_utc(newest))
+        if newest is not None and min(newest, db_now) > mark:
+            self._pending_mark = (entity, iso_utc(min(newest, db_now)))
         else:
             self._pending_mark = None
         return changes
+
+    def _window(self, entity: str, lower: datetime) -> list[dict[str, Any]]:
+        """Every row whose `updated_at` is at or after `lower`, read through its index."""
+        table = self.crm.table(entity)
+        column = table.c[self.crm.entity(entity).column("updated_at")]
+        if isinstance(column.type, DateTime) and self.crm.engine.dialect.name != "sqlite":
+            # A real timestamp column compares instants. `timestamptz` gets an aware bound
+            # (read as local time under the session's zone otherwise); a plain
+            # `timestamp` holds UTC without a zone.
+            bound = lower if column.type.timezone else lower.astimezone(UTC).replace(tzinfo=None)
+            query = select(table).where(column >= bound).order_by(column, table.c.id)
+        else:
+            query = self._text_window(table, column, lower)
+        with self.crm.engine.connect() as conn:
+            rows = {}
+            for row in conn.execute(query):
+                record = self.crm._record(entity, row)
+                rows.setdefault(str(record["id"]), record)
+        return list(rows.values())
+
+    def _text_window(self, table: Table, column: Any, lower: datetime) -> Any:
+        """Rows from `lower` on, where timestamps are text (and every SQLite column is).
+
+        Text order is time order only for one form: "T" and space sort apart, and a
+        negative UTC offset puts the digits hours behind the instant. So: each form's
+        range from `lower` (index searches; an OR would scan the index), and below it,
+        down to the widest offset, only the rows whose text carries a negative offset.
+        """
+        utc = lower.astimezone(UTC)
+        below = utc - OFFSET_SPAN
+
+        def bound(moment: datetime, fmt: str) -> Any:
+            return literal(moment.strftime(fmt), String())
+
+        t_form = bound(utc, "%Y-%m-%dT%H:%M:%S")
+        both = union_all(
+            select(table).where(column >= t_form),
+            select(table).where(
+                column >= bound(utc, "%Y-%m-%d %H:%M:%S"), column < bound(utc, "%Y-%m-%dT")
+            ),
+            select(table).where(
+                column >= bound(below, "%Y-%m-%d %H:%M:%S"),
+                column < t_form,
+                func.substr(column, 11).contains("-"),
+            ),
+        ).subquery()
+        return select(both).order_by(both.c[column.name], both.c.id)
 
     def _compare(self, entity: str, records: list[dict[str, Any]]) -> list[Change]:
         ids = [str(r["id"]) for r in records]

@@ -39,7 +39,9 @@ class Log:
         elif self._console is not None:
             from rich.markup import escape
 
-            colour = {"warn": "yellow", "event": "cyan", "action": "green"}.get(kind, "dim")
+            colour = {"warn": "yellow", "fault": "red", "event": "cyan", "action": "green"}.get(
+                kind, "dim"
+            )
             self._console.print(
                 f"[dim]{now:%H:%M:%S}[/dim] [{colour}]{kind:6}[/{colour}] {escape(text)}"
             )
@@ -52,6 +54,10 @@ class Log:
 
     def warn(self, text: str) -> None:
         self._emit("warn", text)
+
+    def fault(self, text: str) -> None:
+        """The world failing (a database, the disk, the network): the daemon retries."""
+        self._emit("fault", text)
 
     def action(self, workflow: str, action: str, text: str) -> None:
         self._emit("action", f"{workflow}: {action} {text}", workflow=workflow, action=action)

@@ -27,9 +27,11 @@ from crmflow.config import Config
 from crmflow.crm.database import CRM
 from crmflow.daemon.capture import Capture, Change
 from crmflow.daemon.chains import ChainGuard
+from crmflow.daemon.faults import Faults, Gone, is_fault, label
 from crmflow.daemon.leadership import Leadership
 from crmflow.daemon.log import Log
 from crmflow.daemon.schedules import Schedules
+from crmflow.daemon.sweep import Sweep, describe_late
 from crmflow.daemon.waits import Waits
 from crmflow.engine.evaluate import Evaluator, Plan
 from crmflow.engine.events import Event
@@ -104,6 +106,11 @@ class Daemon:
             delete_scan_every=timedelta(seconds=settings.delete_scan_interval.seconds),
             mode=settings.change_capture,
         )
+        self.sweep = Sweep(self.capture, timedelta(seconds=settings.reconcile_interval.seconds))
+        label(self.crm.engine, "CRM")
+        label(self.state.engine, "state")
+        self.faults = Faults(self.log)
+        self._crm_file = self.crm.file_identity()
         self.evaluator = self._evaluator()
         self.waits = Waits(self.state, self.log, self.tz, self.crm.related)
         self.schedules = Schedules(
@@ -252,33 +259,75 @@ class Daemon:
             if not self.paused:
                 summary.actions += self.run_due(now)
             return summary
+        self._check_crm_file(now)
+        # The CRM database's clock, once per tick: what the polls' windows are measured by.
+        polling = self.capture.mode == "polling"
+        db_now = self.crm.now() if polling else None
         for entity in self.capture.entities:
-            changes = self.capture.poll(entity)
+            changes = self.capture.poll(entity, db_now)
             changes += self.capture.scan_deletes(entity)
-            unfinished = self.state.unfinished(entity, [str(c.record_id) for c in changes])
-            recovered = False
-            for change in changes:
-                begun = unfinished.get(str(change.record_id))
-                if begun is not None and begun["version"] != change.version:
-                    # A daemon died while handling this change; the row has moved on since
-                    # (perhaps by that daemon's own writes). Finish the change as it was,
-                    # with its own version and keys; the rest shows up in the next poll.
-                    self._finish_begun(Change.from_stored(begun), now)
-                    recovered = True
-                    continue
-                self.state.begin_change(change.entity, change.record_id, change.to_stored())
-                self.handle(change, now, take_chain=begun is None)
-                self.capture.commit(change)
-                self.state.end_change(change.entity, change.record_id)
-                summary.changes += 1
-            if not recovered:
+            if not self._take(entity, changes, now, summary):
                 self.capture.advance(entity)
+            if polling:
+                self._take(entity, self.sweep.step(entity, now), now, summary)
         self.last_poll = now
         self.state.set_flag("last_poll", format_utc(now))
         if not self.paused:
             summary.actions += self.run_due(now)
         self._prune(now)
         return summary
+
+    def _take(
+        self, entity: str, changes: list[Change], now: datetime, summary: TickSummary
+    ) -> bool:
+        """Evaluate each change in order; True when one begun by a stopped daemon was
+        finished instead (the watermark then stays, so the row is read again)."""
+        unfinished = self.state.unfinished(entity, [str(c.record_id) for c in changes])
+        recovered = False
+        for change in changes:
+            begun = unfinished.get(str(change.record_id))
+            if begun is not None and begun["version"] != change.version:
+                # A daemon died while handling this change; the row has moved on since
+                # (perhaps by that daemon's own writes). Finish the change as it was,
+                # with its own version and keys; the rest shows up in the next poll.
+                self._finish_begun(Change.from_stored(begun), now)
+                recovered = True
+                continue
+            if change.late:
+                line = describe_late(change, now)
+                self.log.warn(line)
+                self.state.record(
+                    "found_late", entity=change.entity, record_id=change.record_id, detail=line
+                )
+            self.state.begin_change(change.entity, change.record_id, change.to_stored())
+            self.handle(change, now, take_chain=begun is None)
+            self.capture.commit(change)
+            self.state.end_change(change.entity, change.record_id)
+            summary.changes += 1
+        return recovered
+
+    def _check_crm_file(self, now: datetime) -> None:
+        """An SQLite CRM file deleted or replaced (a restored backup) under the daemon.
+
+        Pooled connections would go on reading the old, deleted file: they are dropped,
+        and a sweep compares every row of the new file with the snapshot.
+        """
+        if self._crm_file is None:
+            return
+        try:
+            identity = self.crm.file_identity()
+        except FileNotFoundError:
+            raise Gone(f"CRM database unavailable: the file {self.crm.url} is gone") from None
+        if identity == self._crm_file:
+            return
+        self.crm.reconnect()
+        self._crm_file = identity
+        self.log.warn(
+            "the CRM database file was replaced (a new file at the same path): reconnected; "
+            "a sweep compares every row with the snapshot"
+        )
+        for entity in self.capture.entities:
+            self.sweep.restart(entity, now)
 
     def _finish_begun(self, change: Change, now: datetime) -> None:
         self.log.note(
@@ -421,8 +470,16 @@ class Daemon:
         reload.set()
         self._wake.set()
 
-    def run(self, stop: threading.Event, reload: threading.Event | None = None) -> None:
-        """Tick until `stop` is set; APScheduler wakes the loop for polls and due times."""
+    def run(
+        self,
+        stop: threading.Event,
+        reload: threading.Event | None = None,
+        *,
+        backfill: bool = False,
+    ) -> None:
+        """Start, then tick until `stop` is set; APScheduler wakes the loop for polls and
+        due times. A fault (crmflow.daemon.faults) is logged and retried with backoff,
+        the start included; anything else is a bug and ends the daemon."""
         from apscheduler.schedulers.background import BackgroundScheduler
 
         wake = self._wake
@@ -434,13 +491,30 @@ class Daemon:
             target=self._beat_between_ticks, args=(beating,), name="heartbeat", daemon=True
         )
         beats.start()
+        started = False
         try:
             while not stop.is_set():
-                if reload is not None and reload.is_set():
-                    reload.clear()
-                    self.reload_if_changed(force=True)
-                self.tick()
-                next_due = self.state.next_due()
+                try:
+                    if not started:
+                        self.start(backfill=backfill)
+                        started = True
+                        self.log.note(
+                            f"running: {len(self.rules)} workflows, watching "
+                            f"{', '.join(self.capture.entities) or 'nothing'}, every "
+                            f"{self.poll_interval:g}s"
+                        )
+                    if reload is not None and reload.is_set():
+                        reload.clear()
+                        self.reload_if_changed(force=True)
+                    self.tick()
+                    next_due = self.state.next_due()
+                except Exception as exc:
+                    if not is_fault(exc):
+                        raise
+                    wake.wait(self.faults.failed(exc))
+                    wake.clear()
+                    continue
+                self.faults.cleared()
                 if next_due is not None:
                     delay = (next_due - self.clock()).total_seconds()
                     if 0 < delay < self.poll_interval:

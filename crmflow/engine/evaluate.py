@@ -7,7 +7,7 @@ random generator handed in, so the same input gives the same plan.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import Any, Protocol
@@ -229,13 +229,19 @@ class Evaluator:
         related = None if self.related is None else self.related()
         return event.facts(at, self.tz, related)
 
-    def evaluate(self, event: Event, now: datetime) -> Plan:
+    def evaluate(self, event: Event, now: datetime, *, only: Container[str] | None = None) -> Plan:
+        """The plan for `event`: each workflow's decision and the actions of those that fire.
+
+        `only` limits it to the named workflows (the others are left out of the plan).
+        """
         at = event.at or now
         facts = self._facts(event, at)
         plans = []
         context: dict[str, Any] | None = None
         for entry in self.rules.entries(event.entity, event.event):
             workflow = entry.workflow
+            if only is not None and workflow.id not in only:
+                continue
             if not entry.reacts:
                 plans.append(RulePlan(workflow.id, False, entry.static_reason, workflow=workflow))
                 continue
@@ -246,6 +252,9 @@ class Evaluator:
                 continue
             plan = self._match(workflow, facts, event, at)
             if plan.matched:
+                # Recorded here, not in _match: `matching` judges without firing anything.
+                if workflow.cooldown is not None:
+                    self.cooldowns.fired(workflow.id, event.entity, event.id, at)
                 if context is None:
                     context = self._context(event, at, facts.related)
                 self._plan_actions(workflow, plan, event, facts, context, plan.start or at, now)
@@ -327,8 +336,6 @@ class Evaluator:
         kept = {c.uid: c.check(facts) for c in condition.change_clauses()} or None
         if self.gate is not None and (stopped := self.gate(workflow, event)) is not None:
             return RulePlan(workflow.id, False, stopped, workflow=workflow, gated=True)
-        if workflow.cooldown is not None:
-            self.cooldowns.fired(workflow.id, event.entity, event.id, at)
         return RulePlan(workflow.id, True, trace=trace, workflow=workflow, kept=kept, start=start)
 
     def _context(self, event: Event, at: datetime, related: Related | None) -> dict[str, Any]:

@@ -240,8 +240,15 @@ def config_schema() -> dict[str, Any]:
             },
             "timezone": {"type": "string", "description": "IANA time zone, e.g. Europe/Berlin"},
             "poll_interval": _duration("how often the daemon polls the CRM"),
-            "overlap": _duration("how far back each poll re-reads (default 10s)"),
+            "overlap": _duration(
+                "how far back each poll re-reads, from the older of the watermark and the "
+                "CRM database's clock (default 5m)"
+            ),
             "delete_scan_interval": _duration("how often hard deletes are looked for"),
+            "reconcile_interval": _duration(
+                "how often a sweep compares every row with crmflow's snapshot, finding "
+                "changes the polls missed (default 1h)"
+            ),
             "change_capture": {"enum": ["polling", "triggers"]},
             "history_retention": _duration("how long history is kept (default 90d)"),
             "chain_depth": {"type": "integer", "minimum": 1, "maximum": 50},

@@ -1,0 +1,174 @@
+"""Nothing lost to clocks: writes stamped behind, ahead, with offsets, under any zone.
+
+CRM application servers stamp `updated_at` by their own clocks, which drift, and some
+write local time with an offset. Each case writes one change and counts how often the
+daemon evaluated it (the history's `fired` decisions of a workflow that takes every
+deal change): exactly once, by the next poll. "Now" is the real clock, which the CRM
+database shares.
+"""
+
+from __future__ import annotations
+
+import io
+import textwrap
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from crmflow.config import load_config
+from crmflow.crm.database import iso_utc
+from crmflow.crm.demo import create_demo_crm
+from crmflow.daemon.log import Log
+from crmflow.daemon.loop import Daemon
+from tests.crmkit import Database, write_rules
+
+SEEN = """\
+id: seen
+entity: deal
+trigger: {on: [created, updated]}
+actions:
+  - warn: {message: "seen {{ deal.name }}"}
+"""
+
+# A PostgreSQL CRM whose stamps are `timestamptz`, as Twenty's and many others' are.
+PG_DEALS = """
+CREATE TABLE deals (id serial PRIMARY KEY, name text, amount numeric, currency text,
+    probability integer, stage text, company_id integer, contact_id integer,
+    owner_id integer, last_activity_at timestamptz, created_at timestamptz,
+    updated_at timestamptz, updated_by integer);
+CREATE INDEX deals_updated_at ON deals (updated_at);
+INSERT INTO deals (name, stage, amount, created_at, updated_at)
+    SELECT 'deal ' || n, 'new', 1000 * n, now() - interval '3 days', now() - interval '3 days'
+    FROM generate_series(1, 5) AS n;
+"""
+
+
+def offset(hours: int) -> timezone:
+    return timezone(timedelta(hours=hours))
+
+
+# (name, how the application stamps the row, given the real now)
+Stamp = Callable[[datetime], Any]
+CASES: list[tuple[str, Stamp]] = [
+    ("normal", lambda now: now),
+    ("two minutes behind", lambda now: now - timedelta(minutes=2)),
+    ("an hour ahead", lambda now: now + timedelta(hours=1)),
+    ("normal after the one ahead", lambda now: now),
+    ("at -05:00", lambda now: now.astimezone(offset(-5)).isoformat(timespec="milliseconds")),
+    ("at +09:00", lambda now: now.astimezone(offset(9)).isoformat(timespec="milliseconds")),
+    (
+        "at -12:00, a minute behind",
+        lambda now: (now - timedelta(minutes=1)).astimezone(offset(-12)).isoformat(),
+    ),
+    # Text without an offset is UTC (SPEC §6); a `timestamptz` would read it as the
+    # session's local time, so it is written with its offset there.
+    ("space form, seconds", lambda now: now.strftime("%Y-%m-%d %H:%M:%S+00:00")),
+]
+
+
+class Crm:
+    """The CRM under test, its daemon (in this process, real clocks) and its history."""
+
+    def __init__(self, folder: Path, url: str) -> None:
+        self.folder = folder
+        self.url = url
+        self.sql = Database(url)
+        self.postgres = url.startswith("postgresql")
+        write_rules(folder / "rules", {"seen.yaml": SEEN})
+        (folder / "crmflow.yaml").write_text(
+            textwrap.dedent(f"""\
+            crm: {url}
+            state: sqlite:///{folder / "state.db"}
+            rules: rules/
+            timezone: Europe/Berlin
+            poll_interval: 1s
+            """),
+            encoding="utf-8",
+        )
+        self.out = io.StringIO()
+        self.daemon: Daemon | None = None
+
+    def start(self) -> Daemon:
+        config = load_config(self.folder / "crmflow.yaml")
+        self.daemon = Daemon(config, log=Log("plain", stream=self.out))
+        self.daemon.start()
+        return self.daemon
+
+    def stamp_write(self, record_id: int, name: str, stamp: Any) -> None:
+        """What an application server does: change the row, stamp it by its clock."""
+        if isinstance(stamp, datetime):
+            stamp = stamp if self.postgres else iso_utc(stamp)
+        elif not self.postgres:
+            stamp = stamp.removesuffix("+00:00")
+        cast = "CAST(? AS timestamptz)" if self.postgres and isinstance(stamp, str) else "?"
+        self.sql(
+            f"UPDATE deals SET name = ?, updated_at = {cast} WHERE id = ?", name, stamp, record_id
+        )
+
+    def evaluations(self) -> dict[str, int]:
+        """How often each deal name was evaluated (fired) by the daemon."""
+        assert self.daemon is not None
+        rows = Database(f"sqlite:///{self.folder / 'state.db'}")(
+            "SELECT detail FROM crmflow_history WHERE workflow = 'seen' AND outcome = 'done'"
+        )
+        counts: dict[str, int] = {}
+        for (detail,) in rows:
+            name = str(detail).split("seen ", 1)[1].split(" (", 1)[0]
+            counts[name] = counts.get(name, 0) + 1
+        return counts
+
+    def close(self) -> None:
+        if self.daemon is not None:
+            self.daemon.close()
+        self.sql.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres-New_York", "postgres-Kolkata", "postgres-UTC"])
+def crm(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Crm]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'crm.db'}"
+        create_demo_crm(url, now=datetime.now(UTC) - timedelta(days=3))
+    else:
+        from tests.pgserver import create_database
+
+        url = create_database(request.getfixturevalue("postgres_admin"))
+        zone = {"New_York": "America/New_York", "Kolkata": "Asia/Kolkata", "UTC": "UTC"}[
+            request.param.split("-")[1]
+        ]
+        admin = Database(url)
+        admin(f"ALTER DATABASE \"{url.rsplit('/', 1)[1]}\" SET timezone TO '{zone}'")
+        for statement in PG_DEALS.split(";"):
+            if statement.strip():
+                admin(statement)
+        admin.dispose()
+        # Every new session, the daemon's included, now reads and writes in that zone.
+        assert Database(url)("SHOW timezone")[0][0] == zone
+    project = Crm(tmp_path, url)
+    yield project
+    project.close()
+
+
+def test_every_skewed_write_is_evaluated_once_by_the_next_poll(crm: Crm) -> None:
+    daemon = crm.start()
+    for number, (name, stamp) in enumerate(CASES, start=1):
+        crm.stamp_write(1 + number % 5, name, stamp(datetime.now(UTC)))
+        daemon.tick()
+        assert crm.evaluations().get(name) == 1, (name, crm.evaluations(), crm.out.getvalue())
+    for _ in range(3):  # later polls re-read the window: nothing is evaluated again
+        daemon.tick()
+    assert crm.evaluations() == {name: 1 for name, _ in CASES}
+
+
+def test_a_row_stamped_in_the_future_does_not_hide_later_writes(crm: Crm) -> None:
+    daemon = crm.start()
+    now = datetime.now(UTC)
+    crm.stamp_write(1, "a day ahead", now + timedelta(days=1))
+    daemon.tick()
+    for minute in range(3):
+        crm.stamp_write(2, f"normal {minute}", datetime.now(UTC))
+        daemon.tick()
+        assert crm.evaluations().get(f"normal {minute}") == 1, crm.out.getvalue()
+    assert crm.evaluations()["a day ahead"] == 1
