@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import signal
 import sqlite3
 import subprocess
 import textwrap
@@ -19,66 +18,9 @@ import pytest
 from crmflow.crm.database import iso_utc
 from crmflow.crm.demo import create_demo_crm
 from crmflow.timeutil import format_utc
-from tests import processes
 from tests.conftest import ROOT, crmflow_bin
+from tests.daemonproc import DaemonProcess, now_sql, sql, state_sql, wait_until
 from tests.servers import Web
-
-
-class DaemonProcess:
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.runs = 0
-
-    def start(self) -> None:
-        self.runs += 1
-        self.proc = processes.spawn(
-            [crmflow_bin(), "run", "--log-format", "plain"],
-            self.folder,
-            self.folder / f"daemon-{self.runs}.log",
-        )
-        self.wait_for_log("running:")
-
-    def log(self) -> str:
-        return (self.folder / f"daemon-{self.runs}.log").read_text(errors="replace")
-
-    def wait_for_log(self, text: str, timeout: float = 20) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if text in self.log():
-                return
-            assert self.proc is not None and self.proc.poll() is None, self.log()
-            time.sleep(0.05)
-        raise AssertionError(f"no {text!r} in the log:\n{self.log()}")
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    def stop(self) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=20)
-
-
-def sql(folder: Path, query: str, *args: object) -> list[tuple[object, ...]]:
-    with sqlite3.connect(folder / "crm.db", timeout=30) as conn:
-        return conn.execute(query, args).fetchall()
-
-
-def state_sql(folder: Path, query: str) -> list[tuple[object, ...]]:
-    with sqlite3.connect(folder / ".crmflow" / "state.db", timeout=30) as conn:
-        return conn.execute(query).fetchall()
-
-
-def wait_until(check: object, timeout: float = 60, every: float = 0.1) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
-            return
-        time.sleep(every)
-    raise AssertionError("timed out waiting")
 
 
 @pytest.fixture
@@ -105,10 +47,6 @@ def project(folder: Path, web: Web, rules: dict[str, str]) -> DaemonProcess:
     for name, text in rules.items():
         (folder / "rules" / name).write_text(text.replace("WEB", web.base), encoding="utf-8")
     return DaemonProcess(folder)
-
-
-def now_sql() -> str:
-    return "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
 
 
 def test_example_workflows_end_to_end(tmp_path: Path, web: Web) -> None:

@@ -514,7 +514,10 @@ class Daemon:
                     wake.wait(self.faults.failed(exc))
                     wake.clear()
                     continue
-                self.faults.cleared()
+                if self.faults.current is not None:
+                    # Due rows this daemon had claimed when the fault cut its tick short.
+                    self.state.requeue_running(owner=self.id)
+                    self.faults.cleared()
                 if next_due is not None:
                     delay = (next_due - self.clock()).total_seconds()
                     if 0 < delay < self.poll_interval:

@@ -213,12 +213,12 @@ class PendingStore(Tables):
             )
             return [_pending(row) for row in rows]
 
-    def requeue_running(self) -> int:
-        """Rows left running by a crash go back to pending (their effect may be repeated)."""
+    def requeue_running(self, owner: str | None = None) -> int:
+        """Rows left running (by a crash, or by `owner`'s tick that a fault cut off) go
+        back to pending; their effect may be repeated, under the same key."""
+        query = update(pending).where(pending.c.status == PendingStatus.RUNNING)
+        if owner is not None:
+            query = query.where(pending.c.owner == owner)
         with self.engine.begin() as conn:
-            result = conn.execute(
-                update(pending)
-                .where(pending.c.status == PendingStatus.RUNNING)
-                .values(status=PendingStatus.PENDING)
-            )
+            result = conn.execute(query.values(status=PendingStatus.PENDING))
             return int(result.rowcount or 0)
