@@ -5,13 +5,22 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import io
 import json
+import re
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from crmflow.commands.eval_stream import run_eval
+from crmflow.config import load_config
+from crmflow.engine.effects.base import Services
+from crmflow.engine.effects.netguard import Refused, Resolve, UrlPolicy
 from crmflow.engine.effects.webhooks import secret_bytes, sign
-from tests.crmkit import Project, actions, make_project
+from tests.crmkit import NOW, Project, actions, make_project
 from tests.servers import Web
 
 SECRET = "whsec_" + base64.b64encode(b"a secret of 24 bytes....").decode()
@@ -181,3 +190,170 @@ def test_crm_data_in_the_body_is_data(project: Project, web: Web) -> None:
     code, _action = run(project, f"{web.base}/ok", event)
     assert code == 0
     assert json.loads(web.hits[0].body)["name"] == "{{ 7*7 }}{% raw %}"
+
+
+# -- DNS answers that fail, and hosts with several addresses ------------------------------
+# erp.internal is allowed by name, so it may resolve to loopback addresses: 127.0.0.1 is
+# the test server; nothing listens on the web port at 127.0.0.2, 127.0.0.3 or ::1.
+ERP = "erp.internal"
+
+
+def allow_erp(project: Project, web: Web) -> str:
+    project.configure(f"webhooks: {{allow: ['http://{ERP}:{web.port}/*'], timeout: 300ms}}\n")
+    return f"http://{ERP}:{web.port}"
+
+
+def run_resolving(project: Project, url: str, resolve: Resolve) -> tuple[int, dict[str, object]]:
+    """`run`, with a resolver that may fail (`Project.dns` can only answer)."""
+    project.rules({"w.yaml": hook(url)})
+    config = load_config(project.folder / "crmflow.yaml")
+    services = Services(config, sleep=project.sleeps.append, resolve=resolve, clock=lambda: NOW)
+    out = io.StringIO()
+    code = run_eval(
+        config,
+        config.rules,
+        io.StringIO(json.dumps(EVENT) + "\n"),
+        out,
+        dry_run=False,
+        fmt="json",
+        now="2026-11-22T10:00:00Z",
+        seed=1,
+        stderr=io.StringIO(),
+        services=services,
+    )
+    (action,) = actions(json.loads(out.getvalue()), "hook")
+    return code, action
+
+
+def answers(*addresses: str) -> Resolve:
+    def resolve(host: str, port: int) -> list[str]:
+        assert host == ERP
+        return list(addresses)
+
+    return resolve
+
+
+@contextmanager
+def not_accepting(address: str, port: int) -> Iterator[socket.socket]:
+    """A listener at `address:port` whose queue is full: a connection to it times out.
+
+    Linux drops a SYN to a listener with a full accept queue, so the client waits in
+    connect, as behind a dead host, without leaving loopback.
+    """
+    listener = socket.socket()
+    fillers: list[socket.socket] = []
+    try:
+        listener.bind((address, port))
+        listener.listen(0)
+        while True:
+            filler = socket.socket()
+            filler.settimeout(0.2)
+            fillers.append(filler)
+            try:
+                filler.connect((address, port))
+            except TimeoutError:
+                break  # the queue is full now
+            if len(fillers) > 16:
+                pytest.skip("this system does not hold back connections to a full listener")
+        yield listener
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()
+
+
+def test_a_temporary_dns_failure_is_retried_until_the_name_resolves(
+    project: Project, web: Web
+) -> None:
+    def resolve(host: str, port: int) -> list[str]:
+        if len(project.sleeps) < 2:  # the resolver is down for the first two attempts
+            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+        return answers("127.0.0.1")(host, port)
+
+    code, action = run_resolving(project, f"{allow_erp(project, web)}/ok", resolve)
+    assert code == 0 and action["status"] == "done", action
+    assert len(project.sleeps) == 2 and len(web.hits) == 1
+    retried = project.state_sql(
+        "SELECT detail FROM crmflow_history WHERE outcome = 'retried' ORDER BY id"
+    )
+    assert [detail.split(";")[0] for (detail,) in retried] == [
+        f"attempt {n}: cannot resolve {ERP}: Temporary failure in name resolution" for n in (1, 2)
+    ]
+
+
+def test_a_host_that_does_not_exist_fails_at_once_in_one_line(project: Project, web: Web) -> None:
+    def resolve(host: str, port: int) -> list[str]:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    code, action = run_resolving(project, f"{allow_erp(project, web)}/ok", resolve)
+    assert code == 3 and action["status"] == "failed"
+    assert action["result"] == (
+        f"cannot resolve {ERP}: Name or service not known (a final DNS answer: not retried)"
+    )
+    assert project.sleeps == [] and web.hits == []
+
+
+@pytest.mark.parametrize("first", ["127.0.0.2", "::1"])
+def test_when_the_first_address_refuses_the_next_one_is_called(
+    project: Project, web: Web, first: str
+) -> None:
+    code, action = run_resolving(
+        project, f"{allow_erp(project, web)}/ok", answers(first, "127.0.0.1")
+    )
+    assert code == 0 and action["status"] == "done", action
+    assert project.sleeps == []  # one attempt: the refusal was not a failure of its own
+    (hit,) = web.hits
+    assert hit.headers["Host"] == f"{ERP}:{web.port}"
+
+
+def test_a_connect_timeout_moves_on_to_the_next_address(project: Project, web: Web) -> None:
+    with not_accepting("127.0.0.2", web.port):
+        code, action = run_resolving(
+            project, f"{allow_erp(project, web)}/ok", answers("127.0.0.2", "127.0.0.1")
+        )
+    assert code == 0 and action["status"] == "done", action
+    assert project.sleeps == [] and len(web.hits) == 1
+
+
+def test_when_every_address_refuses_the_attempt_is_one_transient_failure(
+    project: Project, web: Web
+) -> None:
+    code, action = run_resolving(
+        project, f"{allow_erp(project, web)}/ok", answers("127.0.0.2", "127.0.0.3")
+    )
+    assert code == 3 and action["status"] == "failed"
+    assert action["result"] == (
+        f"cannot connect to {ERP} (127.0.0.2: Connection refused; 127.0.0.3: Connection "
+        "refused) (gave up after 4 attempts)"
+    )
+    assert len(project.sleeps) == 3  # one failure per attempt, not one per address
+    assert web.hits == []
+
+
+def test_a_read_timeout_does_not_try_the_next_address(project: Project, web: Web) -> None:
+    web.hang = 1.0
+    url = allow_erp(project, web)
+    with socket.socket() as other:  # the next address would accept a connection at once
+        other.bind(("127.0.0.2", web.port))
+        other.listen()
+        code, action = run_resolving(project, f"{url}/hang", answers("127.0.0.1", "127.0.0.2"))
+        other.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            other.accept()  # nobody connected
+    assert code == 3
+    assert action["result"] == f"no answer from {ERP} within 0.3s (gave up after 4 attempts)"
+    # The request may have been received: each attempt sent it exactly once, to one address.
+    assert len(web.hits) == 4 and len(project.sleeps) == 3
+
+
+def test_every_resolved_address_is_checked_and_kept_in_order() -> None:
+    policy = UrlPolicy([f"http://{ERP}/*"], answers("127.0.0.2", "::1", "127.0.0.2"))
+    assert policy.check(f"http://{ERP}/x").addresses == ("127.0.0.2", "::1")
+    # Under a wildcard one private address among public ones refuses the whole answer.
+    mixed = UrlPolicy(["http://*.example.com/*"], lambda host, port: ["93.184.215.14", "10.1.2.3"])
+    with pytest.raises(Refused, match=re.escape("non-public address 10.1.2.3")):
+        mixed.check("http://rebind.example.com/x")
+    # A name instead of an address would be looked up again while connecting.
+    named = UrlPolicy([f"http://{ERP}/*"], answers("127.0.0.1", "evil.example.net"))
+    with pytest.raises(Refused, match="not an address"):
+        named.check(f"http://{ERP}/x")

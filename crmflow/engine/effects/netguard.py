@@ -1,10 +1,14 @@
 """Which webhook targets may be called, and at which address.
 
 A URL is matched against `webhooks.allow` as parsed parts (scheme, host, port, path),
-never as a raw string. Its host is resolved once and the connection goes to the address
-that was checked (no second lookup an attacker's DNS could answer differently). A host
+never as a raw string. Its host is resolved once and the connection goes only to the
+addresses that were checked (no second lookup an attacker's DNS could answer
+differently); every one of them is checked, so the caller may try them in turn. A host
 written literally in a pattern may be private (an on-premises ERP); a wildcard never
 admits private, loopback, link-local or otherwise non-public addresses.
+
+A lookup that fails is `Unresolved`: temporary (EAI_AGAIN, the resolver could not be
+asked: worth retrying) or final (the name does not exist).
 """
 
 from __future__ import annotations
@@ -22,6 +26,21 @@ Resolve = Callable[[str, int], list[str]]
 
 class Refused(Exception):
     """A target crmflow will not call; the message says why."""
+
+
+class Unresolved(Exception):
+    """The host name gave no address: for now (`temporary`) or for good."""
+
+    def __init__(self, host: str, reason: str, *, temporary: bool) -> None:
+        super().__init__(f"cannot resolve {host}: {reason}")
+        self.host = host
+        self.temporary = temporary
+
+
+# getaddrinfo answers that may pass: the resolver timed out or was unreachable
+# (EAI_AGAIN) or ran short of memory. Every other gaierror is an answer about the name
+# itself (EAI_NONAME: no such host, EAI_NODATA: no address), which a retry cannot change.
+_TEMPORARY_GAI = frozenset({socket.EAI_AGAIN, socket.EAI_MEMORY})
 
 
 @dataclass(frozen=True)
@@ -51,7 +70,7 @@ class Target:
     scheme: str
     host: str
     port: int
-    address: str  # the checked IP address to connect to
+    addresses: tuple[str, ...]  # the checked IP addresses, in the resolver's order
 
 
 def parse_pattern(text: str) -> Pattern:
@@ -111,12 +130,13 @@ class UrlPolicy:
         pattern = next((p for p in self.patterns if p.matches(scheme, host, port, path)), None)
         if pattern is None:
             raise Refused(f"{scheme}://{host}:{port}{path} is not in webhooks.allow")
-        try:
-            addresses = [host] if _is_ip(host) else self.resolve(host, port)
-        except OSError as exc:
-            raise Refused(f"{host}: cannot resolve ({exc})") from None
+        addresses = [host] if _is_ip(host) else self._lookup(host, port)
         if not addresses:
             raise Refused(f"{host}: no address")
+        # A name in place of an address would be looked up again when connecting, by a
+        # resolver nobody checked: only IP literals leave here.
+        if not all(_is_ip(a) for a in addresses):
+            raise Refused(f"{host}: the resolver answered something that is not an address")
         if pattern.wildcard:
             private = [a for a in addresses if not is_public(a)]
             if private:
@@ -124,7 +144,22 @@ class UrlPolicy:
                     f"{host} resolves to the non-public address {private[0]}; only a "
                     "host named literally in webhooks.allow may be private"
                 )
-        return Target(url, scheme, host, port, addresses[0])
+        return Target(url, scheme, host, port, tuple(dict.fromkeys(addresses)))
+
+    def _lookup(self, host: str, port: int) -> list[str]:
+        try:
+            return self.resolve(host, port)
+        except socket.gaierror as exc:
+            reason = exc.strerror or str(exc)
+            raise Unresolved(host, reason, temporary=exc.errno in _TEMPORARY_GAI) from None
+        except UnicodeError:
+            # The IDNA codec rejects the name (an empty or over-long label) before any
+            # DNS query: the URL is at fault, not the network.
+            raise Refused(f"{host!r}: not a valid host name") from None
+        except OSError as exc:
+            # Not an answer about the name (Python turns EAI_SYSTEM into a plain OSError;
+            # a resolver of one's own may time out): worth another try.
+            raise Unresolved(host, exc.strerror or str(exc), temporary=True) from None
 
 
 def _split(url: str) -> SplitResult:

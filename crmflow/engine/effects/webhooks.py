@@ -3,6 +3,10 @@
 Signatures follow Standard Webhooks: `webhook-id` (the idempotency key, so a repeat is
 recognisable), `webhook-timestamp`, and `webhook-signature: v1,<base64 HMAC-SHA256 of
 "id.timestamp.body">` with the secret from the environment (`whsec_` + base64).
+
+A host with several checked addresses is called at each in turn while connecting fails
+(nothing was sent yet); once a request went out, its failure is final for the attempt,
+since the other side may have received it.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import Any
 
 from crmflow import __version__
 from crmflow.engine.effects.base import Job, Outcome, Transient
-from crmflow.engine.effects.netguard import Refused, Target
+from crmflow.engine.effects.netguard import Refused, Target, Unresolved
 from crmflow.errors import ActionError
 
 TRANSIENT_STATUS = {408, 429}
@@ -58,6 +62,10 @@ def webhook(job: Job) -> Outcome:
         target = job.services.url_policy.check(url)
     except Refused as exc:
         raise ActionError(f"refused before connecting: {exc}") from None
+    except Unresolved as exc:
+        if exc.temporary:
+            raise Transient(str(exc)) from None
+        raise ActionError(f"{exc} (a final DNS answer: not retried)") from None
     method = str(params.get("method") or "POST").upper()
     payload = params.get("body", job.record)
     body = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), default=str).encode()
@@ -101,27 +109,77 @@ def _send(
     session.trust_env = False  # no proxy from the environment: we connect where we checked
     adapter = _pinned_adapter(target.host)
     session.mount(f"{target.scheme}://", adapter)
-    address = f"[{target.address}]" if ":" in target.address else target.address
-    default = 443 if target.scheme == "https" else 80
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(target.url)
-    netloc = address if target.port == default else f"{address}:{target.port}"
-    pinned_url = urlunsplit((target.scheme, netloc, parts.path or "/", parts.query, ""))
+    name = f"[{target.host}]" if ":" in target.host else target.host  # an IPv6 literal
     headers = dict(headers)
-    headers["Host"] = target.host if target.port == default else f"{target.host}:{target.port}"
+    headers["Host"] = name if target.port == _default_port(target) else f"{name}:{target.port}"
+    unreachable: list[str] = []
     try:
-        return session.request(
-            method, pinned_url, headers=headers, data=body, timeout=timeout, allow_redirects=False
-        )
-    except requests.Timeout:
-        raise Transient(f"no answer from {target.host} within {timeout:g}s") from None
-    except requests.ConnectionError as exc:
-        raise Transient(f"cannot connect to {target.host}: {_reason(exc)}") from None
-    except requests.RequestException as exc:
-        raise ActionError(f"request to {target.host} failed: {exc}") from None
+        for address in target.addresses:
+            try:
+                return session.request(
+                    method,
+                    _pinned_url(target, address),
+                    headers=headers,
+                    data=body,
+                    timeout=timeout,
+                    allow_redirects=False,
+                )
+            except requests.RequestException as exc:
+                reason = _not_connected(exc, timeout)
+                if reason is None:
+                    raise _request_failed(exc, target, timeout) from None
+                # Nothing reached this address, so the next checked one may take the request.
+                unreachable.append(f"{address}: {reason}")
     finally:
         session.close()
+    raise Transient(f"cannot connect to {target.host} ({'; '.join(unreachable)})")
+
+
+def _default_port(target: Target) -> int:
+    return 443 if target.scheme == "https" else 80
+
+
+def _pinned_url(target: Target, address: str) -> str:
+    """`target.url` with `address` in place of the host: no lookup happens on the way."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    literal = f"[{address}]" if ":" in address else address
+    netloc = literal if target.port == _default_port(target) else f"{literal}:{target.port}"
+    parts = urlsplit(target.url)
+    return urlunsplit((target.scheme, netloc, parts.path or "/", parts.query, ""))
+
+
+def _not_connected(exc: Exception, timeout: float) -> str | None:
+    """Why no connection came about, when that is all that failed; else None.
+
+    Only then may the next address be tried: the request was never sent. A read timeout
+    or a connection dropped after sending is not this (the other side may have acted).
+    """
+    import requests
+    from urllib3.exceptions import MaxRetryError, NewConnectionError
+
+    if isinstance(exc, requests.ConnectTimeout):
+        return f"no connection within {timeout:g}s"
+    if isinstance(exc, requests.ConnectionError) and exc.args:
+        inner = exc.args[0]
+        # With max_retries=0 urllib3 wraps the connect error (refused, unreachable) in
+        # MaxRetryError; a TLS failure or a dropped connection has another reason.
+        if isinstance(inner, MaxRetryError) and isinstance(inner.reason, NewConnectionError):
+            cause = inner.reason.__cause__
+            if isinstance(cause, OSError) and cause.strerror:
+                return cause.strerror
+            return _reason(inner.reason)
+    return None
+
+
+def _request_failed(exc: Exception, target: Target, timeout: float) -> Exception:
+    import requests
+
+    if isinstance(exc, requests.Timeout):
+        return Transient(f"no answer from {target.host} within {timeout:g}s")
+    if isinstance(exc, requests.ConnectionError):
+        return Transient(f"cannot connect to {target.host}: {_reason(exc)}")
+    return ActionError(f"request to {target.host} failed: {exc}")
 
 
 def _pinned_adapter_class() -> Any:
