@@ -13,8 +13,9 @@ from tests.conftest import crmflow_bin
 
 
 class DaemonProcess:
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, env: dict[str, str] | None = None) -> None:
         self.folder = folder
+        self.env = env
         self.proc: subprocess.Popen[bytes] | None = None
         self.runs = 0
 
@@ -24,6 +25,7 @@ class DaemonProcess:
             [crmflow_bin(), "run", "--log-format", "plain"],
             self.folder,
             self.folder / f"daemon-{self.runs}.log",
+            self.env,
         )
         self.wait_for_log("running:")
 

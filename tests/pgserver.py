@@ -73,6 +73,14 @@ class PostgresServer:
             check=True,
             capture_output=True,
         )
+        self._run()
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self) -> None:
+        """Start the server on its data folder and wait until it takes connections."""
+        pg_ctl = _binary("pg_ctl")
+        assert pg_ctl is not None
+        data = self.folder / "data"
         options = (
             f"-c listen_addresses=127.0.0.1 -c port={self.port} -c fsync=off "
             f"-c unix_socket_directories={self.folder} -c max_connections=200"
@@ -100,7 +108,19 @@ class PostgresServer:
                     break
             except OSError:
                 time.sleep(0.1)
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def pause(self) -> None:
+        """Stop the server, keeping its data: `resume` starts it again on the same port."""
+        pg_ctl = _binary("pg_ctl")
+        assert pg_ctl is not None
+        subprocess.run(
+            [*self.as_user, pg_ctl, "-D", str(self.folder / "data"), "-m", "fast", "-w", "stop"],
+            check=True,
+            capture_output=True,
+        )
+
+    def resume(self) -> None:
+        self._run()
 
     def stop(self) -> None:
         pg_ctl = _binary("pg_ctl")

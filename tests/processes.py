@@ -9,6 +9,7 @@ pass or fail.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import subprocess
 from pathlib import Path
@@ -16,10 +17,14 @@ from pathlib import Path
 _running: list[subprocess.Popen[bytes]] = []
 
 
-def spawn(args: list[str], cwd: Path, log: Path) -> subprocess.Popen[bytes]:
-    """Start `args` in `cwd` with stdout and stderr appended to `log`."""
+def spawn(
+    args: list[str], cwd: Path, log: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start `args` in `cwd` with stdout and stderr appended to `log` (and `env` added to
+    the environment)."""
+    environ = {**os.environ, **env} if env else None
     with log.open("ab") as out:  # the child keeps its own copy of the descriptor
-        proc = subprocess.Popen(args, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(args, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=environ)
     _running.append(proc)
     return proc
 

@@ -22,6 +22,7 @@ import pytest
 
 from crmflow.crm.demo import create_demo_crm
 from tests.daemonproc import DaemonProcess, now_sql, sql, state_sql, wait_until
+from tests.dnsfault import dns_fault_env
 from tests.servers import Web
 
 SEEN = """\
@@ -240,3 +241,76 @@ def test_a_missing_file_is_not_created_empty(tmp_path: Path, web: Web) -> None:
     wait_until(lambda: "back again" in names(web, "/seen"), timeout=30)
     assert sql(tmp_path, "SELECT name FROM deals WHERE id = 1") == [("back again",)]
     assert daemon.stop() == 0
+
+
+def test_dns_failing_for_a_while(tmp_path: Path, web: Web) -> None:
+    """The resolver answers EAI_AGAIN for the webhook's host for a few seconds."""
+    host = "hooks.crmflow.test"
+    flag = tmp_path / "dns-down"
+    env = dns_fault_env(tmp_path / "site", host, flag)
+    daemon = project(tmp_path, web)
+    daemon.env = env
+    named = web.base.replace("127.0.0.1", host)
+    config = (tmp_path / "crmflow.yaml").read_text().replace(web.base, named)
+    config = config.replace(
+        "{base_delay: 200ms}", "{base_delay: 200ms, max_delay: 1s, max_attempts: 30}"
+    )
+    (tmp_path / "crmflow.yaml").write_text(config, encoding="utf-8")
+    (tmp_path / "rules" / "seen.yaml").write_text(SEEN.replace("WEB", named), encoding="utf-8")
+    daemon.start()
+    write(tmp_path, 1, "before the outage")
+    wait_until(lambda: "before the outage" in names(web, "/later"))
+    flag.touch()
+    write(tmp_path, 2, "during the outage")
+    daemon.wait_for_log("Temporary failure in name resolution", timeout=20)
+    time.sleep(3)
+    assert names(web, "/seen")["during the outage"] == 0
+    flag.unlink()
+    write(tmp_path, 3, "after the outage")
+    expected = ["before the outage", "during the outage", "after the outage"]
+    settle(web, expected)
+    assert names(web, "/seen") == Counter(expected), daemon.log()
+    assert names(web, "/later") == Counter(expected), daemon.log()
+    failed = state_sql(tmp_path, "SELECT count(*) FROM crmflow_history WHERE outcome = 'failed'")
+    assert failed == [(0,)]
+    assert daemon.stop() == 0
+
+
+def test_postgres_server_stopped_and_started(tmp_path: Path, web: Web, postgres_admin: str) -> None:
+    """A private server (the session's is shared), stopped under the daemon for a while."""
+    from tests.crmkit import Database
+    from tests.pgserver import PostgresServer, create_database
+
+    server = PostgresServer()
+    try:
+        url = create_database(server.start())
+        create_demo_crm(url)
+        daemon = project(tmp_path, web)
+        config = (tmp_path / "crmflow.yaml").read_text().replace("sqlite:///crm.db", url)
+        (tmp_path / "crmflow.yaml").write_text(config, encoding="utf-8")
+        crm = Database(url)
+
+        def pg_write(deal: int, name: str) -> None:
+            crm("UPDATE deals SET name = ? WHERE id = ?", name, deal)  # the demo stamps it
+            crm.dispose()
+
+        daemon.start()
+        pg_write(1, "before the outage")
+        wait_until(lambda: "before the outage" in names(web, "/seen"))
+        # Its delayed action comes due while the server is down.
+        server.pause()
+        daemon.wait_for_log(" fault ", timeout=30)
+        time.sleep(3)
+        assert daemon.proc is not None and daemon.proc.poll() is None
+        server.resume()
+        pg_write(2, "after the outage")
+        expected = ["before the outage", "after the outage"]
+        settle(web, expected)
+        assert names(web, "/seen") == Counter(expected), daemon.log()
+        assert names(web, "/later") == Counter(expected), daemon.log()
+        lines = faults(daemon)
+        assert len(lines) == 1 and "CRM database unavailable" in lines[0], daemon.log()
+        assert "Traceback" not in daemon.log()
+        assert daemon.stop() == 0
+    finally:
+        server.stop()
