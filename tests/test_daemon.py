@@ -355,6 +355,33 @@ def test_an_invalid_reload_keeps_the_running_set(rig: Rig) -> None:
     assert [w.id for w in daemon.rules.workflows] == ["watch"]
 
 
+def test_a_reload_that_lint_rejects_keeps_the_running_set(rig: Rig) -> None:
+    """Every lint check, not only the schema: a field typo (CF203) never goes live."""
+    rig.rules({"w.yaml": ON_DEAL_UPDATE})
+    daemon = rig.start()
+    rig.rules(
+        {
+            "w.yaml": ON_DEAL_UPDATE.replace("id: watch", "id: typo")
+            + "conditions:\n  - amuont: {gt: 5}\n"
+        }
+    )
+    assert not daemon.reload_if_changed(force=True)
+    warnings = [line for line in rig.out.getvalue().splitlines() if "not reloaded" in line]
+    assert len(warnings) == 1 and "w.yaml:9:5: CF203" in warnings[0], rig.out.getvalue()
+    assert [w.id for w in daemon.rules.workflows] == ["watch"]
+
+
+def test_a_reload_with_warnings_only_goes_live(rig: Rig) -> None:
+    rig.rules({"w.yaml": ON_DEAL_UPDATE})
+    daemon = rig.start()
+    warned = ON_DEAL_UPDATE.replace("id: watch", "id: warned").replace(
+        "trigger: {on: [created, updated, deleted]}", "trigger: {on: created, fields: [stage]}"
+    )
+    rig.rules({"w.yaml": warned})
+    assert daemon.reload_if_changed(force=True)
+    assert [w.id for w in daemon.rules.workflows] == ["warned"]
+
+
 def test_a_failed_action_can_be_retried_by_hand(rig: Rig) -> None:
     from crmflow.commands import control
 

@@ -77,7 +77,7 @@ class Daemon:
         self.tz = config.timezone
         if config.crm is None:
             raise ConfigError("no CRM is configured (`crm` in crmflow.yaml)")
-        self.rules = load_ruleset(config.rules, config)
+        self.rules = load_ruleset(config.rules, config, full=True)
         self._rule_stamp = self._rules_fingerprint()
         self.runtime = build_runtime(
             config,
@@ -422,7 +422,8 @@ class Daemon:
             return False
         self._rule_stamp = stamp
         try:
-            rules = load_ruleset(self.config.rules, self.config)
+            # The whole lint, as at start: a set `crmflow lint` rejects never goes live.
+            rules = load_ruleset(self.config.rules, self.config, full=True)
         except CrmflowError as exc:
             self.log.warn(f"workflows not reloaded, keeping the running set: {exc}")
             return False

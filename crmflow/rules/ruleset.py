@@ -136,15 +136,21 @@ def compile_documents(documents: Iterable[Document], config: Config) -> RuleSet:
     return RuleSet(compile_workflow(doc, config.timezone) for doc in documents)
 
 
-def load_valid_documents(paths: Iterable[Path], config: Config) -> list[Document]:
-    """The workflow documents under `paths`; WorkflowError when any workflow is invalid."""
+def load_valid_documents(
+    paths: Iterable[Path], config: Config, *, full: bool = False
+) -> list[Document]:
+    """The workflow documents under `paths`; WorkflowError when any workflow is invalid.
+
+    `full` runs every check `crmflow lint` runs (what goes live in the daemon must pass
+    them); without it, the checks that evaluating an event needs.
+    """
     loaded = load_documents(paths)
-    errors = [f for f in check(loaded, config, full=False) if f.severity == "error"]
+    errors = [f for f in check(loaded, config, full=full) if f.severity == "error"]
     if errors:
         raise WorkflowError(errors)
     return loaded.documents
 
 
-def load_ruleset(paths: Iterable[Path], config: Config) -> RuleSet:
+def load_ruleset(paths: Iterable[Path], config: Config, *, full: bool = False) -> RuleSet:
     """The compiled rules under `paths`; WorkflowError when any workflow is invalid."""
-    return compile_documents(load_valid_documents(paths, config), config)
+    return compile_documents(load_valid_documents(paths, config, full=full), config)
