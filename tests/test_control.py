@@ -44,11 +44,19 @@ def test_tick_status_history_pending_schedule(cli: Cli, tmp_path: Path) -> None:
 
     status = json.loads(cli("status", "--format", "json", cwd=folder).out)
     assert status["last_poll"] == format_utc(polled)
-    assert status["pending"] == {"pending": 2}  # the quote's follow-up and the next cron run
+    # The quote's follow-up, the next cron run, and the anniversaries of the two active
+    # demo contracts (planned for existing records on the first start).
+    assert status["pending"] == {"pending": 4}
     assert status["paused"] is False and status["schema_version"] >= 2
     assert status["daemons"] == [] and status["leader"] is None  # tick left, and said so
 
     rows = json.loads(cli("pending", "--format", "json", cwd=folder).out)
+    assert sorted(r["workflow"] for r in rows) == [
+        "contract-anniversary",
+        "contract-anniversary",
+        "lead-no-activity",
+        "quote-followup",
+    ]
     follow_up = next(r for r in rows if r["workflow"] == "quote-followup")
     # 14d is calendar days in the demo's zone: the same wall-clock time, across a DST change.
     due = format_utc((created.astimezone(BERLIN) + timedelta(days=14)).astimezone(UTC))

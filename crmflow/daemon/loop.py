@@ -27,6 +27,7 @@ from crmflow.config import Config
 from crmflow.crm.database import CRM
 from crmflow.daemon.capture import Capture, Change
 from crmflow.daemon.chains import ChainGuard
+from crmflow.daemon.dates import Dates
 from crmflow.daemon.faults import Faults, Gone, is_fault, label
 from crmflow.daemon.leadership import Leadership
 from crmflow.daemon.log import Log
@@ -122,6 +123,7 @@ class Daemon:
             self._records,
             self._finish,
         )
+        self.dates = Dates(self.capture, self.executor, self.log)
         self.lease = settings.lease.seconds
         self.host = socket.gethostname()
         self.id = f"{self.host}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -179,7 +181,10 @@ class Daemon:
                 f"baseline of {entity}: {seen} record(s)" + ("" if backfill else ", nothing fired")
             ),
         )
+        if backfill:
+            self.dates.mark_planned(self.rules, set(counts))
         self.schedules.ensure(self.rules, self.clock())
+        self.dates.ensure(self.rules, self.evaluator, self.clock())
         return counts
 
     def backfill_preview(self) -> dict[str, int]:
@@ -363,6 +368,7 @@ class Daemon:
         """A daemon that takes over the lead: baselines it lacks, schedules it plans."""
         self.capture.ensure_baselines()
         self.schedules.ensure(self.rules, self.clock())
+        self.dates.ensure(self.rules, self.evaluator, self.clock())
 
     def run_due(self, now: datetime) -> int:
         count = 0
@@ -441,6 +447,7 @@ class Daemon:
         self.capture.entities.extend(added)
         self.capture.ensure_baselines(added)
         self.schedules.ensure(self.rules, self.clock())
+        self.dates.ensure(self.rules, self.evaluator, self.clock())
         self.log.note(
             f"workflows reloaded: {len(rules)} loaded"
             + (f", removed {', '.join(sorted(removed))}" if removed else "")
