@@ -124,14 +124,11 @@ class Capture:
             rows: list[tuple[str, str, dict[str, Any]]] = []
             changes = []
             for record in records:
-                version = record_version(record)
-                rows.append((str(record["id"]), version, record))
-                moment = _instant(record.get("updated_at"))
-                if moment is not None and (newest is None or moment > newest):
-                    newest = moment
-                changes.append(
-                    Change(entity, "created", record, None, version, moment, baseline=True)
-                )
+                change = baseline_change(entity, record)
+                rows.append((str(record["id"]), change.version, record))
+                if change.at is not None and (newest is None or change.at > newest):
+                    newest = change.at
+                changes.append(change)
             self.state.save_snapshots(entity, rows)
             yield from changes
         if start_seq is not None:
@@ -473,6 +470,13 @@ BEGIN
   RETURN NULL;
 END $$ LANGUAGE plpgsql
 """
+
+
+def baseline_change(entity: str, record: dict[str, Any]) -> Change:
+    """An existing record as a baseline takes it: created, as of its `updated_at`."""
+    version = record_version(record)
+    at = _instant(record.get("updated_at"))
+    return Change(entity, "created", record, None, version, at, baseline=True)
 
 
 def _instant(value: Any) -> datetime | None:

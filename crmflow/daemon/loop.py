@@ -25,7 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from crmflow.config import Config
 from crmflow.crm.database import CRM
-from crmflow.daemon.capture import Capture, Change
+from crmflow.daemon.capture import Capture, Change, baseline_change
 from crmflow.daemon.chains import ChainGuard
 from crmflow.daemon.dates import Dates
 from crmflow.daemon.faults import Faults, Gone, is_fault, label
@@ -35,7 +35,6 @@ from crmflow.daemon.schedules import Schedules
 from crmflow.daemon.sweep import Sweep, describe_late
 from crmflow.daemon.waits import Waits
 from crmflow.engine.evaluate import Evaluator, Plan
-from crmflow.engine.events import Event
 from crmflow.engine.runtime import build_runtime
 from crmflow.errors import ConfigError, CrmflowError
 from crmflow.rules.ruleset import RuleSet, load_ruleset
@@ -188,23 +187,27 @@ class Daemon:
         return counts
 
     def backfill_preview(self) -> dict[str, int]:
-        """How many existing records each created-workflow would act on (for --backfill)."""
-        preview: dict[str, int] = {}
-        evaluator = Evaluator(self.rules, self.tz, related=self.crm.related)
+        """What `--backfill` would fire: per workflow, the existing records it matches.
+
+        Each record is judged as the backfill will judge it (the same event, through
+        `Evaluator.matching`, which plans nothing and records nothing).
+        """
+        entities = sorted(
+            {w.entity for w in self.rules.workflows if w.enabled}
+            - {e for e in self.capture.entities if self.capture.ready(e)}
+        )
+        preview = {
+            w.id: 0
+            for w in self.rules.workflows
+            if w.enabled and w.entity in entities and w.trigger.events & {"created"}
+        }
         now = self.clock()
-        for workflow in self.rules.workflows:
-            if not workflow.enabled or "created" not in workflow.trigger.events:
-                continue
-            if self.capture.ready(workflow.entity):
-                continue
-            preview[workflow.id] = sum(
-                1
-                for record in self._records(workflow.entity)
-                if workflow.id
-                in evaluator.matching(
-                    Event(workflow.entity, "created", record, None, record.get("updated_by")), now
-                )
-            )
+        for entity in entities:
+            for records in self.capture.pages(entity):
+                for record in records:
+                    event = baseline_change(entity, record).to_event(now)
+                    for rule in self.evaluator.matching(event, now):
+                        preview[rule] = preview.get(rule, 0) + 1
         return preview
 
     def _records(self, entity: str) -> list[dict[str, Any]]:
