@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from crmflow.config import Config
-from crmflow.engine.evaluate import Evaluator
+from crmflow.engine.evaluate import Cooldowns, Evaluator
 from crmflow.engine.events import parse_event
 from crmflow.rules.ruleset import RuleSet, load_ruleset
 from crmflow.timeutil import zone
@@ -315,6 +315,33 @@ def test_cooldown_within_one_evaluator(rules_dir: Callable[..., Path]) -> None:
     assert run("2026-11-10T00:00:00Z") is False
     assert run("2026-11-10T00:00:00Z", record_id=2) is True
     assert run("2026-11-15T00:00:00Z") is True
+
+
+def test_matching_judges_without_recording_anything(rules_dir: Callable[..., Path]) -> None:
+    """What a backfill preview relies on: asking which workflows match fires none."""
+    folder = rules_dir(
+        {
+            "w.yaml": "id: w\nentity: deal\ntrigger: {on: saved}\ncooldown: 14d\n"
+            "conditions: {amount: {gt: 5}}\nactions: [{warn: x}]\n"
+        }
+    )
+    cooldowns = Cooldowns()
+    evaluator = Evaluator(load_ruleset([folder], Config()), UTC, cooldowns=cooldowns)
+    event = parse_event(
+        {
+            "entity": "deal",
+            "event": "created",
+            "record": {"id": 1, "amount": 10},
+            "at": "2026-11-01T00:00:00Z",
+        }
+    )
+    now = datetime.now(UTC)
+    assert evaluator.matching(event, now) == ["w"]
+    assert evaluator.matching(event, now) == ["w"]  # still: the first asked, fired nothing
+    assert cooldowns.last("w", "deal", 1) is None
+    assert evaluator.evaluate(event, now).rules[0].matched
+    assert cooldowns.last("w", "deal", 1) is not None
+    assert evaluator.matching(event, now) == []  # now the cooldown holds
 
 
 def test_event_at_is_now_for_relative_conditions(plan_for: Planner) -> None:
