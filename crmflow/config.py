@@ -215,6 +215,24 @@ class Config:
                 raise ConfigError(str(exc), Location(str(self.path or CONFIG_NAME))) from None
         return self._model
 
+    def require_secrets(self) -> None:
+        """The secrets this configuration names must be in the environment.
+
+        Checked before anything is carried out: a webhook without its signature is
+        refused by a Standard Webhooks receiver, and an SMTP login without its password
+        fails every e-mail, so either is a configuration error at start, not a surprise
+        at the first send.
+        """
+        named = [("webhooks.secret_env", self.webhooks.secret_env)]
+        if self.email.transport == "smtp":
+            named.append(("email.password_env", self.email.password_env))
+        for key, variable in named:
+            if variable and not os.environ.get(variable):
+                raise ConfigError(
+                    f"{key}: the environment variable {variable} is not set (or empty); "
+                    "set it, or remove the key"
+                )
+
     def check_crm_file(self) -> None:
         """ConfigError when `crm` names a SQLite file that does not exist."""
         path = sqlite_file(self.crm) if self.crm else None

@@ -153,6 +153,34 @@ def test_a_misspelt_sqlite_crm_is_a_configuration_error(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["crmflow.yaml", "rules"]
 
 
+@pytest.mark.parametrize("args", [("eval",), ("tick",), ("run",)], ids=" ".join)
+@pytest.mark.parametrize(
+    "section",
+    [
+        "webhooks: {allow: ['https://x.example/*'], secret_env: CRMFLOW_TEST_UNSET}",
+        "email: {transport: smtp, host: 127.0.0.1, username: u, password_env: CRMFLOW_TEST_UNSET}",
+    ],
+    ids=["webhooks.secret_env", "email.password_env"],
+)
+def test_a_named_secret_that_is_not_set_stops_every_acting_command(
+    cli: Cli, rules_dir: Rules, tmp_path: Path, args: tuple[str, ...], section: str
+) -> None:
+    from crmflow.crm.demo import create_demo_crm
+
+    rules_dir({"a.yaml": BIG})
+    create_demo_crm(tmp_path / "crm.db")
+    (tmp_path / "crmflow.yaml").write_text(f"crm: sqlite:///crm.db\nrules: rules/\n{section}\n")
+    key = "webhooks.secret_env" if "webhooks" in section else "email.password_env"
+    result = cli(*args, stdin=EVENT)
+    assert (result.code, result.out) == (2, "")
+    assert result.err == (
+        f"crmflow: {key}: the environment variable CRMFLOW_TEST_UNSET is not set (or empty); "
+        "set it, or remove the key\n"
+    )
+    # A dry run sends nothing, so it needs no secret.
+    assert cli("eval", "--dry-run", stdin=EVENT).code == 0
+
+
 def test_an_invalid_workflow_stops_eval_with_its_position(cli: Cli, rules_dir: Rules) -> None:
     rules_dir({"a.yaml": BIG.replace("gte: 80", "gte: [80]")})
     result = cli("eval", "--dry-run", stdin=EVENT)

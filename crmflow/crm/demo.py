@@ -45,7 +45,9 @@ email:
   from: crmflow@demo-crm.example
 webhooks:
   allow: ["https://hooks.example.com/*"]
-  secret_env: CRMFLOW_WEBHOOK_SECRET
+  # Sign webhooks (Standard Webhooks) with a secret from this environment variable;
+  # once named, crmflow refuses to start while it is unset.
+  # secret_env: CRMFLOW_WEBHOOK_SECRET
 """
 
 

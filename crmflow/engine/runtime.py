@@ -83,6 +83,8 @@ def build_runtime(
     `clock` reaches the CRM, the state and new services (each keeps its own default when
     None); `services` replaces how actions reach the world (its `crm` is set here).
     """
+    if not dry_run:
+        config.require_secrets()
     runtime = Runtime(config, seed=seed, explain=explain, gate=gate)
     timed = {} if clock is None else {"clock": clock}
     if config.crm is not None:
