@@ -78,8 +78,14 @@ class Rig:
         if self.daemon is not None:  # a restart: the old one lets go of the lead
             self.daemon.close()
         config = load_config(self.folder / "crmflow.yaml")
+        # The application (rig.write) stamps rows by the rig's clock: the database's
+        # clock, as far as the daemon's window is concerned, is the same one.
         self.daemon = Daemon(
-            config, clock=self.clock, log=Log("plain", stream=self.out), sleep=lambda s: None
+            config,
+            clock=self.clock,
+            log=Log("plain", stream=self.out),
+            sleep=lambda s: None,
+            db_clock=self.clock,
         )
         self.daemon.start(**kwargs)
         return self.daemon

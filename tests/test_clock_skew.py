@@ -66,6 +66,10 @@ CASES: list[tuple[str, Stamp]] = [
     # Text without an offset is UTC (SPEC §6); a `timestamptz` would read it as the
     # session's local time, so it is written with its offset there.
     ("space form, seconds", lambda now: now.strftime("%Y-%m-%d %H:%M:%S+00:00")),
+    (
+        "space form at -05:00",
+        lambda now: now.astimezone(offset(-5)).strftime("%Y-%m-%d %H:%M:%S-05:00"),
+    ),
 ]
 
 
@@ -172,3 +176,40 @@ def test_a_row_stamped_in_the_future_does_not_hide_later_writes(crm: Crm) -> Non
         daemon.tick()
         assert crm.evaluations().get(f"normal {minute}") == 1, crm.out.getvalue()
     assert crm.evaluations()["a day ahead"] == 1
+
+
+@pytest.mark.parametrize("hour", [3, 13, 20], ids=["lower at 03:00", "13:00", "20:00"])
+def test_the_text_window_reads_every_form_and_offset_and_little_else(
+    tmp_path: Path, hour: int
+) -> None:
+    """The window's text ranges at hours where the offset band does and does not cross
+    midnight: each row whose instant is at or after `lower` comes back, in any form."""
+    from crmflow.crm.database import CRM
+    from crmflow.daemon.capture import Capture
+    from crmflow.rules.entities import builtin_model
+
+    url = f"sqlite:///{tmp_path / 'crm.db'}"
+    create_demo_crm(url)
+    lower = datetime(2026, 12, 3, hour, 0, tzinfo=UTC)
+    stamps = {}
+    for minutes in (-20 * 60, -13 * 60, -61, -1, 0, 1, 61, 13 * 60):
+        moment = lower + timedelta(minutes=minutes)
+        for zone_hours in (-12, -5, 0, 9, 14):
+            local = moment.astimezone(offset(zone_hours))
+            stamps[f"T{zone_hours:+d}@{minutes}"] = (moment, local.isoformat())
+            stamps[f"S{zone_hours:+d}@{minutes}"] = (moment, local.strftime("%Y-%m-%d %H:%M:%S%z"))
+        stamps[f"Z@{minutes}"] = (moment, iso_utc(moment))
+        stamps[f"plain@{minutes}"] = (moment, moment.strftime("%Y-%m-%d %H:%M:%S"))
+    db = Database(url)
+    db("DELETE FROM deals")
+    for number, (name, (_, text)) in enumerate(sorted(stamps.items()), start=1):
+        db("INSERT INTO deals (id, name, updated_at) VALUES (?, ?, ?)", number, name, text)
+    db.dispose()
+    crm = CRM(url, builtin_model())
+    capture = Capture(crm, None, ["deal"], lambda: lower)  # type: ignore[arg-type]
+    read = {r["name"] for r in capture._window("deal", lower)}
+    crm.dispose()
+    due = {name for name, (moment, _) in stamps.items() if moment >= lower}
+    assert due <= read, sorted(due - read)
+    # What else comes back is bounded: the positive offsets' digits run ahead of time.
+    assert len(read - due) <= len(stamps) // 2

@@ -28,7 +28,7 @@ entity: deal
 trigger: {on: [created, updated]}
 conditions: {name: FAIL}
 actions:
-  - update: {values: {no_such_field: 1}}
+  - update: {values: {id: 1}}  # passes lint, fails when carried out
 """
 
 WORKS = """

@@ -100,6 +100,8 @@ class Capture:
     delete_scan_every: timedelta = timedelta(seconds=60)
     batch: int = 5000
     mode: str = "polling"
+    # The CRM database's clock; None reads it from the database (tests may set their own).
+    db_clock: Clock | None = None
     # What the last poll read up to, applied by advance() once its changes are committed.
     _pending_mark: tuple[str, str] | None = field(default=None, init=False)
     _pending_seq: int | None = field(default=None, init=False)
@@ -116,28 +118,21 @@ class Capture:
 
         The caller fires nothing for them unless it backfills.
         """
-        newest: datetime | None = None
         if self.mode == "triggers":
             self.install_triggers(entity)
         start_seq = self._start_mark() if self.mode == "triggers" else None
+        # Read before the scan: a row changed while the scan runs is stamped after it.
+        started = self.db_now()
         for records in self.pages(entity):
             rows: list[tuple[str, str, dict[str, Any]]] = []
             changes = []
             for record in records:
                 change = baseline_change(entity, record)
                 rows.append((str(record["id"]), change.version, record))
-                if change.at is not None and (newest is None or change.at > newest):
-                    newest = change.at
                 changes.append(change)
             self.state.save_snapshots(entity, rows)
             yield from changes
-        if start_seq is not None:
-            mark = str(start_seq)
-        else:
-            # Never past the database's clock: a row stamped in the future would hide
-            # every write until that time.
-            db_now = self.crm.now()
-            mark = iso_utc(min(newest, db_now) if newest is not None else db_now)
+        mark = str(start_seq) if start_seq is not None else iso_utc(started)
         self.state.set_watermark(entity, mark, scanned_at=self.clock().timestamp())
 
     def pages(
@@ -180,32 +175,31 @@ class Capture:
         return counts
 
     # -- polling ----------------------------------------------------------------------
+    def db_now(self) -> datetime:
+        """The CRM database's clock: what application servers' stamps are measured by."""
+        return self.db_clock() if self.db_clock is not None else self.crm.now()
+
     def poll(self, entity: str, db_now: datetime | None = None) -> list[Change]:
         """The changes of `entity` since the last poll, by its `updated_at` window.
 
-        The window reaches back `overlap` from the older of the watermark and the CRM
-        database's clock (`db_now`, read once per tick), so a row stamped by an application
-        server whose clock runs behind is still seen; the watermark never passes the
-        database's clock, so a row stamped in the future cannot hide later writes.
+        The watermark is the CRM database's clock at the last poll (`db_now`, read once
+        per tick), never a row's stamp: a row stamped in the future cannot move it and
+        hide later writes. The window reaches back `overlap` from the older of the
+        watermark and the clock now, so a row stamped by an application server whose
+        clock runs behind, or committed late, is still seen; re-read rows are known by
+        their version. An idle poll reads an empty window, whatever the table's size.
         """
         if self.mode == "triggers":
             return self._read_changelog(entity)
         value, _ = self.state.watermark(entity)
         assert value is not None, "baseline first"
         if db_now is None:
-            db_now = self.crm.now()
+            db_now = self.db_now()
         mark = _instant(value) or db_now
         lower = min(mark, db_now) - self.overlap
         self.lower[entity] = lower
-        records = self._window(entity, lower)
-        changes = self._compare(entity, records)
-        newest = max(
-            (m for r in records if (m := _instant(r.get("updated_at"))) is not None), default=None
-        )
-        if newest is not None and min(newest, db_now) > mark:
-            self._pending_mark = (entity, iso_utc(min(newest, db_now)))
-        else:
-            self._pending_mark = None
+        changes = self._compare(entity, self._window(entity, lower))
+        self._pending_mark = (entity, iso_utc(db_now)) if db_now > mark else None
         return changes
 
     def _window(self, entity: str, lower: datetime) -> list[dict[str, Any]]:
@@ -230,29 +224,40 @@ class Capture:
     def _text_window(self, table: Table, column: Any, lower: datetime) -> Any:
         """Rows from `lower` on, where timestamps are text (and every SQLite column is).
 
-        Text order is time order only for one form: "T" and space sort apart, and a
-        negative UTC offset puts the digits hours behind the instant. So: each form's
-        range from `lower` (index searches; an OR would scan the index), and below it,
-        down to the widest offset, only the rows whose text carries a negative offset.
+        Text order is time order only within one form: "T" and space sort apart, and a
+        negative UTC offset puts the digits hours behind the instant. So each form gets
+        its own ranges, each an index search (an OR would scan the index): from `lower`
+        on, and below it, down to the widest offset, only rows whose text carries a
+        negative offset (checked on the index entry, before the row is read).
         """
         utc = lower.astimezone(UTC)
         below = utc - OFFSET_SPAN
 
-        def bound(moment: datetime, fmt: str) -> Any:
+        def at(moment: datetime, fmt: str) -> Any:
             return literal(moment.strftime(fmt), String())
 
-        t_form = bound(utc, "%Y-%m-%dT%H:%M:%S")
-        both = union_all(
-            select(table).where(column >= t_form),
-            select(table).where(
-                column >= bound(utc, "%Y-%m-%d %H:%M:%S"), column < bound(utc, "%Y-%m-%dT")
-            ),
-            select(table).where(
-                column >= bound(below, "%Y-%m-%d %H:%M:%S"),
-                column < t_form,
-                func.substr(column, 11).contains("-"),
-            ),
-        ).subquery()
+        def rows(*where: Any) -> Any:
+            return select(table).where(*where)
+
+        negative = func.substr(column, 11).contains("-")
+        t_form, s_form = "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"
+        parts = [
+            # "T" form from lower on; the space form of later days sorts after it too.
+            rows(column >= at(utc, t_form)),
+            # The space form of lower's own day.
+            rows(column >= at(utc, s_form), column < at(utc, "%Y-%m-%dT")),
+            rows(column >= at(below, t_form), column < at(utc, t_form), negative),
+        ]
+        if below.date() == utc.date():
+            parts.append(rows(column >= at(below, s_form), column < at(utc, s_form), negative))
+        else:  # the span crosses midnight: each day's space form is a range of its own
+            parts.append(
+                rows(column >= at(below, s_form), column < at(below, "%Y-%m-%dT"), negative)
+            )
+            parts.append(
+                rows(column >= at(utc, "%Y-%m-%d "), column < at(utc, s_form), negative)
+            )
+        both = union_all(*parts).subquery()
         return select(both).order_by(both.c[column.name], both.c.id)
 
     def _compare(self, entity: str, records: list[dict[str, Any]]) -> list[Change]:

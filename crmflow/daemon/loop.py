@@ -70,6 +70,7 @@ class Daemon:
         clock: Clock = system_clock,
         log: Log | None = None,
         sleep: Callable[[float], None] | None = None,
+        db_clock: Clock | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
@@ -105,6 +106,7 @@ class Daemon:
             overlap=timedelta(seconds=settings.overlap.seconds),
             delete_scan_every=timedelta(seconds=settings.delete_scan_interval.seconds),
             mode=settings.change_capture,
+            db_clock=db_clock,
         )
         self.sweep = Sweep(self.capture, timedelta(seconds=settings.reconcile_interval.seconds))
         label(self.crm.engine, "CRM")
@@ -270,7 +272,7 @@ class Daemon:
         self._check_crm_file(now)
         # The CRM database's clock, once per tick: what the polls' windows are measured by.
         polling = self.capture.mode == "polling"
-        db_now = self.crm.now() if polling else None
+        db_now = self.capture.db_now() if polling else None
         for entity in self.capture.entities:
             changes = self.capture.poll(entity, db_now)
             changes += self.capture.scan_deletes(entity)
