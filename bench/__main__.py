@@ -36,6 +36,8 @@ def run() -> dict[str, Any]:
     results["commandline"] = commandline.measure()
     _step("idle polls on 1,000 and 1,000,000 rows")
     results["polling"] = polling.measure()
+    _step("reconciliation sweep over 1,000,000 rows")
+    results["sweep"] = polling.measure_sweep()
     _step("daemon on SQLite: a burst of 10,000 changes, 100,000 pending actions")
     results["daemon"] = daemon.measure()
     _step("daemons on PostgreSQL: 1, 2, 3 daemons; a burst of 2,000 updates")
@@ -125,6 +127,13 @@ def table(r: dict[str, Any]) -> str:
         f"{p['small_ms']} (1,000 rows)",
         f"{p['large_ms']} (1,000,000 rows)",
         f"{p['ratio']}x",
+    )
+    w = r["sweep"]
+    add(
+        "reconciliation sweep, 1,000,000 rows (s; rows/s)",
+        f"{w['sweep_s']} s",
+        f"{w['sweep_rows_per_s']:,} rows/s",
+        f"baseline {w['baseline_s']} s",
     )
     b = r["daemon"]["burst"]
     add(
