@@ -66,6 +66,8 @@ def describe(exc: BaseException) -> str:
     where = _where(exc)
     if isinstance(exc, Gone):
         return str(exc)
+    # What the driver said, not the statement or a wrapper's paraphrase of it.
+    exc = _root(exc)
     if isinstance(exc, SQLAlchemyError):
         orig = getattr(exc, "orig", None)
         text = str(orig) if orig is not None else str(exc)
@@ -77,6 +79,16 @@ def describe(exc: BaseException) -> str:
     if len(line) > 200:
         line = line[:197] + "..."
     return f"{where}: {line}" if where else line
+
+
+def _root(exc: BaseException) -> BaseException:
+    """The database error behind `exc`, if one is in its chain; else `exc`."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, SQLAlchemyError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return exc
 
 
 def _where(exc: BaseException) -> str | None:
