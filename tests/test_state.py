@@ -20,7 +20,7 @@ def test_a_version_1_database_is_migrated_on_open(tmp_path: Path) -> None:
         conn.execute("DROP TABLE crmflow_daemons")
         conn.execute("UPDATE crmflow_meta SET value = '1' WHERE key = 'schema_version'")
     state = State(f"sqlite:///{path}")
-    assert state.version == SCHEMA_VERSION == 3
+    assert state.version == SCHEMA_VERSION == 4
     with sqlite3.connect(path) as conn:
         columns = {row[1] for row in conn.execute("PRAGMA table_info(crmflow_pending)")}
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
@@ -41,7 +41,7 @@ def test_a_version_2_database_gains_the_daemons_heartbeat_timeout(tmp_path: Path
         )
         conn.execute("UPDATE crmflow_meta SET value = '2' WHERE key = 'schema_version'")
     state = State(f"sqlite:///{path}")
-    assert state.version == 3
+    assert state.version == 4
     # The old row has no timeout of its own: the default one judges it.
     assert [(d["id"], d["heartbeat_timeout"]) for d in state.daemons()] == [("h:1:a", None)]
     state.dispose()

@@ -138,10 +138,7 @@ class Daemon:
         self._pruned: datetime | None = None
         self._wake = threading.Event()
         self._paused: bool | None = None
-        if not self.crm.exactly_once:
-            self.log.warn(
-                "the CRM database cannot hold crmflow_applied: CRM writes are at-least-once"
-            )
+        self._said_how_writes_go = False
 
     # -- set-up -----------------------------------------------------------------------
     def _evaluator(self) -> Evaluator:
@@ -164,6 +161,12 @@ class Daemon:
 
     def start(self, *, backfill: bool = False) -> dict[str, int]:
         """Recover from a crash, take baselines, and make sure schedules are planned."""
+        if not self._said_how_writes_go:
+            if not self.crm.ensure_applied():
+                self.log.warn(
+                    "the CRM database cannot hold crmflow_applied: CRM writes are at-least-once"
+                )
+            self._said_how_writes_go = True
         if not self.leadership.shared:
             # The only daemon: whatever ran at a crash is due again. (Daemons that share a
             # PostgreSQL state leave others' rows alone; their leases run out instead.)

@@ -120,11 +120,14 @@ class Executor:
         attempt: int = 1,
     ) -> Outcome:
         """One try of the action; the outcome is recorded (a transient failure as such)."""
-        if self.state is not None and (done := self.state.done_at(key)) is not None:
-            outcome = Outcome("skipped", f"already done at {format_utc(done)}")
+        if self.state is not None and (done := self.state.done_action(key)) is not None:
+            # Its output too: the later steps of a change finished after a restart see
+            # `steps.<id>` (a created record's id) exactly as the first run did.
+            outcome = Outcome("skipped", f"already done at {format_utc(done.at)}", done.output)
             self._history("skipped", workflow.id, event, action, key, outcome.detail)
             return outcome
         # Loaded with the first real action: dry runs never import mail and web modules.
+        from crmflow.crm.database import CrmUnavailable
         from crmflow.engine.effects.by_type import EFFECTS
 
         job = Job(self.services, workflow, action, event, params, key, now)
@@ -132,9 +135,15 @@ class Executor:
             outcome = EFFECTS[action.type](job)
         except Transient as exc:
             return Outcome("failed", str(exc), transient=True, retry_after=exc.retry_after)
+        except CrmUnavailable as exc:
+            # The CRM layer's Transient (it sits below the engine and cannot raise ours): a
+            # locked or unreachable CRM rolled the write back, so trying again is safe.
+            return Outcome("failed", str(exc), transient=True)
         except (ActionError, TemplateFailure, CrmflowError) as exc:
             outcome = Outcome("failed", str(exc))
-        self._history(outcome.status, workflow.id, event, action, key, outcome.detail)
+        self._history(
+            outcome.status, workflow.id, event, action, key, outcome.detail, outcome.output
+        )
         if outcome.status == "done" and self.state is not None and outcome.touched:
             chain = [*(event.chain or []), [workflow.id, event.entity, event.id]]
             for entity, record_id in outcome.touched:
@@ -393,6 +402,7 @@ class Executor:
         action: Action | None,
         key: str | None,
         detail: str,
+        output: dict[str, Any] | None = None,
     ) -> None:
         if self.state is None:
             return
@@ -405,6 +415,7 @@ class Executor:
             action_type=action.type if action else None,
             key=key,
             detail=detail,
+            output=output,
         )
 
     def record_plan(self, plan: Plan) -> None:

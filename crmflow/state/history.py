@@ -1,12 +1,15 @@
 """History (every decision and action outcome) and cooldowns (when a workflow last fired).
 
 Both are what crmflow remembers of what it did: history for people and for idempotency
-(`done_at`), cooldowns for the evaluator, through StoredCooldowns.
+(`done_action`: whether an action was carried out, and what it gave later steps),
+cooldowns for the evaluator, through StoredCooldowns.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,6 +17,22 @@ from sqlalchemy import Table, func, insert, select, update
 
 from crmflow.state.pending import PendingAction
 from crmflow.state.tables import Tables, cooldowns, epoch, history
+
+
+@dataclass(frozen=True, slots=True)
+class DoneAction:
+    """An action carried out: when, and its output (for `steps.<id>`) if it had one."""
+
+    at: datetime
+    output: dict[str, Any] | None
+
+
+def _output(text: str | None) -> dict[str, Any] | None:
+    """A stored output; None for rows written before outputs were kept (schema v3)."""
+    if not text:
+        return None
+    value = json.loads(text)
+    return value if isinstance(value, dict) else None
 
 
 class HistoryStore(Tables):
@@ -30,7 +49,11 @@ class HistoryStore(Tables):
         action_type: str | None = None,
         key: str | None = None,
         detail: str = "",
+        output: dict[str, Any] | None = None,
     ) -> None:
+        """One decision or outcome; `output` is what the action gave later steps."""
+        # default=str: an odd value from a driver (a Decimal id) must not lose the record.
+        stored = None if output is None else json.dumps(output, default=str)
         with self.engine.begin() as conn:
             conn.execute(
                 insert(history).values(
@@ -43,6 +66,7 @@ class HistoryStore(Tables):
                     key=key,
                     outcome=outcome,
                     detail=detail,
+                    output=stored,
                 )
             )
 
@@ -59,14 +83,19 @@ class HistoryStore(Tables):
             detail=detail,
         )
 
-    def done_at(self, key: str) -> datetime | None:
-        """When the action with this idempotency key was carried out, if it was."""
+    def done_action(self, key: str) -> DoneAction | None:
+        """The action with this idempotency key as it was carried out, if it was."""
         query = (
-            select(history.c.at).where(history.c.key == key, history.c.outcome == "done").limit(1)
+            select(history.c.at, history.c.output)
+            .where(history.c.key == key, history.c.outcome == "done")
+            .order_by(history.c.id)
+            .limit(1)
         )
         with self.engine.connect() as conn:
-            value = conn.execute(query).scalar()
-        return datetime.fromtimestamp(value, UTC) if value is not None else None
+            row = conn.execute(query).first()
+        if row is None:
+            return None
+        return DoneAction(datetime.fromtimestamp(row.at, UTC), _output(row.output))
 
     def history(
         self,
@@ -89,6 +118,7 @@ class HistoryStore(Tables):
             for row in conn.execute(query):
                 item = dict(row._mapping)
                 item["at"] = datetime.fromtimestamp(item["at"], UTC)
+                item["output"] = _output(item["output"])
                 yield item
 
     def count(self, table: Table, **where: Any) -> int:

@@ -34,7 +34,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from crmflow.errors import ConfigError
 from crmflow.timeutil import Clock
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 metadata = MetaData()
 
 meta = Table(
@@ -80,6 +80,10 @@ history = Table(
     Column("key", String(80)),
     Column("outcome", String(20), nullable=False),
     Column("detail", Text),
+    # v4: JSON output of an action (a created record's id, a generated code), kept with its
+    # done record: an action skipped as done after a restart hands later steps the same
+    # `steps.<id>` as the first run did. Older rows have none.
+    Column("output", Text),
 )
 Index("ix_crmflow_history_at", history.c.at)
 Index("ix_crmflow_history_record", history.c.entity, history.c.record_id)
@@ -158,6 +162,7 @@ MIGRATIONS: dict[int, list[tuple[str, str, str]]] = {
         ("crmflow_pending", "lease_until", "FLOAT"),
     ],
     3: [("crmflow_daemons", "heartbeat_timeout", "FLOAT")],
+    4: [("crmflow_history", "output", "TEXT")],
 }
 
 
