@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import textwrap
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -213,3 +214,41 @@ def test_the_text_window_reads_every_form_and_offset_and_little_else(
     assert due <= read, sorted(due - read)
     # What else comes back is bounded: the positive offsets' digits run ahead of time.
     assert len(read - due) <= len(stamps) // 2
+
+
+SEEN_HOOK = """\
+id: seen
+entity: deal
+trigger: {on: [created, updated]}
+actions:
+  - webhook: {url: "WEB/seen", body: {name: "{{ deal.name }}"}}
+"""
+
+
+def test_a_real_daemon_evaluates_every_skewed_write_once(crm: Crm) -> None:
+    """The same writes through a `crmflow run` process, counted on a real HTTP server."""
+    from collections import Counter
+
+    from tests.daemonproc import DaemonProcess, wait_until
+    from tests.servers import Web
+
+    with Web() as web:
+        write_rules(crm.folder / "rules", {"seen.yaml": SEEN_HOOK.replace("WEB", web.base)})
+        config = crm.folder / "crmflow.yaml"
+        config.write_text(
+            config.read_text().replace("poll_interval: 1s", "poll_interval: 300ms")
+            + f'webhooks: {{allow: ["{web.base}/*"]}}\n',
+            encoding="utf-8",
+        )
+        daemon = DaemonProcess(crm.folder)
+        daemon.start()
+
+        def seen() -> Counter[str]:
+            return Counter(str(body["name"]) for body in web.json_bodies("/seen"))
+
+        for number, (name, stamp) in enumerate(CASES, start=1):
+            crm.stamp_write(1 + number % 5, name, stamp(datetime.now(UTC)))
+            wait_until(lambda name=name: seen()[name] >= 1, timeout=20)  # type: ignore[misc]
+        time.sleep(1.5)  # several more polls: a repeat would show
+        assert seen() == Counter(name for name, _ in CASES), daemon.log()
+        assert daemon.stop() == 0

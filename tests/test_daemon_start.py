@@ -65,7 +65,17 @@ def test_first_start_plans_date_triggers_for_existing_records(tmp_path: Path) ->
     statuses = [s for _, s in pending(folder, "renewal-reminder")]
     assert statuses == ["cancelled"] * len(first) + ["pending"] * len(first)
 
+    # A set `crmflow lint` rejects (a field typo) does not go live: one warning line.
+    (folder / "rules" / "renewal.yaml").write_text(
+        RENEWAL.replace("OFFSET", "90d").replace("status: active", "statsu: active")
+    )
+    daemon.wait_for_log("not reloaded")
+    warnings = [line for line in daemon.log().splitlines() if "not reloaded" in line]
+    assert len(warnings) == 1 and "CF203" in warnings[0] and "statsu" in warnings[0]
+    assert len(pending(folder, "renewal-reminder")) == 2 * len(first)
+
     # A restart plans nothing again.
+    (folder / "rules" / "renewal.yaml").write_text(RENEWAL.replace("OFFSET", "60d"))
     assert daemon.stop() == 0
     before = state_sql(folder, "SELECT count(*) FROM crmflow_pending")
     daemon.start()
