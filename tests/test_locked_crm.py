@@ -24,7 +24,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from crmflow.config import Config, load_config
-from crmflow.crm.database import CRM, CrmUnavailable
+from crmflow.crm.database import CRM
+from crmflow.crm.failures import CrmUnavailable
 from crmflow.engine.effects.base import Services
 from crmflow.engine.evaluate import Evaluator, Plan
 from crmflow.engine.events import parse_event

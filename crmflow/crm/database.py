@@ -31,15 +31,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import (
-    DBAPIError,
     IntegrityError,
     NoSuchTableError,
-    OperationalError,
     SQLAlchemyError,
 )
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from crmflow.config import MISSING_CRM_FILE, sqlite_file
+from crmflow.crm.failures import CrmUnavailable, short, temporary, write_failed
 from crmflow.errors import ActionError, ConfigError
 from crmflow.rules.entities import Entity, EntityModel, Relation
 from crmflow.timeutil import Clock, system_clock
@@ -134,8 +132,8 @@ class CRM:
                     )
                 self._applied.create(conn, checkfirst=True)
         except SQLAlchemyError as exc:
-            if _temporary(exc):
-                raise CrmUnavailable(f"CRM unavailable: {_short(exc)}") from exc
+            if temporary(exc):
+                raise CrmUnavailable(f"CRM unavailable: {short(exc)}") from exc
             # A read-only or locked-down CRM: writes still happen, at least once.
             self._applied = None
             return False
@@ -156,8 +154,8 @@ class CRM:
             except NoSuchTableError:
                 raise ActionError(f"{name}: the CRM has no table {entity.table!r}") from None
             except SQLAlchemyError as exc:
-                error = CrmUnavailable if _temporary(exc) else ActionError
-                raise error(f"{name}: cannot read table {entity.table!r}: {_short(exc)}") from exc
+                error = CrmUnavailable if temporary(exc) else ActionError
+                raise error(f"{name}: cannot read table {entity.table!r}: {short(exc)}") from exc
         return self._tables[name]
 
     def has_table(self, name: str) -> bool:
@@ -318,9 +316,9 @@ class CRM:
         except IntegrityError as exc:
             refused = exc
         except SQLAlchemyError as exc:
-            raise _write_failed(exc) from None
+            raise write_failed(exc) from None
         if self._applied is None:
-            raise ActionError(f"the CRM refused the write: {_short(refused)}")
+            raise ActionError(f"the CRM refused the write: {short(refused)}")
         # Another process may have applied the same key between our check and our insert:
         # then its result (a created record's id) is this action's output too.
         try:
@@ -329,10 +327,10 @@ class CRM:
                     select(self._applied.c.result).where(self._applied.c.key == key)
                 ).first()
         except SQLAlchemyError as exc:
-            raise _write_failed(exc) from None
+            raise write_failed(exc) from None
         if earlier is not None:
             return False, _loads(earlier[0])
-        raise ActionError(f"the CRM refused the write: {_short(refused)}")
+        raise ActionError(f"the CRM refused the write: {short(refused)}")
 
     def was_applied(self, key: str) -> bool:
         if self._applied is None:
@@ -531,72 +529,6 @@ def _id(table: Table, value: Any) -> Any:
 
 def _loads(text: str | None) -> Any:
     return json.loads(text) if text else None
-
-
-def _short(exc: Exception) -> str:
-    """The driver's own first line (not SQLAlchemy's statement dump), at most 300 characters."""
-    text = str(getattr(exc, "orig", None) or exc).strip()
-    return text.splitlines()[0][:300] if text else type(exc).__name__
-
-
-class CrmUnavailable(ActionError):
-    """The CRM could not take a write for now (locked, unreachable): it may pass.
-
-    The engine retries it with backoff, as its own Transient (which this layer cannot
-    import); anyone else still sees an ActionError with a one-line message.
-    """
-
-
-# PostgreSQL SQLSTATEs of failures that pass: the whole class 08 (connection exceptions),
-# serialization failure, deadlock, lock_timeout, too many connections, and a server
-# shutting down, restarting or not yet accepting connections (57P01-57P03).
-_TEMPORARY_SQLSTATES = frozenset({"40001", "40P01", "55P03", "53300", "57P01", "57P02", "57P03"})
-# SQLite's primary result codes: SQLITE_BUSY (another connection holds the lock past the
-# busy timeout) and SQLITE_LOCKED (a table locked within the same database).
-_SQLITE_BUSY_OR_LOCKED = frozenset({5, 6})
-# What drivers without codes (or a connection that failed before any) say.
-_TEMPORARY_WORDS = (
-    "database is locked",
-    "database table is locked",
-    "database is busy",
-    "connection refused",
-    "could not connect",
-    "connection failed",
-    "server closed the connection",
-    "terminating connection",
-    "connection timed out",
-    "could not serialize access",
-    "deadlock detected",
-)
-
-
-def _temporary(exc: SQLAlchemyError) -> bool:
-    """Whether a failed write may succeed later. Constraint violations, unknown tables or
-    columns and bad values never will: those stay permanent failures."""
-    if isinstance(exc, PoolTimeout):
-        return True  # every pooled connection busy
-    if not isinstance(exc, DBAPIError):
-        return False
-    if exc.connection_invalidated:
-        return True  # SQLAlchemy saw the connection drop (a server restart, a network cut)
-    if not isinstance(exc, OperationalError):
-        return False
-    orig = exc.orig
-    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
-    if isinstance(sqlstate, str):
-        return sqlstate.startswith("08") or sqlstate in _TEMPORARY_SQLSTATES
-    code = getattr(orig, "sqlite_errorcode", None)
-    if isinstance(code, int):
-        return (code & 0xFF) in _SQLITE_BUSY_OR_LOCKED  # an extended code keeps it in its low byte
-    text = str(orig).lower()
-    return any(words in text for words in _TEMPORARY_WORDS)
-
-
-def _write_failed(exc: SQLAlchemyError) -> ActionError:
-    """A failed write as the error to raise: CrmUnavailable when trying later may help."""
-    if _temporary(exc):
-        return CrmUnavailable(f"CRM unavailable, write rolled back: {_short(exc)}")
-    return ActionError(f"CRM write failed: {_short(exc)}")
 
 
 def _safe_url(url: str) -> str:

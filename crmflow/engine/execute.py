@@ -127,7 +127,7 @@ class Executor:
             self._history("skipped", workflow.id, event, action, key, outcome.detail)
             return outcome
         # Loaded with the first real action: dry runs never import mail and web modules.
-        from crmflow.crm.database import CrmUnavailable
+        from crmflow.crm.failures import CrmUnavailable
         from crmflow.engine.effects.by_type import EFFECTS
 
         job = Job(self.services, workflow, action, event, params, key, now)
