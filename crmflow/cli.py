@@ -292,6 +292,28 @@ def schema(
 
 
 @app.command()
+def profile(
+    name: Annotated[
+        str | None,
+        typer.Argument(help="A profile to print; without it, the known ones are listed."),
+    ] = None,
+) -> None:
+    """Mappings of real CRMs' databases (SuiteCRM, Odoo, ...), ready for crmflow.yaml.
+
+    `crmflow profile suitecrm >> crmflow.yaml`, then check it with `crmflow lint` and
+    see what a first start would do with `crmflow run --backfill` (answer no).
+    """
+    from crmflow.crm import profiles
+
+    with _guard():
+        if name is None:
+            for known in profiles.names():
+                print(f"{known:12} {profiles.summary(known)}")
+            return
+        print(profiles.text(name), end="")
+
+
+@app.command()
 def init(
     folder: Annotated[Path, typer.Argument(help="Where to create the demo CRM.")] = Path("."),
     force: Annotated[

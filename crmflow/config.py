@@ -201,6 +201,8 @@ class Config:
     retry: RetrySettings = field(default_factory=lambda: RetrySettings.read(_Section({})))
     email: EmailSettings = field(default_factory=lambda: EmailSettings.read(_Section({})))
     webhooks: WebhookSettings = field(default_factory=lambda: WebhookSettings.read(_Section({})))
+    # How the CRM writes text timestamps (strftime, UTC); None: ISO 8601 with Z.
+    timestamp_format: str | None = None
     _model: EntityModel | None = None
 
     @property
@@ -327,4 +329,5 @@ def load_config(path: Path | None = None, *, required: bool = False) -> Config:
         retry=RetrySettings.read(top.section("retry")),
         email=EmailSettings.read(top.section("email")),
         webhooks=WebhookSettings.read(top.section("webhooks")),
+        timestamp_format=raw.get("timestamp_format"),
     )

@@ -102,7 +102,10 @@ def test_the_wheel_carries_rules_schemas_and_every_module(built: tuple[Path, Pat
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
         data = {n.removeprefix("crmflow/data/") for n in names if n.startswith("crmflow/data/")}
-        assert data == {"entities.yaml", *_shipped()}
+        profiles = {
+            f"profiles/{p.name}" for p in (ROOT / "crmflow" / "data" / "profiles").glob("*.yaml")
+        }
+        assert profiles and data == {"entities.yaml", *profiles, *_shipped()}
         for name, content in _shipped().items():
             packed = archive.read(f"crmflow/data/{name}")
             assert packed == content, f"crmflow/data/{name} differs from {name}"

@@ -9,6 +9,8 @@ A write made by an action commits in one transaction with its idempotency key in
 from __future__ import annotations
 
 import json
+import uuid
+import warnings
 from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -16,10 +18,13 @@ from typing import Any
 
 from sqlalchemy import (
     Column,
+    Date,
+    DateTime,
     MetaData,
     String,
     Table,
     Text,
+    Uuid,
     create_engine,
     delete,
     func,
@@ -27,6 +32,7 @@ from sqlalchemy import (
     inspect,
     select,
     text,
+    type_coerce,
     update,
 )
 from sqlalchemy.engine import Connection, Engine
@@ -40,7 +46,7 @@ from crmflow.config import MISSING_CRM_FILE, sqlite_file
 from crmflow.crm.failures import CrmUnavailable, short, temporary, write_failed
 from crmflow.errors import ActionError, ConfigError
 from crmflow.rules.entities import Entity, EntityModel, Relation
-from crmflow.timeutil import Clock, system_clock
+from crmflow.timeutil import Clock, parse_temporal, system_clock
 
 APPLIED_TABLE = "crmflow_applied"
 
@@ -64,6 +70,8 @@ def plain(value: Any) -> Any:
         return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
         return int(value)  # SQLite REAL columns give 48000.0 for 48000
+    if isinstance(value, uuid.UUID):
+        return str(value)  # PostgreSQL uuid columns: ids are strings in crmflow
     if isinstance(value, (bytes, memoryview)):
         return None
     return value
@@ -80,9 +88,11 @@ class CRM:
         clock: Clock = system_clock,
         engine: Engine | None = None,
         read_only: bool = False,
+        timestamp_format: str | None = None,
     ) -> None:
         self.url = url
         self.model = model
+        self.timestamp_format = timestamp_format
         self.clock = clock
         self.read_only = read_only
         try:
@@ -90,6 +100,7 @@ class CRM:
         except (SQLAlchemyError, ValueError, ImportError) as exc:
             raise ConfigError(f"crm: cannot open {_safe_url(url)}: {exc}") from None
         self._tables: dict[str, Table] = {}
+        self._joins: dict[str, Table] = {}
         self._metadata = MetaData()
         self._applied: Table | None = None
         # Whether writes are exactly once (crmflow_applied exists); None while the
@@ -150,7 +161,7 @@ class CRM:
         if name not in self._tables:
             entity = self.entity(name)
             try:
-                self._tables[name] = Table(entity.table, self._metadata, autoload_with=self.engine)
+                self._tables[name] = self._reflect(entity.table)
             except NoSuchTableError:
                 raise ActionError(f"{name}: the CRM has no table {entity.table!r}") from None
             except SQLAlchemyError as exc:
@@ -158,9 +169,21 @@ class CRM:
                 raise error(f"{name}: cannot read table {entity.table!r}: {short(exc)}") from exc
         return self._tables[name]
 
+    def _reflect(self, qualified: str) -> Table:
+        """A table by its name in the mapping, `schema.table` on PostgreSQL."""
+        schema, _, name = qualified.rpartition(".")
+        with warnings.catch_warnings():
+            # MySQL-style declarations in SQLite (INT(11)) reflect with a warning per
+            # column; the type is right without its display width.
+            warnings.filterwarnings("ignore", message="Could not instantiate type")
+            return Table(name, self._metadata, schema=schema or None, autoload_with=self.engine)
+
     def has_table(self, name: str) -> bool:
         entity = self.model.get(name)
-        return entity is not None and inspect(self.engine).has_table(entity.table)
+        if entity is None:
+            return False
+        schema, _, table = entity.table.rpartition(".")
+        return inspect(self.engine).has_table(table, schema=schema or None)
 
     def _column(self, entity: str, field: str) -> Any:
         table = self.table(entity)
@@ -180,13 +203,14 @@ class CRM:
     def _live(self, entity: str) -> Any:
         """A clause excluding soft-deleted rows, or None."""
         definition = self.entity(entity)
-        if definition.deleted is None:
-            return None
-        column, value = definition.deleted
+        marked = definition.deleted
         table = self.table(entity)
-        if column not in table.c:
+        if marked is None or marked.column not in table.c:
             return None
-        return table.c[column].is_distinct_from(value)
+        column = table.c[marked.column]
+        if marked.not_null:
+            return column.is_(None)
+        return column.is_distinct_from(self._bind(column, marked.value))
 
     def get(
         self,
@@ -252,6 +276,27 @@ class CRM:
         where = {relation.foreign_key: parent["id"], **dict(relation.where)}
         return self.find(relation.entity, where)
 
+    def through(self, relation: Relation, record: dict[str, Any]) -> Any:
+        """The related id a join table holds for `record` (the first, if several)."""
+        link = relation.through
+        assert link is not None
+        if record.get("id") is None:
+            return None
+        table = self._joins.get(link.table)
+        if table is None:
+            table = self._joins[link.table] = self._reflect(link.table)
+        for column in (link.key, link.target_key, *(c for c, _ in link.where)):
+            if column not in table.c:
+                raise ActionError(f"{link.table} has no column {column!r}")
+        query = select(table.c[link.target_key]).where(
+            table.c[link.key] == self._bind(table.c[link.key], record["id"])
+        )
+        for column, value in link.where:
+            query = query.where(table.c[column] == self._bind(table.c[column], value))
+        with self.engine.connect() as conn:
+            found = conn.execute(query.limit(1)).first()
+        return plain(found[0]) if found is not None else None
+
     def related(self) -> RelatedRecords:
         """A per-event reader of related records (it caches what it read)."""
         return RelatedRecords(self)
@@ -260,19 +305,80 @@ class CRM:
     def _stamp(
         self, entity: str, values: dict[str, Any], actor: Any, *, created: bool
     ) -> dict[str, Any]:
+        """`values` with the write's stamps: when (now) and by whom (`actor`, when known:
+        a write without one leaves the CRM's modified-by column as it was)."""
         table = self.table(entity)
-        now = iso_utc(self.clock())
+        now = self.clock()
         definition = self.entity(entity)
         out = dict(values)
         for field in (["created_at"] if created else []) + ["updated_at"]:
             if definition.column(field) in table.c and field not in values:
                 out[field] = now
-        if definition.column("updated_by") in table.c and "updated_by" not in values:
+        column = table.c.get(definition.column("updated_by"))
+        if column is not None and "updated_by" not in values and _fits(column, actor):
             out["updated_by"] = actor
         return out
 
     def _columns(self, entity: str, values: dict[str, Any]) -> dict[str, Any]:
-        return {self._column(entity, field).name: value for field, value in values.items()}
+        """Fields to columns, each value in the form its column's type takes."""
+        out = {}
+        for field, value in values.items():
+            column = self._column(entity, field)
+            out[column.name] = self._bind(column, value)
+        return out
+
+    def _bind(self, column: Any, value: Any) -> Any:
+        """A value as `column` takes it: a driver refuses (SQLite's DATETIME, a uuid
+        column) or misreads (text in an integer column) what does not fit its type."""
+        if value is None:
+            return None
+        kind = column.type
+        if isinstance(kind, (DateTime, Date)):
+            return self._temporal(kind, value)
+        if isinstance(value, (datetime, date)):
+            return self._text_stamp(value)  # a timestamp into a text column
+        if isinstance(kind, Uuid):
+            return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+        try:
+            python_type = kind.python_type
+        except NotImplementedError:
+            return value
+        if python_type is int and isinstance(value, str) and value.lstrip("-").isdigit():
+            return int(value)
+        return value
+
+    def _temporal(self, kind: Any, value: Any) -> Any:
+        moment = value
+        if isinstance(value, str):
+            moment = parse_temporal(value)
+            if moment is None:
+                raise ActionError(f"{value!r} is not a date or date-time")
+        if isinstance(kind, DateTime) and not isinstance(moment, datetime):
+            moment = datetime(moment.year, moment.month, moment.day, tzinfo=UTC)  # a day's start
+        if self.engine.dialect.name == "sqlite":
+            # SQLite keeps text: the CRM's own form, past SQLAlchemy's DATETIME type, which
+            # would write its own (and accepts only datetime objects).
+            if isinstance(kind, DateTime):
+                text = self._text_stamp(moment)
+            else:
+                text = (moment.date() if isinstance(moment, datetime) else moment).isoformat()
+            return type_coerce(text, String())
+        if isinstance(kind, DateTime):
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)
+            # timestamptz takes the instant; a plain timestamp holds UTC without a zone.
+            return moment if kind.timezone else moment.astimezone(UTC).replace(tzinfo=None)
+        return moment.date() if isinstance(moment, datetime) else moment
+
+    def _text_stamp(self, moment: date) -> str:
+        """A moment as this CRM writes it in text (`timestamp_format`, UTC)."""
+        if not isinstance(moment, datetime):
+            return moment.isoformat()
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        if self.timestamp_format is None:
+            return iso_utc(moment)
+        return moment.astimezone(UTC).strftime(self.timestamp_format)
 
     def once(
         self,
@@ -358,9 +464,18 @@ class CRM:
     def insert(self, conn: Connection, entity: str, values: dict[str, Any], actor: Any) -> Any:
         table = self.table(entity)
         stamped = self._stamp(entity, values, actor, created=True)
-        result = conn.execute(insert(table).values(**self._columns(entity, stamped)))
+        definition = self.entity(entity)
+        if definition.id_generate == "uuid" and "id" not in stamped:
+            # The application makes ids here (SuiteCRM, EspoCRM): the database has none.
+            stamped["id"] = str(uuid.uuid4())
+        row = self._columns(entity, stamped)
+        for column, value in definition.defaults.items():
+            if column in table.c and column not in row:
+                row[column] = self._bind(table.c[column], value)
+        result = conn.execute(insert(table).values(**row))
         key = result.inserted_primary_key
-        return key[0] if key else None
+        new_id = key[0] if key and key[0] is not None else stamped.get("id")
+        return plain(new_id)
 
     def update(
         self, conn: Connection, entity: str, ids: Iterable[Any], values: dict[str, Any], actor: Any
@@ -380,15 +495,19 @@ class CRM:
     def delete(self, conn: Connection, entity: str, record_id: Any, actor: Any) -> int:
         table = self.table(entity)
         definition = self.entity(entity)
-        if definition.deleted is not None:
-            column, value = definition.deleted
-            if column in table.c:
-                stamped = self._stamp(entity, {}, actor, created=False)
-                values = {**self._columns(entity, stamped), column: value}
-                result = conn.execute(
-                    update(table).where(table.c.id == _id(table, record_id)).values(**values)
-                )
-                return int(result.rowcount or 0)
+        marked = definition.deleted
+        if marked is not None and marked.column in table.c:
+            stamped = self._stamp(entity, {}, actor, created=False)
+            # Marked as the CRM marks it: its flag's value, or the moment (not_null).
+            mark = self.clock() if marked.not_null else marked.value
+            values = {
+                **self._columns(entity, stamped),
+                marked.column: self._bind(table.c[marked.column], mark),
+            }
+            result = conn.execute(
+                update(table).where(table.c.id == _id(table, record_id)).values(**values)
+            )
+            return int(result.rowcount or 0)
         result = conn.execute(delete(table).where(table.c.id == _id(table, record_id)))
         return int(result.rowcount or 0)
 
@@ -458,6 +577,8 @@ class RelatedRecords:
         try:
             if relation.to_many:
                 return self.crm.children(relation, record)
+            if relation.through is not None:
+                return self._get(relation.entity, self.crm.through(relation, record))
             return self._get(relation.entity, record.get(relation.key or ""))
         except ActionError:
             return None
@@ -518,6 +639,11 @@ def _engine(url: str, read_only: bool) -> Engine:
 def _id(table: Table, value: Any) -> Any:
     """An id as the id column wants it: PostgreSQL, unlike SQLite, will not compare an
     integer column with the text form crmflow keeps ids in."""
+    if isinstance(table.c.id.type, Uuid) and not isinstance(value, uuid.UUID):
+        try:
+            return uuid.UUID(str(value))
+        except ValueError:
+            return value  # not a uuid: it matches no row, which is the answer
     if isinstance(value, str) and value.lstrip("-").isdigit():
         try:
             if table.c.id.type.python_type is int:
@@ -525,6 +651,17 @@ def _id(table: Table, value: Any) -> Any:
         except NotImplementedError:
             pass
     return value
+
+
+def _fits(column: Any, user_id: Any) -> bool:
+    """Whether `user_id` can go into `column` (a user id in the CRM's own form)."""
+    if user_id is None:
+        return False
+    try:
+        numeric = column.type.python_type is int
+    except NotImplementedError:
+        return True
+    return not numeric or isinstance(user_id, int) or str(user_id).lstrip("-").isdigit()
 
 
 def _loads(text: str | None) -> Any:

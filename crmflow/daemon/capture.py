@@ -254,9 +254,7 @@ class Capture:
             parts.append(
                 rows(column >= at(below, s_form), column < at(below, "%Y-%m-%dT"), negative)
             )
-            parts.append(
-                rows(column >= at(utc, "%Y-%m-%d "), column < at(utc, s_form), negative)
-            )
+            parts.append(rows(column >= at(utc, "%Y-%m-%d "), column < at(utc, s_form), negative))
         both = union_all(*parts).subquery()
         return select(both).order_by(both.c[column.name], both.c.id)
 
@@ -273,7 +271,7 @@ class Capture:
                 continue
             at = _instant(record.get("updated_at"))
             actor = record.get("updated_by")
-            if definition.deleted is not None and _is_deleted(record, definition.deleted):
+            if definition.is_deleted(record):
                 if seen is not None:
                     changes.append(Change(entity, "deleted", record, None, version, at, actor))
                 continue
@@ -489,11 +487,3 @@ def _instant(value: Any) -> datetime | None:
     if parsed is None:
         return None
     return to_instant(parsed, UTC)
-
-
-def _is_deleted(record: dict[str, Any], deleted: tuple[str, Any]) -> bool:
-    column, value = deleted
-    current = record.get(column)
-    if isinstance(value, bool) or isinstance(current, bool):
-        return bool(current) == bool(value) and current is not None
-    return current == value

@@ -91,7 +91,13 @@ def build_runtime(
         from crmflow.crm.database import CRM
 
         # A dry run reads related records too, through a connection that cannot write.
-        runtime.crm = CRM(config.crm, config.model, read_only=dry_run, **timed)
+        runtime.crm = CRM(
+            config.crm,
+            config.model,
+            read_only=dry_run,
+            timestamp_format=config.timestamp_format,
+            **timed,
+        )
     if dry_run:
         return runtime
     from crmflow.engine.effects.base import Services

@@ -33,10 +33,38 @@ class Relation:
     key: str | None = None  # to-one: our column holding their id
     foreign_key: str | None = None  # to-many: their column holding our id
     where: tuple[tuple[str, Any], ...] = ()
+    through: Through | None = None  # to-one through a join table
 
     @property
     def to_many(self) -> bool:
         return self.foreign_key is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Through:
+    """A join table between a record and a related one (SuiteCRM accounts_opportunities)."""
+
+    table: str
+    key: str  # its column holding our id
+    target_key: str  # its column holding the related record's id
+    where: tuple[tuple[str, Any], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SoftDelete:
+    """How a deleted row is marked instead of removed."""
+
+    column: str
+    value: Any = True  # the row is deleted when the column holds this value...
+    not_null: bool = False  # ...or, with not_null, when the column is set at all
+
+    def is_deleted(self, record: dict[str, Any], field: str) -> bool:
+        current = record.get(field)
+        if self.not_null:
+            return current is not None
+        if isinstance(self.value, bool) or isinstance(current, bool):
+            return current is not None and bool(current) == bool(self.value)
+        return bool(current == self.value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,10 +92,26 @@ class Entity:
     columns: dict[str, str] = field(default_factory=dict)  # field -> column where they differ
     relations: dict[str, Relation] = field(default_factory=dict)
     pipeline: Pipeline | None = None
-    deleted: tuple[str, Any] | None = None  # soft delete: (column, value meaning deleted)
+    deleted: SoftDelete | None = None
+    # "uuid": crmflow makes the id of a row it creates (the CRM's application does, not
+    # its database); None: the database assigns it.
+    id_generate: str | None = None
+    # Columns set on rows crmflow creates unless the action sets them (a CRM's NOT NULL
+    # or list-view columns its database gives no default: SuiteCRM's alerts.is_read).
+    defaults: dict[str, Any] = field(default_factory=dict)
 
     def column(self, name: str) -> str:
         return self.columns.get(name, name)
+
+    def field_of(self, column: str) -> str:
+        """The field a column is read as (a record's key)."""
+        return next((f for f, c in self.columns.items() if c == column), column)
+
+    def is_deleted(self, record: dict[str, Any]) -> bool:
+        """Whether a record read from the table is soft-deleted."""
+        if self.deleted is None:
+            return False
+        return self.deleted.is_deleted(record, self.field_of(self.deleted.column))
 
 
 @dataclass(frozen=True)
@@ -170,12 +214,22 @@ def _entity(name: str, spec: dict[str, Any], base: Entity | None) -> Entity:
     fields.update(spec.get("fields", {}))
     relations = dict(base.relations) if base else {}
     for rel_name, rel in spec.get("relations", {}).items():
+        through = None
+        if "through" in rel:
+            spec_through = rel["through"]
+            through = Through(
+                spec_through["table"],
+                spec_through["key"],
+                spec_through["target_key"],
+                tuple(sorted((spec_through.get("where") or {}).items())),
+            )
         relations[rel_name] = Relation(
             rel_name,
             rel["entity"],
             rel.get("key"),
             rel.get("foreign_key"),
             tuple(sorted((rel.get("where") or {}).items())),
+            through,
         )
     pipeline = base.pipeline if base else None
     if "pipeline" in spec:
@@ -185,12 +239,27 @@ def _entity(name: str, spec: dict[str, Any], base: Entity | None) -> Entity:
     columns.update(spec.get("columns", {}))
     deleted = base.deleted if base else None
     if "deleted" in spec:
-        deleted = (spec["deleted"]["column"], spec["deleted"].get("value", True))
+        marked = spec["deleted"]
+        deleted = SoftDelete(
+            marked["column"], marked.get("value", True), bool(marked.get("not_null", False))
+        )
     table = spec.get("table") or (base.table if base else name + "s")
-    for identifier in [table, *columns.values()]:
+    identifiers = [*table.split(".", 1), *columns.values()]
+    for relation in relations.values():
+        if relation.through is not None:
+            identifiers += [*relation.through.table.split(".", 1), relation.through.key]
+            identifiers.append(relation.through.target_key)
+    for identifier in identifiers:
         if not _IDENTIFIER_RE.fullmatch(identifier):
             raise ValueError(f"entities.{name}: {identifier!r} is not a valid SQL identifier")
-    return Entity(name, table, fields, columns, relations, pipeline, deleted)
+    id_generate = base.id_generate if base else None
+    if "id" in spec:
+        id_generate = (spec["id"] or {}).get("generate")
+    defaults = {**(base.defaults if base else {}), **(spec.get("defaults") or {})}
+    for identifier in defaults:
+        if not _IDENTIFIER_RE.fullmatch(identifier):
+            raise ValueError(f"entities.{name}: {identifier!r} is not a valid SQL identifier")
+    return Entity(name, table, fields, columns, relations, pipeline, deleted, id_generate, defaults)
 
 
 @cache

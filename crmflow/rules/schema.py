@@ -159,6 +159,11 @@ def workflow_schema() -> dict[str, Any]:
 def config_schema() -> dict[str, Any]:
     """The JSON Schema of crmflow.yaml."""
     identifier = {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"}
+    qualified = {
+        "type": "string",
+        "pattern": r"^([A-Za-z_][A-Za-z0-9_]*\.)?[A-Za-z_][A-Za-z0-9_]*$",
+        "description": "a table, optionally schema-qualified (crm.tasks, PostgreSQL)",
+    }
     from crmflow.rules.entities import FIELD_TYPES
 
     relation = {
@@ -170,21 +175,59 @@ def config_schema() -> dict[str, Any]:
             "key": identifier,
             "foreign_key": identifier,
             "where": {"type": "object", "additionalProperties": SCALAR},
+            "through": {
+                "type": "object",
+                "description": "a join table: its `key` column holds our id, its "
+                "`target_key` column the related record's id",
+                "required": ["table", "key", "target_key"],
+                "additionalProperties": False,
+                "properties": {
+                    "table": qualified,
+                    "key": identifier,
+                    "target_key": identifier,
+                    "where": {"type": "object", "additionalProperties": SCALAR},
+                },
+            },
         },
-        "oneOf": [{"required": ["key"]}, {"required": ["foreign_key"]}],
+        "oneOf": [{"required": ["key"]}, {"required": ["foreign_key"]}, {"required": ["through"]}],
     }
     entity = {
         "type": "object",
         "additionalProperties": False,
         "properties": {
-            "table": identifier,
+            "table": qualified,
+            "id": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "generate": {
+                        "enum": ["uuid"],
+                        "description": "rows crmflow creates get a uuid4 string id (the "
+                        "CRM's application makes ids, not its database)",
+                    }
+                },
+            },
             "columns": {"type": "object", "additionalProperties": identifier},
+            "defaults": {
+                "type": "object",
+                "description": "column values for rows crmflow creates, unless an action "
+                "sets them (columns the CRM needs that its database gives no default)",
+                "propertyNames": identifier,
+                "additionalProperties": SCALAR,
+            },
             "fields": {"type": "object", "additionalProperties": {"enum": list(FIELD_TYPES)}},
             "deleted": {
                 "type": "object",
+                "description": "soft delete: the row is deleted when `column` holds `value` "
+                "(default true), or, with not_null, when `column` is set at all",
                 "required": ["column"],
                 "additionalProperties": False,
-                "properties": {"column": identifier, "value": SCALAR},
+                "properties": {
+                    "column": identifier,
+                    "value": SCALAR,
+                    "not_null": {"type": "boolean"},
+                },
+                "not": {"required": ["value", "not_null"]},
             },
             "relations": {"type": "object", "additionalProperties": relation},
             "pipeline": {
@@ -239,6 +282,12 @@ def config_schema() -> dict[str, Any]:
                 "description": "workflow folder(s), relative to this file",
             },
             "timezone": {"type": "string", "description": "IANA time zone, e.g. Europe/Berlin"},
+            "timestamp_format": {
+                "type": "string",
+                "minLength": 2,
+                "description": "how the CRM writes text timestamps, as strftime in UTC, e.g. "
+                "'%Y-%m-%d %H:%M:%S' (default ISO 8601 with milliseconds and Z)",
+            },
             "poll_interval": _duration("how often the daemon polls the CRM"),
             "overlap": _duration(
                 "how far back each poll re-reads, from the older of the watermark and the "

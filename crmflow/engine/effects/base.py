@@ -96,8 +96,8 @@ class Job:
         if self.workflow.run_as is not None:
             return self.workflow.run_as
         actor = self.event.actor
-        return (
-            actor
-            if isinstance(actor, int) or (isinstance(actor, str) and actor.isdigit())
-            else None
-        )
+        # A user's id, in the CRM's own form: a number, or a string such as a uuid. Anything
+        # else (an object, a flag) names nobody, and the modified-by column stays as it was.
+        if isinstance(actor, bool) or not isinstance(actor, (int, str)) or actor == "":
+            return None
+        return actor

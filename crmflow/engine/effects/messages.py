@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +16,9 @@ class Recipients:
     users: dict[Any, dict[str, Any]] = field(default_factory=dict)  # id -> user record
     addresses: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
+
+
+_UUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -62,6 +66,8 @@ def resolve_recipients(job: Job, targets: Any) -> Recipients:
                 found.users[user["id"]] = user
         elif isinstance(target, str) and "@" in target:
             found.addresses.extend(addresses(target, "to"))
+        elif isinstance(target, str) and _UUID.fullmatch(target.strip()):
+            add_user(target.strip(), f"user {target}")  # ids are uuids in many CRMs
         else:
             raise ActionError(
                 f"{target!r} is not a recipient (user id, owner, actor, role:NAME "
@@ -150,7 +156,14 @@ def _inbox(job: Job, user_id: Any, subject: str, body: str, key: str) -> None:
         "related_id": job.record.get("id"),
     }
     definition = crm.entity("notification")
-    values = {k: v for k, v in values.items() if k in definition.fields}
+    # A CRM's inbox may lack some of these columns (one without related_entity): what it
+    # has is filled, the rest left out.
+    table = crm.table("notification")
+    values = {
+        k: v
+        for k, v in values.items()
+        if k in definition.fields and definition.column(k) in table.c
+    }
     crm.once(
         key,
         lambda conn: crm.insert(conn, "notification", values, job.writer),

@@ -62,6 +62,9 @@ def _targets(job: Job) -> tuple[str, list[Any]]:
         raise ActionError(f"update.target: {entity} has no relation {target!r}")
     if relation.to_many:
         return relation.entity, [r["id"] for r in crm.children(relation, job.record)]
+    if relation.through is not None:
+        found = crm.through(relation, job.record)
+        return relation.entity, [] if found is None else [found]
     key = job.record.get(relation.key or "")
     if key is None and job.record.get("id") is not None:
         fresh = crm.get(entity, job.record["id"])
