@@ -101,6 +101,7 @@ class CRM:
             raise ConfigError(f"crm: cannot open {_safe_url(url)}: {exc}") from None
         self._tables: dict[str, Table] = {}
         self._joins: dict[str, Table] = {}
+        self._stage_cache: dict[str, dict[Any, str]] = {}
         self._metadata = MetaData()
         self._applied: Table | None = None
         # Whether writes are exactly once (crmflow_applied exists); None while the
@@ -197,8 +198,51 @@ class CRM:
 
     # -- reading ----------------------------------------------------------------------
     def _record(self, entity: str, row: Any) -> dict[str, Any]:
-        reverse = {column: field for field, column in self.entity(entity).columns.items()}
-        return {reverse.get(key, key): plain(value) for key, value in row._mapping.items()}
+        definition = self.entity(entity)
+        reverse = {column: field for field, column in definition.columns.items()}
+        record = {reverse.get(key, key): plain(value) for key, value in row._mapping.items()}
+        pipeline = definition.pipeline
+        if pipeline is not None and pipeline.lookup is not None:
+            # The stage by name, beside the id the row holds: what workflows speak of.
+            stage_id = record.get(definition.field_of(pipeline.lookup.key))
+            record[pipeline.field] = self._stage_name(entity, stage_id)
+        return record
+
+    def _stages(self, entity: str, *, fresh: bool = False) -> dict[Any, str]:
+        """Stage id -> name of an entity whose stages are a table (read once, and again
+        when an id or a name is not there: stages are added in the CRM's settings)."""
+        if fresh or entity not in self._stage_cache:
+            pipeline = self.entity(entity).pipeline
+            assert pipeline is not None and pipeline.lookup is not None
+            lookup = pipeline.lookup
+            table = self._joins.get(lookup.table)
+            if table is None:
+                table = self._joins[lookup.table] = self._reflect(lookup.table)
+            names: dict[Any, str] = {}
+            with self.engine.connect() as conn:
+                for stage_id, name in conn.execute(
+                    select(table.c[lookup.id], table.c[lookup.name])
+                ):
+                    if isinstance(name, dict):  # translated: {"en_US": "New", ...}
+                        name = name.get(lookup.language or "en_US", next(iter(name.values()), None))
+                    names[plain(stage_id)] = str(name)
+            self._stage_cache[entity] = names
+        return self._stage_cache[entity]
+
+    def _stage_name(self, entity: str, stage_id: Any) -> str | None:
+        if stage_id is None:
+            return None
+        names = self._stages(entity)
+        if stage_id not in names:
+            names = self._stages(entity, fresh=True)
+        return names.get(stage_id)
+
+    def _stage_id(self, entity: str, name: Any) -> Any:
+        for fresh in (False, True):
+            for stage_id, stage in self._stages(entity, fresh=fresh).items():
+                if stage == name:
+                    return stage_id
+        raise ActionError(f"{entity}: no stage named {name!r} in its stage table")
 
     def _live(self, entity: str) -> Any:
         """A clause excluding soft-deleted rows, or None."""
@@ -322,7 +366,14 @@ class CRM:
     def _columns(self, entity: str, values: dict[str, Any]) -> dict[str, Any]:
         """Fields to columns, each value in the form its column's type takes."""
         out = {}
+        pipeline = self.entity(entity).pipeline
+        lookup = pipeline.lookup if pipeline is not None else None
         for field, value in values.items():
+            if lookup is not None and pipeline is not None and field == pipeline.field:
+                # A stage by name: the row holds its id.
+                column = self.table(entity).c[lookup.key]
+                out[column.name] = self._bind(column, self._stage_id(entity, value))
+                continue
             column = self._column(entity, field)
             out[column.name] = self._bind(column, value)
         return out

@@ -68,10 +68,23 @@ class SoftDelete:
 
 
 @dataclass(frozen=True, slots=True)
+class StageTable:
+    """Stages kept in a table of their own, the record holding a stage's id (Odoo's
+    crm_lead.stage_id -> crm_stage): crmflow reads and writes stages by name."""
+
+    table: str
+    key: str  # our column holding the stage's id
+    id: str = "id"
+    name: str = "name"
+    language: str | None = None  # a translated (jsonb) name: which language to read
+
+
+@dataclass(frozen=True, slots=True)
 class Pipeline:
     field: str
     stages: tuple[str, ...]
     closed: tuple[str, ...] = ()
+    lookup: StageTable | None = None
 
     @property
     def all_stages(self) -> tuple[str, ...]:
@@ -234,7 +247,13 @@ def _entity(name: str, spec: dict[str, Any], base: Entity | None) -> Entity:
     pipeline = base.pipeline if base else None
     if "pipeline" in spec:
         p = spec["pipeline"]
-        pipeline = Pipeline(p["field"], tuple(p["stages"]), tuple(p.get("closed", ())))
+        lookup = None
+        if "lookup" in p:
+            q = p["lookup"]
+            lookup = StageTable(
+                q["table"], q["key"], q.get("id", "id"), q.get("name", "name"), q.get("language")
+            )
+        pipeline = Pipeline(p["field"], tuple(p["stages"]), tuple(p.get("closed", ())), lookup)
     columns = dict(base.columns) if base else {}
     columns.update(spec.get("columns", {}))
     deleted = base.deleted if base else None
@@ -245,6 +264,10 @@ def _entity(name: str, spec: dict[str, Any], base: Entity | None) -> Entity:
         )
     table = spec.get("table") or (base.table if base else name + "s")
     identifiers = [*table.split(".", 1), *columns.values()]
+    if pipeline is not None and pipeline.lookup is not None:
+        stage_table = pipeline.lookup
+        identifiers += [*stage_table.table.split(".", 1), stage_table.key]
+        identifiers += [stage_table.id, stage_table.name]
     for relation in relations.values():
         if relation.through is not None:
             identifiers += [*relation.through.table.split(".", 1), relation.through.key]

@@ -235,6 +235,21 @@ def config_schema() -> dict[str, Any]:
                 "required": ["field", "stages"],
                 "additionalProperties": False,
                 "properties": {
+                    "lookup": {
+                        "type": "object",
+                        "description": "stages in a table of their own: `key` is our column "
+                        "holding a stage's `id`; `field` then reads and writes the stage's "
+                        "`name` (of `language`, when names are translated jsonb)",
+                        "required": ["table", "key"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "table": qualified,
+                            "key": identifier,
+                            "id": identifier,
+                            "name": identifier,
+                            "language": {"type": "string"},
+                        },
+                    },
                     "field": {"type": "string"},
                     "stages": {"type": "array", "items": {"type": "string"}},
                     "closed": {"type": "array", "items": {"type": "string"}},
