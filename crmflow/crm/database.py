@@ -102,6 +102,7 @@ class CRM:
         self._tables: dict[str, Table] = {}
         self._joins: dict[str, Table] = {}
         self._stage_cache: dict[str, dict[Any, str]] = {}
+        self._lookups: dict[str, Any] = {}
         self._metadata = MetaData()
         self._applied: Table | None = None
         # Whether writes are exactly once (crmflow_applied exists); None while the
@@ -522,6 +523,8 @@ class CRM:
         row = self._columns(entity, stamped)
         for column, value in definition.defaults.items():
             if column in table.c and column not in row:
+                if isinstance(value, dict):
+                    value = self._lookup(conn, value["lookup"])
                 row[column] = self._bind(table.c[column], value)
         result = conn.execute(insert(table).values(**row))
         key = result.inserted_primary_key
@@ -561,6 +564,28 @@ class CRM:
             return int(result.rowcount or 0)
         result = conn.execute(delete(table).where(table.c.id == _id(table, record_id)))
         return int(result.rowcount or 0)
+
+    def _lookup(self, conn: Connection, spec: dict[str, Any]) -> Any:
+        """A default read from a table (`defaults: {col: {lookup: ...}}`), once."""
+        key = json.dumps(spec, sort_keys=True, default=str)
+        if key not in self._lookups:
+            table = self._joins.get(spec["table"])
+            if table is None:
+                table = self._joins[spec["table"]] = self._reflect(spec["table"])
+            wanted = spec.get("column", "id")
+            for column in (wanted, *spec["where"]):
+                if column not in table.c:
+                    raise ActionError(f"{spec['table']} has no column {column!r}")
+            query = select(table.c[wanted])
+            for column, value in spec["where"].items():
+                query = query.where(table.c[column] == self._bind(table.c[column], value))
+            found = conn.execute(query.limit(2)).all()
+            if len(found) != 1:
+                raise ActionError(
+                    f"defaults lookup in {spec['table']} found {len(found)} rows, not one"
+                )
+            self._lookups[key] = plain(found[0][0])
+        return self._lookups[key]
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -211,9 +211,35 @@ def config_schema() -> dict[str, Any]:
             "defaults": {
                 "type": "object",
                 "description": "column values for rows crmflow creates, unless an action "
-                "sets them (columns the CRM needs that its database gives no default)",
+                "sets them (columns the CRM needs that its database gives no default); "
+                "a `lookup` reads the value from a table once, e.g. Odoo's ir_model id",
                 "propertyNames": identifier,
-                "additionalProperties": SCALAR,
+                "additionalProperties": {
+                    "anyOf": [
+                        SCALAR,
+                        {
+                            "type": "object",
+                            "required": ["lookup"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "lookup": {
+                                    "type": "object",
+                                    "required": ["table", "where"],
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "table": qualified,
+                                        "column": identifier,
+                                        "where": {
+                                            "type": "object",
+                                            "propertyNames": identifier,
+                                            "additionalProperties": SCALAR,
+                                        },
+                                    },
+                                }
+                            },
+                        },
+                    ]
+                },
             },
             "fields": {"type": "object", "additionalProperties": {"enum": list(FIELD_TYPES)}},
             "deleted": {
