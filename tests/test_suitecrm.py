@@ -64,7 +64,7 @@ WORKFLOWS = {
         trigger: {on: updated, fields: [amount]}
         conditions: {amount: {gte: 200000}}
         actions:
-          - notify: {to: [owner], subject: "Big deal: {{ deal.name }}",
+          - notify: {to: [owner, PRIYA], subject: "Big deal: {{ deal.name }}",
                      body: "{{ deal.amount }} with {{ deal.company.name }}"}
     """,
     "quote.yaml": """
@@ -169,7 +169,8 @@ def project(folder: Path, web: Web) -> tuple[SuiteCRM, DaemonProcess]:
     (folder / "rules").mkdir()
     for name, text in WORKFLOWS.items():
         (folder / "rules" / name).write_text(
-            textwrap.dedent(text).replace("WEB", web.base), encoding="utf-8"
+            textwrap.dedent(text).replace("WEB", web.base).replace("PRIYA", PRIYA),
+            encoding="utf-8",
         )
     lint = subprocess.run([crmflow_bin(), "lint", "--strict"], cwd=folder, capture_output=True)
     assert lint.returncode == 0, lint.stdout + lint.stderr
@@ -212,11 +213,13 @@ def test_suitecrm_end_to_end(tmp_path: Path) -> None:
         # The relation through accounts_opportunities, and a step's id in a later step.
         assert won == {"deal": DELTA, "company": "Delta Sensors GmbH", "task": kickoff[0]["id"]}
 
-        wait_until(lambda: len(crm.listed("alerts", "name LIKE 'Big deal: Northwind%'")) == 1)
-        alert = crm.listed("alerts", "name LIKE 'Big deal: Northwind%'")[0]
-        written_by_crmflow(alert, TOM)
-        assert alert["assigned_user_id"] == TOM and alert["is_read"] == 0  # in Tom's bell
-        assert alert["description"] == "250000 with Northwind Foods"
+        # The owner, and a user named by her uuid: one alert in each one's bell.
+        wait_until(lambda: len(crm.listed("alerts", "name LIKE 'Big deal: Northwind%'")) == 2)
+        alerts = crm.listed("alerts", "name LIKE 'Big deal: Northwind%'")
+        assert sorted(a["assigned_user_id"] for a in alerts) == sorted([TOM, PRIYA])
+        for alert in alerts:
+            written_by_crmflow(alert, TOM)
+            assert alert["is_read"] == 0 and alert["description"] == "250000 with Northwind Foods"
 
         # The dead lead: soft-deleted as SuiteCRM deletes, nothing else touched.
         wait_until(lambda: not crm.listed("leads", "id = ?", LEAD_NEW))
