@@ -165,6 +165,39 @@ def test_ssrf_attempts_are_refused_before_connecting(project: Project, web: Web,
     assert web.hits == []
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/ok/../admin",
+        "/ok/%2e%2e/admin",
+        "/ok/%2E%2e/admin",
+        "/ok/.%2e/admin",
+        "/ok//../../admin",
+        "/ok/..;/admin",
+        "/ok/..%3b/admin",
+        "/ok/%2fadmin",
+        "/ok/..\\\\admin",  # a backslash, escaped once for YAML
+        "/ok/%5c..%5cadmin",
+        "/../ok/x",
+    ],
+)
+def test_the_allow_list_judges_the_path_the_server_will_serve(
+    project: Project, web: Web, path: str
+) -> None:
+    project.configure(f"webhooks: {{allow: ['{web.base}/ok/*']}}\n")
+    code, action = run(project, f"{web.base}{path}")
+    assert code == 3, action
+    assert action["result"].startswith("refused before connecting"), action
+    assert web.hits == []
+
+
+def test_an_allowed_path_is_sent_as_it_was_checked(project: Project, web: Web) -> None:
+    project.configure(f"webhooks: {{allow: ['{web.base}/ok/*']}}\n")
+    code, action = run(project, f"{web.base}/ok//./in/../x?a=1")
+    assert code == 0, action
+    assert [hit.path for hit in web.hits] == ["/ok/x?a=1"]
+
+
 def test_a_wildcard_never_admits_private_addresses(project: Project, web: Web) -> None:
     project.configure("webhooks: {allow: ['http://*.example.com:*/*']}\n")
     project.dns = {"erp.example.com": ["127.0.0.1"], "rebind.example.com": ["10.1.2.3"]}

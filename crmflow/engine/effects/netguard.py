@@ -14,11 +14,12 @@ asked: worth retrying) or final (the name does not exist).
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 Resolve = Callable[[str, int], list[str]]
@@ -126,7 +127,7 @@ class UrlPolicy:
             port = parts.port or DEFAULT_PORTS[scheme]
         except ValueError:
             raise Refused(f"{url!r}: invalid port") from None
-        path = parts.path or "/"
+        path = normal_path(url, parts.path or "/")
         pattern = next((p for p in self.patterns if p.matches(scheme, host, port, path)), None)
         if pattern is None:
             raise Refused(f"{scheme}://{host}:{port}{path} is not in webhooks.allow")
@@ -144,7 +145,9 @@ class UrlPolicy:
                     f"{host} resolves to the non-public address {private[0]}; only a "
                     "host named literally in webhooks.allow may be private"
                 )
-        return Target(url, scheme, host, port, tuple(dict.fromkeys(addresses)))
+        # The request goes to the path that was checked, not to its unnormalised spelling.
+        checked = urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
+        return Target(checked, scheme, host, port, tuple(dict.fromkeys(addresses)))
 
     def _lookup(self, host: str, port: int) -> list[str]:
         try:
@@ -160,6 +163,38 @@ class UrlPolicy:
             # Not an answer about the name (Python turns EAI_SYSTEM into a plain OSError;
             # a resolver of one's own may time out): worth another try.
             raise Unresolved(host, exc.strerror or str(exc), temporary=True) from None
+
+
+# Percent-escapes a server may decode into a path separator, a parameter or a NUL: a path
+# holding one means something else to the server than to the allow list.
+_AMBIGUOUS = re.compile(r"%(2f|5c|3b|00)", re.IGNORECASE)
+_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+
+
+def normal_path(url: str, path: str) -> str:
+    """The path as a server resolves it: `.` and `..` segments applied, empty segments
+    dropped, escapes of unreserved characters (`%2e`) decoded. Spellings that servers
+    read differently (a backslash, `;` parameters, an encoded slash or NUL) are refused:
+    what the allow list admits must be what the server serves."""
+    if "\\" in path or ";" in path or _AMBIGUOUS.search(path):
+        raise Refused(f"{url!r}: the path holds a backslash, ';' or an encoded separator")
+    decoded = _ESCAPE.sub(
+        lambda m: chr(int(m.group(1), 16)) if chr(int(m.group(1), 16)) in _UNRESERVED else m[0],
+        path,
+    )
+    segments: list[str] = []
+    for segment in decoded.split("/"):
+        if segment in ("", "."):
+            continue
+        if segment == "..":
+            if not segments:
+                raise Refused(f"{url!r}: the path climbs above the root")
+            segments.pop()
+            continue
+        segments.append(segment)
+    trailing = "/" if decoded.endswith(("/", "/.", "/..")) and segments else ""
+    return "/" + "/".join(segments) + trailing
 
 
 def _split(url: str) -> SplitResult:
