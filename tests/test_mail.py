@@ -134,6 +134,39 @@ def test_header_injection_from_crm_data_is_refused(project: Project) -> None:
     assert handler.messages == []
 
 
+@pytest.mark.parametrize(
+    ("address", "reason"),
+    [
+        ("ada@example.org, victim@evil.example", "is not one address"),
+        ("ada@example.org; victim@evil.example", "is not one address"),
+        ("friends: ada@example.org, victim@evil.example;", "is not one address"),
+        ("ada@example.org\x00victim@evil.example", "control characters"),
+        ("ada@example.org\nvictim@evil.example", "line break"),
+        ('"x" <ada@example.org>, victim@evil.example', "is not one address"),
+    ],
+)
+def test_a_recipient_from_crm_data_is_exactly_one_address(
+    project: Project, address: str, reason: str
+) -> None:
+    handler = MailHandler()
+    with smtp_server(handler) as port:
+        project.configure(smtp_config(port))
+        code, plans, _ = project.eval(contact(address=address))
+    assert code == 3
+    assert reason in actions(plans[0], "welcome")[0]["result"]
+    assert handler.messages == []
+
+
+def test_a_display_name_with_a_comma_is_still_one_address(project: Project) -> None:
+    handler = MailHandler()
+    with smtp_server(handler) as port:
+        project.configure(smtp_config(port))
+        code, _plans, err = project.eval(contact(address='"Lovelace, Ada" <ada@example.org>'))
+    assert code == 0, err
+    (env,) = handler.messages
+    assert sorted(env.rcpt_tos) == ["ada@example.org", "office@demo.example"]
+
+
 def test_contacts_who_opted_out_are_not_written_to(project: Project) -> None:
     project.configure()
     opted = project.sql("SELECT email FROM contacts WHERE email_opt_out = 1")[0][0]

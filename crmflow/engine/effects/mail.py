@@ -39,18 +39,46 @@ def check_header(name: str, value: str) -> str:
 
 
 def addresses(value: Any, field: str) -> list[str]:
-    """E-mail addresses from a string (comma-separated) or a list; MailError if invalid."""
+    """E-mail addresses from a string or a list of them; MailError if any is invalid.
+
+    Each item is exactly one address (a display name allowed): items are often rendered
+    from CRM data, where `x@example.com, victim@evil.example` or group syntax would add
+    recipients nobody wrote. Several recipients are a list.
+    """
     items = value if isinstance(value, list) else ([] if value in (None, "") else [value])
     found: list[str] = []
     for item in items:
         text = check_header(field, str(item))
-        for _name, address in getaddresses([text]):
-            if not address:
-                continue
-            if not _ADDRESS_RE.match(address):
-                raise MailError(f"{field}: {address!r} is not an e-mail address", transient=False)
-            found.append(address)
+        if any(ord(c) < 32 or ord(c) == 127 for c in text):
+            raise MailError(f"{field}: {text!r} holds control characters", transient=False)
+        if _separators_outside_quotes(text):
+            raise MailError(
+                f"{field}: {text!r} is not one address (',', ';' or ':' outside quotes): "
+                "list several recipients instead",
+                transient=False,
+            )
+        parsed = [address for _name, address in getaddresses([text]) if address]
+        if not parsed:
+            continue
+        if len(parsed) != 1 or not _ADDRESS_RE.match(parsed[0]):
+            raise MailError(f"{field}: {text!r} is not an e-mail address", transient=False)
+        found.append(parsed[0])
     return found
+
+
+def _separators_outside_quotes(text: str) -> bool:
+    """Whether `text` separates addresses (`,`) or opens a group (`:` ... `;`)."""
+    quoted = escaped = False
+    for char in text:
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == '"':
+            quoted = not quoted
+        elif not quoted and char in ",;:":
+            return True
+    return False
 
 
 @dataclass
