@@ -262,6 +262,18 @@ def test_config_entities_extend_the_model(cli: Cli, rules_dir: Rules, tmp_path: 
     assert lint(cli, rules_dir, text).code == 0
 
 
+def test_an_entity_name_that_is_not_an_identifier_is_refused(
+    cli: Cli, rules_dir: Rules, tmp_path: Path
+) -> None:
+    """Entity names reach SQL (triggers mode names them in DDL): an identifier only."""
+    (tmp_path / "crmflow.yaml").write_text(
+        "entities:\n  \"x'); DELETE FROM users; --\":\n    table: deals\n", encoding="utf-8"
+    )
+    result = lint(cli, rules_dir, GOOD)
+    assert result.code == 2 and result.out == ""
+    assert len(result.err.splitlines()) == 1 and "crmflow.yaml:2:" in result.err, result.err
+
+
 def test_bad_time_zone_in_config(cli: Cli, rules_dir: Rules, tmp_path: Path) -> None:
     (tmp_path / "crmflow.yaml").write_text("timezone: Mars/Base\n", encoding="utf-8")
     result = lint(cli, rules_dir, GOOD)

@@ -14,6 +14,7 @@ row created and deleted between two looks.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -45,6 +46,8 @@ CHANGELOG = "crmflow_changelog"
 # How far a text timestamp's digits may sit from its instant: UTC offsets run from -12:00
 # to +14:00, so `…T08:00:00-05:00` (13:00 UTC) reads as text up to 14 hours early.
 OFFSET_SPAN = timedelta(hours=14)
+# A name that may stand in DDL between double quotes, or as a string between single ones.
+_SAFE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
 
 
 @dataclass
@@ -352,6 +355,11 @@ class Capture:
         if dialect not in ("sqlite", "postgresql"):
             raise ValueError("change_capture: triggers needs SQLite or PostgreSQL")
         table = self.crm.table(entity)
+        # DDL takes no bound parameters: every name pasted into it is checked first (the
+        # entity and table names by the mapping's pattern, column names here).
+        for name in (entity, table.name, *(c.name for c in table.columns)):
+            if not _SAFE_NAME.fullmatch(name):
+                raise ValueError(f"change_capture: triggers: {name!r} is not a plain SQL name")
         self._changelog().create(self.crm.engine, checkfirst=True)
         with self.crm.engine.begin() as conn:
             if dialect == "postgresql":

@@ -221,6 +221,10 @@ def suggest(word: str, choices: list[str] | tuple[str, ...]) -> str:
 
 
 def _entity(name: str, spec: dict[str, Any], base: Entity | None) -> Entity:
+    # Entity names reach SQL too (the changelog triggers name their entity): an
+    # identifier, checked before anything else.
+    if not _IDENTIFIER_RE.fullmatch(name):
+        raise ValueError(f"entities: {name!r} is not a valid entity name (letters, digits, _)")
     fields = dict(COMMON_FIELDS)
     if base is not None:
         fields.update(base.fields)

@@ -6,10 +6,11 @@ in `previous` with the one in `record` and is false on created and deleted event
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from datetime import tzinfo
 from typing import TYPE_CHECKING, Any, Literal
+
+import re2
 
 from crmflow import durations
 from crmflow.rules.registry import OPERATORS, OperatorDef
@@ -175,12 +176,61 @@ def _contains(operand: Any, tz: tzinfo) -> ValueTest:
     return test
 
 
+# `matches` runs on RE2, which matches in time linear in the text: Python's `re` backtracks,
+# so `(a+)+$` against 40 a's and a "!" never finishes, and nothing can bound it from
+# outside (a thread running a regex cannot be stopped). RE2 refuses what it cannot run in
+# linear time (backreferences, lookaround, possessive quantifiers), and lint reports that.
+# max_mem bounds the compiled program: a giant pattern is an error, not a memory hog; a
+# search that outgrows its DFA budget falls back to RE2's NFA, still linear.
+PATTERN_MAX_MEM = 8 << 20
+
+
+class PatternError(ValueError):
+    """A `matches` pattern RE2 cannot compile; `reason` is RE2's own words."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _pattern_options() -> re2.Options:
+    options = re2.Options()
+    options.max_mem = PATTERN_MAX_MEM
+    options.log_errors = False  # the reason goes into the finding, not to stderr
+    # `matches` only answers whether there is a match: without capture groups RE2 needs
+    # no submatch pass, which is the slow part on a pattern such as `(.*a){20}`.
+    options.never_capture = True
+    return options
+
+
+_PATTERN_OPTIONS = _pattern_options()
+
+
+def _utf8(text: str) -> bytes:
+    # Lone surrogates (CRM data may hold them) pass as bytes RE2 matches as no character.
+    return text.encode("utf-8", "surrogatepass")
+
+
+def compile_pattern(operand: str) -> Any:
+    """The RE2 program for a `matches` operand; PatternError when RE2 rejects it."""
+    try:
+        return re2.compile(_utf8(operand), _PATTERN_OPTIONS)
+    except re2.error as exc:
+        reason = exc.args[0] if exc.args else "rejected"
+        if isinstance(reason, bytes):
+            reason = reason.decode("utf-8", "replace")
+        raise PatternError(str(reason)) from None
+
+
 @_register(
     "matches", "regular expression search (Python syntax)", {"type": "string"}, ordering=True
 )
 def _matches(operand: str, tz: tzinfo) -> ValueTest:
-    pattern = re.compile(operand)
-    return lambda value, facts: type(value) is str and pattern.search(value) is not None
+    # Compiled once per workflow; searched as UTF-8 bytes, the same match anywhere as
+    # `re.search`, and the bytes path skips the wrapper's character-offset bookkeeping.
+    pattern = compile_pattern(operand)
+    search = pattern.search
+    return lambda value, facts: type(value) is str and search(_utf8(value)) is not None
 
 
 @_register("empty", 'true: null, missing, "" or []; false: anything else', {"type": "boolean"})

@@ -364,7 +364,11 @@ def config_schema() -> dict[str, Any]:
                     "max_delay": _duration("longest delay between two attempts (default 5m)"),
                 },
             },
-            "entities": {"type": "object", "additionalProperties": entity},
+            "entities": {
+                "type": "object",
+                "propertyNames": identifier,
+                "additionalProperties": entity,
+            },
         },
     }
 

@@ -19,6 +19,7 @@ from crmflow.findings import Finding
 from crmflow.rules.actions import action_type, normalise_params
 from crmflow.rules.conditions import is_field_ref, iter_field_clauses
 from crmflow.rules.entities import TEMPORAL_TYPES, EntityModel, suggest
+from crmflow.rules.operators import PATTERN_MAX_MEM, PatternError, compile_pattern
 from crmflow.rules.registry import ACTIONS, OPERATORS
 from crmflow.rules.templates import (
     CONTEXT_NAMES,
@@ -38,6 +39,30 @@ if TYPE_CHECKING:
 YamlPath = tuple[str | int, ...]
 _JINJA_GLOBALS = {"range", "dict", "lipsum", "cycler", "joiner", "namespace", "loop"}
 _STEP_RE = re.compile(r"steps\.([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def pattern_problem(operand: str) -> str | None:
+    """Why a `matches` pattern cannot run (CF213), or None when it compiles for RE2."""
+    try:
+        compile_pattern(operand)
+    except PatternError as exc:
+        shown = operand if len(operand) <= 80 else operand[:77] + "..."
+        if "too large" in exc.reason:
+            return (
+                f"regular expression {shown!r} is too large for the regex engine "
+                f"(its program needs more than {PATTERN_MAX_MEM >> 20} MiB)"
+            )
+        try:
+            # Python's re only tells a typo apart from a feature RE2 leaves out; it
+            # compiles here and never runs, and compiling does not backtrack.
+            re.compile(operand)
+        except (re.error, RecursionError, OverflowError, ValueError) as python:
+            return f"invalid regular expression {shown!r}: {python}"
+        return (
+            f"pattern not supported by the regex engine: {exc.reason} "
+            "(RE2 syntax: no backreferences or lookaround)"
+        )
+    return None
 
 
 class _Checker:
@@ -76,10 +101,9 @@ class _Checker:
         for base, block in self.condition_blocks():
             for path, _field, op, operand in iter_field_clauses(block, base):
                 if op == "matches":
-                    try:
-                        re.compile(operand)
-                    except re.error as exc:
-                        self.add("CF213", f"invalid regular expression {operand!r}: {exc}", path)
+                    problem = pattern_problem(operand)
+                    if problem is not None:
+                        self.add("CF213", problem, path)
                 elif op in ("before", "after") and temporal(operand) is None:
                     try:
                         durations.parse(operand, signed=True)
