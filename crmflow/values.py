@@ -70,3 +70,23 @@ def display(value: Any) -> str:
         return json.dumps(value, ensure_ascii=False, default=str)
     except (TypeError, ValueError):
         return repr(value)
+
+
+# Control characters (C0, DEL, C1) and bidirectional overrides: CRM data printed to a
+# terminal or a log must not move the cursor, recolour it, or reorder what people read.
+_UNPRINTABLE = {
+    code: f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    for code in [
+        *range(0x20),
+        0x7F,
+        *range(0x80, 0xA0),
+        *range(0x202A, 0x202F),
+        *range(0x2066, 0x206A),
+    ]
+    if chr(code) not in "\n\t"
+}
+
+
+def printable(text: str) -> str:
+    """`text` with every control character shown as its escape (`\\x1b`), lines kept."""
+    return text.translate(_UNPRINTABLE)

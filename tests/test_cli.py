@@ -77,6 +77,28 @@ def test_text_output_for_people(cli: Cli, rules_dir: Rules) -> None:
     assert "  ✗ deal-won-webhook: stage changed_to won: was negotiation, unchanged" in result.out
 
 
+def test_text_output_shows_control_sequences_from_crm_data_instead_of_obeying_them(
+    cli: Cli, rules_dir: Rules
+) -> None:
+    rules_dir(
+        {
+            "a.yaml": "id: w\nentity: deal\ntrigger: {on: created}\n"
+            "actions: [{warn: {message: 'hi {{ deal.name }}'}}]\n"
+        }
+    )
+    event = json.dumps(
+        {
+            "entity": "deal",
+            "event": "created",
+            "record": {"id": "7\u001b[2J", "name": "\u001b[31mred\u001b]0;title\u0007\u202eevil"},
+        }
+    )
+    result = cli("eval", "--dry-run", stdin=event)
+    assert result.code == 0, result.err
+    assert not any(c in result.out for c in "\x1b\x07\u202e")
+    assert "\\x1b[31mred" in result.out and "\\u202eevil" in result.out
+
+
 def test_explain_shows_every_clause(cli: Cli, rules_dir: Rules) -> None:
     rules_dir({"a.yaml": BIG})
     out = cli("eval", "--dry-run", "--explain", stdin=EVENT).out

@@ -6,11 +6,18 @@ import json
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
+from rich.markup import escape as _markup_escape
 from rich.text import Text
 
 from crmflow.engine.evaluate import Plan
 from crmflow.timeutil import format_utc
+from crmflow.values import printable
+
+
+def escape(text: str) -> str:
+    """Text from workflows or CRM data for the terminal: markup and control characters
+    (escape sequences that would recolour or move the cursor) shown, not obeyed."""
+    return _markup_escape(printable(text))
 
 
 def _value(value: Any, indent: int = 8) -> str:
@@ -23,7 +30,7 @@ def print_plan(console: Console, plan: Plan, *, explain: bool = False) -> None:
     event = plan.event
     ident = f" #{event.id}" if event.id is not None else ""
     header = Text.assemble(
-        (f"{event.entity}{ident}", "bold"),
+        (printable(f"{event.entity}{ident}"), "bold"),
         f" {event.event}",
         (f"  at {format_utc(plan.now)}", "dim"),
     )

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import IO, Any
 
 from crmflow.timeutil import format_utc
+from crmflow.values import printable
 
 
 class Log:
@@ -29,6 +30,9 @@ class Log:
 
     def _emit(self, kind: str, text: str, **fields: Any) -> None:
         now = datetime.now(UTC)
+        # Lines carry CRM data (names, ids): no escape sequence reaches a terminal or a
+        # log viewer, and no line break forges a log line.
+        text = printable(text).replace("\n", "\\n")
         if self.fmt == "json":
             self.stream.write(
                 json.dumps(
