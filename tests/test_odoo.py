@@ -142,7 +142,9 @@ def test_odoo_end_to_end_as_a_least_privilege_role(tmp_path: Path, postgres_admi
         odoo_write(db, BALTIC, MARC, probability=25)  # New: qualify it
         odoo_write(db, ACME_FLEET, MARC, stage_id=3)  # Qualified -> Proposition
 
-        wait_until(lambda: len(web.json_bodies("/won")) == 1, timeout=30)
+        # The webhook goes first, the activity after it: wait for the second.
+        kickoff_sql = "SELECT count(*) FROM mail_activity WHERE summary LIKE 'Kick-off%'"
+        wait_until(lambda: db(kickoff_sql)[0][0] == 1, timeout=30)
         assert web.json_bodies("/won") == [{"deal": DELTA, "stage": "Won"}]
         kickoff = db(
             "SELECT res_model, res_model_id, user_id, date_deadline, create_date, write_uid, "
