@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 
-from crmflow.timeutil import localize
+from crmflow.timeutil import DateOutOfRange, localize
 
 _SHORT_RE = re.compile(r"(\d+)\s*(ms|s|m|h|d|w|y)")
 _SHORT_FULL_RE = re.compile(r"(?:\d+\s*(?:ms|s|m|h|d|w|y)\s*)+")
@@ -50,7 +50,18 @@ class Duration:
         return self.months * 30 * 86400 + self.days * 86400 + self.seconds
 
     def add_to(self, moment: datetime, tz: tzinfo) -> datetime:
-        """`moment` moved by this duration; calendar parts on the wall clock of `tz`."""
+        """`moment` moved by this duration; calendar parts on the wall clock of `tz`.
+
+        DateOutOfRange when the result falls outside the years 1 to 9999.
+        """
+        try:
+            return self._add_to(moment, tz)
+        except (OverflowError, ValueError):
+            raise DateOutOfRange(
+                f"{self} from {moment.isoformat()} is out of range (years 1 to 9999)"
+            ) from None
+
+    def _add_to(self, moment: datetime, tz: tzinfo) -> datetime:
         result = moment
         if self.months or self.days:
             local = moment.astimezone(tz).replace(tzinfo=None)

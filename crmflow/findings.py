@@ -2,7 +2,8 @@
 
 Codes are stable so CI configurations and people can refer to them:
 
-CF0xx  files:     CF001 invalid YAML, CF002 duplicate key, CF003 not a mapping
+CF0xx  files:     CF001 invalid YAML, CF002 duplicate key, CF003 not a mapping,
+                  CF004 over a size limit (file, nodes, nesting, number)
 CF1xx  schema:    CF101 unknown key, CF102 missing key, CF103 wrong type, CF104 invalid value
 CF2xx  semantics: see SEMANTIC_CODES
 """

@@ -22,6 +22,14 @@ _DATETIME_RE = re.compile(
 Clock = Callable[[], datetime]
 
 
+class DateOutOfRange(OverflowError, ValueError):
+    """A date or time moved past what datetime holds (before year 1 or after 9999).
+
+    An OverflowError as datetime raises it; a ValueError too, for callers that already
+    treat bad values as ValueError.
+    """
+
+
 def system_clock() -> datetime:
     """The real time, aware, in UTC."""
     return datetime.fromtimestamp(time.time(), UTC)
@@ -65,6 +73,8 @@ def parse_datetime(text: str) -> datetime | None:
         sign = -1 if off[0] == "-" else 1
         digits = off[1:].replace(":", "")
         hours, minutes = int(digits[:2]), int(digits[2:4] or 0)
+        if hours > 23 or minutes > 59:
+            return None  # +99:00 is no UTC offset (and timezone() refuses a day or more)
         tz = _offset_zone(sign * (hours * 60 + minutes))
     try:
         return datetime(
@@ -105,7 +115,12 @@ def localize(naive: datetime, tz: tzinfo) -> datetime:
     A wall time skipped by a spring-forward change comes out shifted by the gap
     (02:30 becomes 03:30); one that occurs twice in autumn takes its first occurrence.
     """
-    return naive.replace(tzinfo=tz, fold=0).astimezone(UTC).astimezone(tz)
+    try:
+        return naive.replace(tzinfo=tz, fold=0).astimezone(UTC).astimezone(tz)
+    except OverflowError:
+        raise DateOutOfRange(
+            f"{naive.isoformat()} in {tz} is out of range (years 1 to 9999)"
+        ) from None
 
 
 def parse_instant(text: str) -> datetime:

@@ -71,3 +71,53 @@ def test_at_without_offset_is_utc() -> None:
         {"entity": "deal", "event": "created", "record": {}, "at": "2026-11-22 10:00:00"}
     )
     assert event.at is not None and event.at.isoformat() == "2026-11-22T10:00:00+00:00"
+
+
+def test_a_pretty_printed_array_gives_each_event_its_own_line() -> None:
+    items = read(
+        '[\n  {"entity": "deal", "event": "created", "record": {"id": 1}},\n  {\n'
+        '    "entity": "deal", "event": "created", "record": {"id": 2}\n  }\n]\n'
+    )
+    assert [(type(i).__name__, getattr(i, "line", None)) for i in items] == [
+        ("Event", 2),
+        ("Event", 3),
+    ]
+
+
+def test_a_broken_line_before_whole_ones_is_reported_once() -> None:
+    items = read(
+        '{"entity":"deal"\n'
+        '{"entity":"deal","event":"created","record":{"id":2}}\n'
+        '{"entity":"deal","event":"created","record":{"id":3}}\n'
+    )
+    assert str(items[0]) == "line 1: invalid JSON: unterminated value"
+    assert [i.line for i in items[1:] if isinstance(i, Event)] == [2, 3]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"x": NaN}', "line 1: invalid JSON: NaN is not a JSON number"),
+        ('{"x": 1e400}', "line 1: invalid JSON: the number 1e400 is out of range"),
+        ('{"x": ' + "9" * 5000 + "}", "line 1: invalid JSON: a number with more than"),
+        ("[" * 50_000, "line 1: invalid JSON: nested too deeply"),
+        ('{"x": "\\udc00"}', "line 1: invalid JSON: a string holds a lone surrogate"),
+    ],
+)
+def test_json_that_python_takes_but_events_refuse(text: str, message: str) -> None:
+    items = read(text + '\n{"entity":"deal","event":"created","record":{"id":2}}\n')
+    assert str(items[0]).startswith(message)
+    assert isinstance(items[-1], Event) and items[-1].line == 2
+
+
+@pytest.mark.parametrize(
+    ("at", "message"),
+    [
+        ("2026-11-22T10:00+99:00", "is not an ISO date-time"),
+        ("9999-12-31T23:00Z", "is out of range"),
+        ("0001-01-01", "is out of range"),
+    ],
+)
+def test_at_out_of_range(at: str, message: str) -> None:
+    with pytest.raises(EventError, match=message):
+        parse_event({"entity": "deal", "event": "created", "record": {}, "at": at})

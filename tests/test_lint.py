@@ -267,7 +267,7 @@ def test_an_entity_name_that_is_not_an_identifier_is_refused(
 ) -> None:
     """Entity names reach SQL (triggers mode names them in DDL): an identifier only."""
     (tmp_path / "crmflow.yaml").write_text(
-        "entities:\n  \"x'); DELETE FROM users; --\":\n    table: deals\n", encoding="utf-8"
+        'entities:\n  "x\'); DELETE FROM users; --":\n    table: deals\n', encoding="utf-8"
     )
     result = lint(cli, rules_dir, GOOD)
     assert result.code == 2 and result.out == ""

@@ -1,11 +1,19 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
 from crmflow.errors import YamlError
-from crmflow.rules.yamlload import load_text
+from crmflow.rules.yamlload import (
+    MAX_DEPTH,
+    MAX_FILE_BYTES,
+    MAX_INT_DIGITS,
+    MAX_NODES,
+    load_file,
+    load_text,
+)
 
 
 @pytest.mark.parametrize(
@@ -94,3 +102,111 @@ def test_anchors_and_aliases_work_but_recursion_does_not() -> None:
     assert load_text("a: &x {b: 1}\nc: *x\n")[0].data == {"a": {"b": 1}, "c": {"b": 1}}
     with pytest.raises(YamlError, match="recursive"):
         load_text("a: &x [*x]\n")
+
+
+def _bomb(levels: int) -> str:
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, levels)]
+    return "\n".join(lines) + "\n"
+
+
+def test_alias_expansion_is_bounded_and_names_the_entry_expanding() -> None:
+    # 9 ** 9 nodes: far over the limit, but the error comes before they are built.
+    with pytest.raises(YamlError) as info:
+        load_text(_bomb(9), "b.yaml")
+    assert str(info.value) == (
+        f"b.yaml:6:5: CF004 document has more than {MAX_NODES:,} nodes"
+        " once aliases are expanded (the limit)"
+    )
+
+
+def test_aliases_within_the_limit_still_expand() -> None:
+    data = load_text(_bomb(4))[0].data
+    assert len(data["a3"]) == 9 and data["a3"][0][0][0] == ["x"] * 9
+
+
+def test_documents_with_too_many_nodes_stop_while_composing() -> None:
+    with pytest.raises(YamlError, match=f"CF004 document has more than {MAX_NODES:,} nodes"):
+        load_text("[" + "1," * MAX_NODES + "1]\n")
+    # The count is per document: many documents of a stream each have their own.
+    stream = "---\n".join(["[" + "1," * (MAX_NODES // 2) + "1]\n"] * 3)
+    assert len(load_text(stream)) == 3
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a: " + "[" * 100_000 + "]" * 100_000,
+        "a: " + "{b: " * 5_000 + "}" * 5_000,
+        "".join(" " * i + "k:\n" for i in range(MAX_DEPTH + 1)),
+        # Each anchor is shallow; only the expansion nests deeper than the limit.
+        "\n".join(
+            ["a0: &a0 [x]"] + [f"a{i}: &a{i} [[[[[[[[[[*a{i - 1}]]]]]]]]]]" for i in range(1, 12)]
+        ),
+    ],
+    ids=["flow-sequences", "flow-mappings", "block-mappings", "aliases"],
+)
+def test_nesting_is_bounded_without_recursion_errors(text: str) -> None:
+    with pytest.raises(YamlError, match=f"CF004 document nests deeper than {MAX_DEPTH} levels"):
+        load_text(text)
+
+
+def test_nesting_up_to_the_limit_loads() -> None:
+    data = load_text("[" * MAX_DEPTH + "]" * MAX_DEPTH)[0].data
+    for _ in range(MAX_DEPTH - 1):
+        data = data[0]
+    assert data == []
+
+
+@pytest.mark.parametrize(
+    ("literal", "expected"),
+    [
+        ("9" * MAX_INT_DIGITS, int("9" * MAX_INT_DIGITS)),
+        ("0" * 6000 + "5", 5),
+        ("-0", 0),
+        ("+007", 7),
+    ],
+)
+def test_integers_up_to_the_limit_load(literal: str, expected: int) -> None:
+    assert load_text(f"v: {literal}\n")[0].data["v"] == expected
+
+
+@pytest.mark.parametrize(
+    ("literal", "message"),
+    [
+        ("9" * (MAX_INT_DIGITS + 1), f"CF004 integer has more than {MAX_INT_DIGITS:,} digits"),
+        ("-" + "1" * 10_000, f"CF004 integer has more than {MAX_INT_DIGITS:,} digits"),
+        ("0x" + "f" * 4000, f"CF004 integer has more than {MAX_INT_DIGITS:,} digits"),
+        ("!!int " + "1" * 5000, f"CF004 integer has more than {MAX_INT_DIGITS:,} digits"),
+        ("1e999", "CF004 number '1e999' is out of range"),
+        ("-1e999", "CF004 number '-1e999' is out of range"),
+    ],
+)
+def test_out_of_range_numbers_are_errors(literal: str, message: str) -> None:
+    with pytest.raises(YamlError) as info:
+        load_text(f"id: x\nv: {literal}\n", "n.yaml")
+    assert str(info.value).startswith(f"n.yaml:2:4: {message}")
+
+
+def test_forbidden_characters_are_one_line_with_their_position() -> None:
+    with pytest.raises(YamlError) as info:
+        load_text("id: w\nentity: de\x00al\n", "z.yaml")
+    assert str(info.value) == "z.yaml:2:11: CF001 invalid YAML: character U+0000 is not allowed"
+
+
+def test_files_name_the_first_byte_that_is_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "u.yaml"
+    path.write_bytes(b"id: w\nentity: d\xe9al\n")
+    with pytest.raises(YamlError) as info:
+        load_file(path)
+    assert str(info.value) == f"{path}:2:10: CF001 file is not UTF-8 text"
+
+
+def test_oversized_files_are_refused_before_reading(tmp_path: Path) -> None:
+    path = tmp_path / "big.yaml"
+    path.write_bytes(b"#" * (MAX_FILE_BYTES + 1))
+    with pytest.raises(YamlError) as info:
+        load_file(path)
+    assert str(info.value) == f"{path}:1:1: CF004 file is larger than 10 MiB (the limit)"
+    path.write_bytes(b"#" * MAX_FILE_BYTES)
+    assert load_file(path) == []

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import math
 import sys
 from pathlib import Path
 from typing import IO, Any
@@ -48,13 +50,21 @@ def run_eval(
     evaluator = runtime.evaluator(rules)
     write = _json_writer(sink, explain) if fmt == "json" else _text_writer(sink, explain)
     status = EXIT_OK
+    _decode_leniently(source)
     try:
         for item in read_events(source, config.model):
             if isinstance(item, EventError):
                 print(f"crmflow: {item}", file=errors)
                 status = EXIT_BAD_INPUT
                 continue
-            plan = evaluator.evaluate(item, fixed_now or system_clock())
+            try:
+                plan = evaluator.evaluate(item, fixed_now or system_clock())
+            except OverflowError as exc:
+                # A date of the event moved past year 9999 (or before year 1) by a delay,
+                # an offset or a time zone: bad input for this event, the stream goes on.
+                print(f"crmflow: line {item.line}: a date is out of range: {exc}", file=errors)
+                status = EXIT_BAD_INPUT
+                continue
             if executor is not None:
                 executor.record_plan(plan)
             write(plan)
@@ -66,8 +76,26 @@ def run_eval(
     return status
 
 
+def _decode_leniently(source: IO[str]) -> None:
+    """Bytes that are not UTF-8 reach read_events as lone surrogates, which it reports."""
+    if isinstance(source, io.TextIOWrapper):
+        source.reconfigure(errors="surrogateescape")
+
+
 def _json_writer(sink: IO[str], explain: bool) -> Any:
-    dumps = json.JSONEncoder(ensure_ascii=False, default=str).encode
+    # Strict JSON (RFC 8259): no NaN or Infinity, which Python's json writes by default.
+    strict = json.JSONEncoder(ensure_ascii=False, allow_nan=False, default=str).encode
+
+    def dumps(data: Any) -> str:
+        try:
+            text = strict(data)
+        except ValueError:  # a NaN or an infinity a template made: written as null
+            text = strict(_finite(data))
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: escaped, still valid JSON
+            text = json.dumps(_finite(data), allow_nan=False, default=str)
+        return text
 
     def write(plan: Any) -> None:
         data = plan.to_json()
@@ -81,6 +109,17 @@ def _json_writer(sink: IO[str], explain: bool) -> Any:
         sink.write("\n")
 
     return write
+
+
+def _finite(data: Any) -> Any:
+    """`data` with every NaN and infinity replaced by null."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {key: _finite(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_finite(value) for value in data]
+    return data
 
 
 def _text_writer(sink: IO[str], explain: bool) -> Any:

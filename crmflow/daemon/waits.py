@@ -17,6 +17,7 @@ from crmflow.engine.events import Event
 from crmflow.rules.ruleset import RuleSet
 from crmflow.rules.workflow import Workflow
 from crmflow.state.store import PendingAction, PendingStatus, State
+from crmflow.timeutil import DateOutOfRange
 
 
 @dataclass
@@ -75,4 +76,7 @@ class Waits:
 
     def _after(self, workflow: Workflow, row: PendingAction, now: datetime) -> datetime:
         action = workflow.actions[row.action_index]
-        return action.delay.add_to(now, self.tz) if action.delay is not None else now
+        try:
+            return action.delay.add_to(now, self.tz) if action.delay is not None else now
+        except DateOutOfRange:
+            return row.due_at or now  # a delay past year 9999: it stays where it was

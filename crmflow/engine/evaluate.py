@@ -18,7 +18,7 @@ from crmflow.rules.conditions import Facts, Related, Trace
 from crmflow.rules.ruleset import RuleSet
 from crmflow.rules.templates import Record, TemplateFailure, render_tree
 from crmflow.rules.workflow import Action, Workflow
-from crmflow.timeutil import format_utc
+from crmflow.timeutil import DateOutOfRange, format_utc
 from crmflow.values import same
 
 
@@ -315,7 +315,16 @@ class Evaluator:
         if workflow.cooldown is not None:
             last = self.cooldowns.last(workflow.id, event.entity, event.id)
             if last is not None:
-                until = workflow.cooldown.add_to(last, self.tz)
+                try:
+                    until = workflow.cooldown.add_to(last, self.tz)
+                except DateOutOfRange:
+                    # A cooldown that ends past year 9999 never ends: it holds.
+                    return RulePlan(
+                        workflow.id,
+                        False,
+                        f"cooldown {workflow.cooldown}: fired {format_utc(last)}, no end",
+                        workflow=workflow,
+                    )
                 if at < until:
                     return RulePlan(
                         workflow.id,
@@ -358,7 +367,17 @@ class Evaluator:
         base: datetime | None = start
         waited = False
         for action in workflow.actions:
-            due = None if base is None else _after(base, action, self.tz)
+            try:
+                due = None if base is None else _after(base, action, self.tz)
+            except DateOutOfRange as exc:
+                # Only this action fails (a delay past year 9999); the plan goes on.
+                planned = PlannedAction(action.type, action.index, None, action.id)
+                planned.error = str(exc)
+                plan.actions.append(planned)
+                if action.id:
+                    steps[action.id] = {}
+                base = None
+                continue
             planned = PlannedAction(action.type, action.index, due, action.id, after_wait=waited)
             plan.actions.append(planned)
             if action.condition is not None and not action.condition.check(facts):
@@ -368,11 +387,16 @@ class Evaluator:
                 continue
             if action.type == "wait":
                 params: Any = action.raw
-                base = (
-                    None
-                    if action.wait_for is None or due is None
-                    else action.wait_for.add_to(due, self.tz)
-                )
+                try:
+                    base = (
+                        None
+                        if action.wait_for is None or due is None
+                        else action.wait_for.add_to(due, self.tz)
+                    )
+                except DateOutOfRange as exc:
+                    planned.error = str(exc)
+                    base = None
+                    continue
                 waited = True
             else:
                 try:

@@ -223,7 +223,10 @@ def compile_pattern(operand: str) -> Any:
 
 
 @_register(
-    "matches", "regular expression search (Python syntax)", {"type": "string"}, ordering=True
+    "matches",
+    "regular expression search (RE2 syntax: linear time; no backreferences or lookaround)",
+    {"type": "string"},
+    ordering=True,
 )
 def _matches(operand: str, tz: tzinfo) -> ValueTest:
     # Compiled once per workflow; searched as UTF-8 bytes, the same match anywhere as

@@ -15,7 +15,7 @@ from crmflow.cron import Cron, parse_cron
 from crmflow.durations import Duration
 from crmflow.rules.conditions import Facts
 from crmflow.rules.registry import TRIGGERS, TriggerDef
-from crmflow.timeutil import localize, parse_temporal
+from crmflow.timeutil import DateOutOfRange, localize, parse_temporal
 from crmflow.values import display, same
 
 RECORD_EVENTS = ("created", "updated", "saved", "deleted")
@@ -62,6 +62,12 @@ class CompiledTrigger:
 
     def fire_time(self, facts: Facts, tz: tzinfo) -> datetime | str:
         """For a `date` trigger: when it fires for this record, or why it does not."""
+        try:
+            return self._fire_time(facts, tz)
+        except DateOutOfRange as exc:
+            return f"trigger {self.describe}: {exc}"
+
+    def _fire_time(self, facts: Facts, tz: tzinfo) -> datetime | str:
         assert self.offset is not None
         raw = facts.record.get(self.date_field)
         value = parse_temporal(raw) if raw is not None else None
