@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 from datetime import UTC, date, datetime, tzinfo
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, nodes, pass_context
@@ -254,10 +254,12 @@ def iter_templates(
             yield from iter_templates(v, (*path, i))
 
 
-def references(source: str) -> tuple[set[str], list[tuple[str, ...]]]:
+@lru_cache(maxsize=4096)
+def references(source: str) -> tuple[frozenset[str], tuple[tuple[str, ...], ...]]:
     """Free names of a template and the attribute chains read from them, for lint.
 
-    `{{ deal.company.name }}` gives ({"deal"}, [("deal", "company", "name")]).
+    `{{ deal.company.name }}` gives ({"deal"}, (("deal", "company", "name"),)). Workflow
+    files repeat the same templates: each text is parsed once.
     """
     from jinja2 import meta
 
@@ -287,4 +289,4 @@ def references(source: str) -> tuple[set[str], list[tuple[str, ...]]]:
     for chain in chains:
         if not any(other[: len(chain)] == chain for other in maximal):
             maximal.append(chain)
-    return names, maximal
+    return frozenset(names), tuple(maximal)
