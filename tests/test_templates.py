@@ -112,3 +112,38 @@ def test_references_for_lint() -> None:
     assert names == {"deal", "steps", "x"}
     assert ("deal", "company", "name") in chains
     assert ("deal", "company") not in chains
+
+
+@pytest.mark.parametrize(
+    ("bomb", "reason"),
+    [
+        ("{{ ('x' * 1000000) * 1000 }}", "over 1,000,000"),
+        ("{{ [0] * 100000000 }}", "over 1,000,000"),
+        ("{{ 10 ** 100000 }}", "exponent over 1000"),
+        (
+            "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}",
+            "more than 100,000 steps",
+        ),
+        ("{{ range(1000000) | list | length }}", "more than 100,000 steps"),
+        (
+            "{% set s = namespace(v='x') %}{% for i in range(60) %}{% set s.v = s.v + s.v %}"
+            "{% endfor %}{{ s.v }}",
+            "over 1,000,000",
+        ),
+    ],
+)
+def test_a_template_cannot_build_or_loop_without_bound(bomb: str, reason: str) -> None:
+    with pytest.raises(TemplateFailure, match=reason):
+        render(bomb)
+
+
+def test_the_loop_budget_is_per_rendering() -> None:
+    """Each rendering starts with the whole budget: many small loops in turn are fine."""
+    template = Template("{% for i in range(60000) %}{% endfor %}done")
+    assert [template.render({}) for _ in range(3)] == ["done"] * 3
+
+
+def test_crm_data_over_the_size_bound_renders_literally_if_it_is_only_passed_on() -> None:
+    """The bounds are on what a template builds; a long value is still itself."""
+    long_name = "x" * 200_000
+    assert render("{{ deal.name }}", {**DEAL, "name": long_name}) == long_name

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
 from datetime import UTC, date, datetime, tzinfo
 from functools import cache, lru_cache
 from typing import Any
@@ -99,8 +100,49 @@ def unwrap(value: Any) -> Any:
     return value
 
 
+# Bounds of one rendering, so that a template cannot take the machine: the longest string
+# or list an operator may build, and the loop steps (`range`) all of its loops may take.
+MAX_SIZE = 1_000_000
+MAX_STEPS = 100_000
+_steps: ContextVar[list[int]] = ContextVar("template_steps")
+
+
+def _bounded_range(*args: int) -> range:
+    """`range` drawing from the rendering's budget of loop steps: nested loops multiply."""
+    steps = range(*args)
+    budget = _steps.get(None)
+    if budget is not None:
+        budget[0] -= len(steps)
+        if budget[0] < 0:
+            raise SecurityError(f"loops over range() take more than {MAX_STEPS:,} steps")
+    elif len(steps) > MAX_STEPS:
+        raise SecurityError(f"range() of more than {MAX_STEPS:,} steps")
+    return steps
+
+
 class _Environment(ImmutableSandboxedEnvironment):
-    """The sandbox, plus record semantics: `.field` reads the field, null propagates."""
+    """The sandbox, plus record semantics: `.field` reads the field, null propagates,
+    and bounds on what one rendering may build (MAX_SIZE) and loop (MAX_STEPS)."""
+
+    intercepted_binops = frozenset({"*", "**", "+"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            for seq, times in ((left, right), (right, left)):
+                if (
+                    isinstance(seq, (str, list, tuple))
+                    and isinstance(times, int)
+                    and len(seq) * times > MAX_SIZE
+                ):
+                    raise SecurityError(f"a result of over {MAX_SIZE:,} items or characters")
+        elif operator == "**":
+            if isinstance(left, int) and isinstance(right, int) and abs(right) > 1000:
+                raise SecurityError("an exponent over 1000")
+        elif operator == "+":
+            sizes = [len(v) for v in (left, right) if isinstance(v, (str, list, tuple))]
+            if len(sizes) == 2 and sum(sizes) > MAX_SIZE:
+                raise SecurityError(f"a result of over {MAX_SIZE:,} items or characters")
+        return super().call_binop(context, operator, left, right)
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         if isinstance(obj, Record) and not attribute.startswith("_"):
@@ -155,6 +197,7 @@ def environment(autoescape: bool = False) -> _Environment:
     )
     env.filters["shift"] = _shift
     env.filters["date"] = _date
+    env.globals["range"] = _bounded_range
     return env
 
 
@@ -194,16 +237,24 @@ class Template:
     def render(self, context: dict[str, Any]) -> Any:
         if self._render is None:
             self.compile()
+        budget = _steps.set([MAX_STEPS])
         try:
-            return self._render(context)
+            result = self._render(context)
+            if isinstance(result, str) and len(result) > MAX_SIZE:
+                raise TemplateFailure(f"template output over {MAX_SIZE:,} characters")
+            return result
         except UndefinedError as exc:
             raise TemplateFailure(f"undefined in template: {exc.message}") from None
         except SecurityError as exc:
             raise TemplateFailure(f"refused by the template sandbox: {exc}") from None
         except TemplateError as exc:
             raise TemplateFailure(f"template error: {exc}") from None
+        except TemplateFailure:
+            raise
         except Exception as exc:  # a filter or operation failing on CRM data
             raise TemplateFailure(f"template error: {type(exc).__name__}: {exc}") from None
+        finally:
+            _steps.reset(budget)
 
 
 def is_template(text: str) -> bool:
