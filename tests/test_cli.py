@@ -421,3 +421,30 @@ def test_json_eval_loads_no_module_it_does_not_use(rules_dir: Rules, tmp_path: P
         )
     assert proc.returncode == 0, proc.stderr
     assert "LOADED []" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            "entities:\n  deal:\n    columns: {updated_at: changed_on}\n",
+            "crmflow: entities.deal: the table deals has no column 'changed_on' for updated_at "
+            "(map it under columns:); polling needs it\n",
+        ),
+        (
+            "state: sqlite:////proc/crmflow/state.db\n",
+            "crmflow: state: cannot create the folder /proc/crmflow: No such file or directory\n",
+        ),
+    ],
+    ids=["unknown updated_at column", "state folder that cannot be made"],
+)
+def test_configuration_mistakes_met_at_start_are_one_line(
+    cli: Cli, rules_dir: Rules, tmp_path: Path, extra: str, message: str
+) -> None:
+    from crmflow.crm.demo import create_demo_crm
+
+    rules_dir({"a.yaml": BIG})
+    create_demo_crm(tmp_path / "crm.db")
+    (tmp_path / "crmflow.yaml").write_text(f"crm: sqlite:///crm.db\nrules: rules/\n{extra}")
+    result = cli("tick")
+    assert (result.code, result.err) == (2, message), result.out

@@ -38,6 +38,7 @@ from sqlalchemy.types import DateTime
 
 from crmflow.crm.database import CRM, iso_utc
 from crmflow.engine.events import Event
+from crmflow.errors import ConfigError
 from crmflow.keys import record_version
 from crmflow.state.store import State
 from crmflow.timeutil import Clock, format_utc, parse_temporal, to_instant
@@ -151,6 +152,17 @@ class Capture:
                 return
             after = records[-1]["id"]
 
+    def updated_column(self, entity: str) -> Any:
+        """The column polls read `updated_at` from; ConfigError when the table lacks it."""
+        table = self.crm.table(entity)
+        name = self.crm.entity(entity).column("updated_at")
+        if name not in table.c:
+            raise ConfigError(
+                f"entities.{entity}: the table {table.name} has no column {name!r} for "
+                "updated_at (map it under columns:); polling needs it"
+            )
+        return table.c[name]
+
     def ensure_baselines(
         self,
         entities: Iterable[str] | None = None,
@@ -165,6 +177,8 @@ class Capture:
         """
         counts: dict[str, int] = {}
         for entity in self.entities if entities is None else entities:
+            if self.mode == "polling":
+                self.updated_column(entity)  # a mapping mistake stops the start, in one line
             if self.ready(entity):
                 continue
             seen = 0
@@ -208,7 +222,7 @@ class Capture:
     def _window(self, entity: str, lower: datetime) -> list[dict[str, Any]]:
         """Every row whose `updated_at` is at or after `lower`, read through its index."""
         table = self.crm.table(entity)
-        column = table.c[self.crm.entity(entity).column("updated_at")]
+        column = self.updated_column(entity)
         if isinstance(column.type, DateTime) and self.crm.engine.dialect.name != "sqlite":
             # A real timestamp column compares instants. `timestamptz` gets an aware bound
             # (read as local time under the session's zone otherwise); a plain

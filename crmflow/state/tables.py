@@ -201,7 +201,13 @@ def _sqlite_state_pragmas(dbapi_connection: Any, record: Any) -> None:
 def open_engine(url: str, engine: Engine | None = None) -> Engine:
     """The state database at `url` (or the `engine` given), its schema brought up to date."""
     if url.startswith("sqlite:///") and not url.endswith(":memory:"):
-        Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(url[len("sqlite:///") :]).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"state: cannot create the folder {folder}: {exc.strerror or exc}"
+            ) from None
     try:
         opened = engine or create_engine(url)
         if engine is None and opened.dialect.name == "sqlite":
