@@ -46,8 +46,12 @@ class _Section:
         return self.data.get(key, default)
 
     def duration(self, key: str, default: str) -> Duration:
+        value = self.data.get(key, default)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            # A bare number is seconds (`poll_interval: 2`), as people write it.
+            value = f"{value}s" if float(value).is_integer() else f"{round(value * 1000)}ms"
         try:
-            return durations.parse(self.data.get(key, default))
+            return durations.parse(value)
         except ValueError as exc:
             where = self.locate((*self.path, key)) if self.locate else Location(CONFIG_NAME)
             raise ConfigError(str(exc), where, "CF208") from None

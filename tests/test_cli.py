@@ -448,3 +448,21 @@ def test_configuration_mistakes_met_at_start_are_one_line(
     (tmp_path / "crmflow.yaml").write_text(f"crm: sqlite:///crm.db\nrules: rules/\n{extra}")
     result = cli("tick")
     assert (result.code, result.err) == (2, message), result.out
+
+
+def test_durations_in_the_configuration_may_be_bare_seconds(tmp_path: Path) -> None:
+    from crmflow.config import load_config
+
+    (tmp_path / "crmflow.yaml").write_text(
+        "poll_interval: 2\noverlap: 0.5\nretry: {base_delay: 1, max_age: 3600}\n"
+    )
+    config = load_config(tmp_path / "crmflow.yaml")
+    assert config.daemon.poll_interval.seconds == 2
+    assert config.daemon.overlap.seconds == 0.5
+    assert (config.retry.base_delay.seconds, config.retry.max_age.seconds) == (1, 3600)
+
+
+def test_a_negative_duration_in_the_configuration_is_refused(cli: Cli, tmp_path: Path) -> None:
+    (tmp_path / "crmflow.yaml").write_text("poll_interval: -2\n")
+    result = cli("lint")
+    assert result.code == 2 and "crmflow.yaml:1:16" in result.err, result.err

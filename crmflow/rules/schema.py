@@ -38,6 +38,17 @@ def _duration(description: str, signed: bool = False) -> dict[str, Any]:
     return {"type": "string", "pattern": pattern, "description": description}
 
 
+def _config_duration(description: str) -> dict[str, Any]:
+    """A duration in crmflow.yaml: `30s`, `5m`, or a bare number of seconds."""
+    return {
+        "anyOf": [
+            {"type": "string", "pattern": durations.DURATION_PATTERN},
+            {"type": "number", "minimum": 0},
+        ],
+        "description": description + "; a bare number is seconds",
+    }
+
+
 def _trigger_schema() -> dict[str, Any]:
     from crmflow.rules.triggers import OWNED_KEYS
 
@@ -297,7 +308,7 @@ def config_schema() -> dict[str, Any]:
             "starttls": {"type": "boolean"},
             "ssl": {"type": "boolean"},
             "ca_file": {"type": "string", "description": "extra CA certificates (PEM)"},
-            "timeout": _duration("connection timeout"),
+            "timeout": _config_duration("connection timeout"),
             "redirect_to": {"type": "string", "description": "send every e-mail here (staging)"},
             "per_minute": {"type": "integer", "minimum": 1},
         },
@@ -329,20 +340,22 @@ def config_schema() -> dict[str, Any]:
                 "description": "how the CRM writes text timestamps, as strftime in UTC, e.g. "
                 "'%Y-%m-%d %H:%M:%S' (default ISO 8601 with milliseconds and Z)",
             },
-            "poll_interval": _duration("how often the daemon polls the CRM"),
-            "overlap": _duration(
+            "poll_interval": _config_duration("how often the daemon polls the CRM"),
+            "overlap": _config_duration(
                 "how far back each poll re-reads, from the older of the watermark and the "
                 "CRM database's clock (default 5m)"
             ),
-            "delete_scan_interval": _duration("how often hard deletes are looked for"),
-            "reconcile_interval": _duration(
+            "delete_scan_interval": _config_duration("how often hard deletes are looked for"),
+            "reconcile_interval": _config_duration(
                 "how often a sweep compares every row with crmflow's snapshot, finding "
                 "changes the polls missed (default 1h)"
             ),
             "change_capture": {"enum": ["polling", "triggers"]},
-            "history_retention": _duration("how long history is kept (default 90d)"),
+            "history_retention": _config_duration("how long history is kept (default 90d)"),
             "chain_depth": {"type": "integer", "minimum": 1, "maximum": 50},
-            "lease": _duration("how long a daemon's claim on a due action lasts (default 5m)"),
+            "lease": _config_duration(
+                "how long a daemon's claim on a due action lasts (default 5m)"
+            ),
             "email": email,
             "webhooks": {
                 "type": "object",
@@ -350,7 +363,7 @@ def config_schema() -> dict[str, Any]:
                 "properties": {
                     "allow": {"type": "array", "items": {"type": "string"}},
                     "secret_env": {"type": "string"},
-                    "timeout": _duration("request timeout"),
+                    "timeout": _config_duration("request timeout"),
                     "per_host_per_minute": {"type": "integer", "minimum": 1},
                 },
             },
@@ -359,9 +372,11 @@ def config_schema() -> dict[str, Any]:
                 "additionalProperties": False,
                 "properties": {
                     "max_attempts": {"type": "integer", "minimum": 1},
-                    "max_age": _duration("give up retrying after this long"),
-                    "base_delay": _duration("first retry delay"),
-                    "max_delay": _duration("longest delay between two attempts (default 5m)"),
+                    "max_age": _config_duration("give up retrying after this long"),
+                    "base_delay": _config_duration("first retry delay"),
+                    "max_delay": _config_duration(
+                        "longest delay between two attempts (default 5m)"
+                    ),
                 },
             },
             "entities": {
