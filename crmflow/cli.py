@@ -292,6 +292,38 @@ def schema(
 
 
 @app.command()
+def entities(
+    name: Annotated[
+        str | None, typer.Argument(help="One entity; without it, every one.", show_default=False)
+    ] = None,
+    fmt: Annotated[
+        PlanFormat, typer.Option("--format", "-f", help="text or json.")
+    ] = PlanFormat.text,
+    config_path: ConfigOption = None,
+) -> None:
+    """The entity model in use (built in, plus crmflow.yaml's `entities` mapping).
+
+    Fields with their types (and columns where mapped), relations, pipelines and their
+    stages: what conditions, templates and actions may name. Example: `crmflow entities
+    deal`.
+    """
+    import json
+
+    from crmflow.rules.entities import describe, describe_text, suggest
+
+    with _guard():
+        model = _load_config(config_path).model
+        names = model.names()
+        if name is not None and name not in names:
+            raise _fail(f"no entity {name!r}{suggest(name, names)}; known: {', '.join(names)}", 2)
+        chosen = [name] if name is not None else names
+        if fmt == PlanFormat.json:
+            print(json.dumps([describe(model.entities[n]) for n in chosen], ensure_ascii=False))
+            return
+        print("\n\n".join(describe_text(model.entities[n]) for n in chosen))
+
+
+@app.command()
 def profile(
     name: Annotated[
         str | None,

@@ -466,3 +466,25 @@ def test_a_negative_duration_in_the_configuration_is_refused(cli: Cli, tmp_path:
     (tmp_path / "crmflow.yaml").write_text("poll_interval: -2\n")
     result = cli("lint")
     assert result.code == 2 and "crmflow.yaml:1:16" in result.err, result.err
+
+
+def test_entities_shows_the_model_in_use(cli: Cli, tmp_path: Path) -> None:
+    (tmp_path / "crmflow.yaml").write_text(
+        "entities:\n  deal:\n    fields: {margin: number}\n    columns: {stage: stage_name}\n"
+    )
+    text = cli("entities", "deal")
+    assert text.code == 0
+    lines = text.out.splitlines()
+    assert lines[0] == "deal  (table deals)"
+    assert "margin number" in lines[1] and "stage string [stage_name]" in lines[1]
+    assert "  relation   company -> company (our company_id)" in lines
+    assert (
+        "  pipeline   stage: qualification -> proposal -> negotiation -> won; closed: lost" in lines
+    )
+    every = json.loads(cli("entities", "--format", "json").out)
+    assert [e["entity"] for e in every] == sorted(e["entity"] for e in every)
+    deal = next(e for e in every if e["entity"] == "deal")
+    assert deal["fields"]["margin"] == "number" and deal["columns"] == {"stage": "stage_name"}
+    assert deal["relations"]["quotes"] == {"entity": "quote", "foreign_key": "deal_id"}
+    wrong = cli("entities", "dael")
+    assert wrong.code == 2 and "did you mean 'deal'?" in wrong.err

@@ -297,3 +297,69 @@ def builtin_model() -> EntityModel:
     text = (Path(crmflow.__file__).parent / "data" / "entities.yaml").read_text(encoding="utf-8")
     raw = load_text(text, "entities.yaml")[0].data
     return EntityModel({name: _entity(name, spec, None) for name, spec in raw.items()})
+
+
+def describe(entity: Entity) -> dict[str, Any]:
+    """An entity as `crmflow entities` shows it: what workflows can name."""
+    relations: dict[str, Any] = {}
+    for name, relation in sorted(entity.relations.items()):
+        shown: dict[str, Any] = {"entity": relation.entity}
+        if relation.through is not None:
+            shown["through"] = relation.through.table
+        elif relation.to_many:
+            shown["foreign_key"] = relation.foreign_key
+        else:
+            shown["key"] = relation.key
+        if relation.where:
+            shown["where"] = dict(relation.where)
+        relations[name] = shown
+    described: dict[str, Any] = {
+        "entity": entity.name,
+        "table": entity.table,
+        "fields": dict(sorted(entity.fields.items())),
+        "columns": dict(sorted(entity.columns.items())),
+        "relations": relations,
+        "pipeline": None,
+        "deleted": None,
+    }
+    if entity.pipeline is not None:
+        described["pipeline"] = {
+            "field": entity.pipeline.field,
+            "stages": list(entity.pipeline.stages),
+            "closed": list(entity.pipeline.closed),
+        }
+    if entity.deleted is not None:
+        marked = entity.deleted
+        described["deleted"] = (
+            {"column": marked.column, "not_null": True}
+            if marked.not_null
+            else {"column": marked.column, "value": marked.value}
+        )
+    return described
+
+
+def describe_text(entity: Entity) -> str:
+    """The same, for people: one block per entity."""
+    data = describe(entity)
+    lines = [f"{entity.name}  (table {entity.table})"]
+    fields = ", ".join(
+        f"{name} {kind}" + (f" [{data['columns'][name]}]" if name in data["columns"] else "")
+        for name, kind in data["fields"].items()
+    )
+    lines.append(f"  fields     {fields}")
+    for name, relation in data["relations"].items():
+        if "through" in relation:
+            how = f"through {relation['through']}"
+        elif "foreign_key" in relation:
+            how = f"its {relation['foreign_key']} names ours (to-many)"
+        else:
+            how = f"our {relation['key']}"
+        where = f", where {relation['where']}" if "where" in relation else ""
+        lines.append(f"  relation   {name} -> {relation['entity']} ({how}{where})")
+    if data["pipeline"]:
+        pipeline = data["pipeline"]
+        closed = f"; closed: {', '.join(pipeline['closed'])}" if pipeline["closed"] else ""
+        lines.append(f"  pipeline   {pipeline['field']}: {' -> '.join(pipeline['stages'])}{closed}")
+    if data["deleted"]:
+        lines.append(f"  deleted    {data['deleted']}")
+    return "\n".join(lines)
