@@ -75,6 +75,21 @@ class PlanFormat(StrEnum):
     json = "json"
 
 
+class Outcome(StrEnum):
+    """The outcomes a history row may have."""
+
+    fired = "fired"
+    not_fired = "not_fired"
+    scheduled = "scheduled"
+    done = "done"
+    failed = "failed"
+    retried = "retried"
+    skipped = "skipped"
+    cancelled = "cancelled"
+    found_late = "found_late"
+    loop_stopped = "loop_stopped"
+
+
 def _fail(message: str, code: int) -> typer.Exit:
     print(f"crmflow: {message}", file=sys.stderr)
     return typer.Exit(code)
@@ -537,7 +552,10 @@ def pending(
 
 @app.command()
 def history(
-    workflow: Annotated[str | None, typer.Option("--workflow", "-w", show_default=False)] = None,
+    workflow: Annotated[
+        str | None,
+        typer.Option("--workflow", "-w", help="Only this workflow's rows.", show_default=False),
+    ] = None,
     record: Annotated[
         str | None, typer.Option("--record", help="entity:id, e.g. deal:42", show_default=False)
     ] = None,
@@ -547,11 +565,26 @@ def history(
             "--since", help="A duration back from now, e.g. 2h or 7d.", show_default=False
         ),
     ] = None,
-    limit: Annotated[int, typer.Option("--limit", "-n")] = 200,
-    fmt: Annotated[PlanFormat, typer.Option("--format", "-f")] = PlanFormat.text,
+    outcome: Annotated[
+        list[Outcome] | None,
+        typer.Option(
+            "--outcome", "-o", help="Only these outcomes (repeat the option).", show_default=False
+        ),
+    ] = None,
+    everything: Annotated[
+        bool, typer.Option("--all", help="Include the not_fired decisions of every change.")
+    ] = False,
+    limit: Annotated[int, typer.Option("--limit", "-n", help="At most this many rows.")] = 200,
+    fmt: Annotated[
+        PlanFormat, typer.Option("--format", "-f", help="text or json.")
+    ] = PlanFormat.text,
     config_path: ConfigOption = None,
 ) -> None:
-    """Every decision: fired, not fired and why, scheduled, cancelled, done, failed, retried."""
+    """Every decision: fired, not fired and why, scheduled, cancelled, done, failed, retried.
+
+    `not_fired` rows (one per workflow and change) show with --record, --outcome or --all.
+    Example: `crmflow history --record deal:42` tells why each workflow did or did not fire.
+    """
     import json
 
     from crmflow.commands import control
@@ -565,6 +598,8 @@ def history(
             since=since,
             now=clock_from_env()(),
             limit=limit,
+            outcomes=[o.value for o in outcome] if outcome else None,
+            everything=everything,
         )
         if fmt == PlanFormat.json:
             print(json.dumps(rows))

@@ -108,3 +108,34 @@ def test_workflows_reload_when_their_files_change(tmp_path: Path) -> None:
     assert sorted(daemon.rules.by_id) == ["a", "b"]
     assert "workflows reloaded: 2 loaded" in rig.out.getvalue()
     rig.close()
+
+
+def test_history_is_quiet_by_default_and_filters_by_outcome(cli: Cli, tmp_path: Path) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    folder = demo(cli, tmp_path)
+    assert cli("tick", "--now", format_utc(now), cwd=folder).code == 0
+    with sqlite3.connect(folder / "crm.db") as conn:
+        conn.execute(
+            "INSERT INTO quotes (id, number, status, owner_id, updated_at, updated_by) "
+            "VALUES (98, 'Q-98', 'sent', 1, ?, 1)",
+            (iso_utc(now + timedelta(seconds=5)),),
+        )
+        # A change no deal workflow fires for: each says why not.
+        conn.execute(
+            "UPDATE deals SET name = 'renamed', updated_at = ?, updated_by = 1 WHERE id = 1",
+            (iso_utc(now + timedelta(seconds=5)),),
+        )
+    assert cli("tick", "--now", format_utc(now + timedelta(seconds=10)), cwd=folder).code == 0
+
+    def outcomes(*args: str) -> set[str]:
+        rows = json.loads(cli("history", "--format", "json", *args, cwd=folder).out)
+        return {r["outcome"] for r in rows}
+
+    quiet = outcomes()
+    assert "not_fired" not in quiet and {"fired", "scheduled"} <= quiet
+    assert "not_fired" in outcomes("--all")
+    assert outcomes("--outcome", "not_fired") == {"not_fired"}
+    assert outcomes("-o", "fired", "-o", "scheduled") == {"fired", "scheduled"}
+    assert "not_fired" in outcomes("--record", "deal:1")  # why each workflow did not fire
+    wrong = cli("history", "--outcome", "firedd", cwd=folder)
+    assert wrong.code == 2 and "firedd" in wrong.err

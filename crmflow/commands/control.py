@@ -47,7 +47,12 @@ def history_rows(
     since: str | None = None,
     now: datetime | None = None,
     limit: int = 200,
+    outcomes: list[str] | None = None,
+    everything: bool = False,
 ) -> list[dict[str, Any]]:
+    """History rows, oldest first. Without a record, outcomes or `everything`, the
+    `not_fired` decisions (one per workflow per change) are left out: asked about one
+    record, they are the answer to "why did it not fire"."""
     entity = record_id = None
     if record:
         entity, _, record_id = record.partition(":")
@@ -60,8 +65,17 @@ def history_rows(
         except ValueError as exc:
             raise ConfigError(f"--since: {exc}") from None
         start = (now or system_clock()) - timedelta(seconds=span.approx_seconds())
+    quiet = not (everything or outcomes or record)
     rows = list(
-        state.history(limit, workflow=workflow, entity=entity, record_id=record_id, since=start)
+        state.history(
+            limit,
+            workflow=workflow,
+            entity=entity,
+            record_id=record_id,
+            since=start,
+            outcomes=outcomes,
+            without=("not_fired",) if quiet else (),
+        )
     )
     for row in rows:
         row["at"] = format_utc(row["at"])

@@ -8,7 +8,7 @@ cooldowns for the evaluator, through StoredCooldowns.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -105,9 +105,16 @@ class HistoryStore(Tables):
         entity: str | None = None,
         record_id: str | None = None,
         since: datetime | None = None,
+        outcomes: Collection[str] | None = None,
+        without: Collection[str] = (),
     ) -> Iterator[dict[str, Any]]:
-        """Decisions, newest first, optionally of one workflow, one record, or since a moment."""
+        """Decisions, newest first, optionally of one workflow, one record, since a
+        moment, of some outcomes, or without some."""
         query = select(history).order_by(history.c.id.desc()).limit(limit)
+        if outcomes:
+            query = query.where(history.c.outcome.in_(list(outcomes)))
+        if without:
+            query = query.where(history.c.outcome.not_in(list(without)))
         if workflow:
             query = query.where(history.c.workflow == workflow)
         if entity is not None:
