@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench schemas layout clean
+.PHONY: install run test lint bench schemas docs layout clean
 
 install: $(STAMP)
 
@@ -43,6 +43,10 @@ bench: install
 # Regenerate the committed JSON Schemas from the registry.
 schemas: install
 	$(BIN)/python -m crmflow.rules.schema_files
+
+# Regenerate docs/reference.md from the registry and the entity model (a test fails until you do).
+docs: install
+	$(BIN)/python -m crmflow.rules.reference
 
 # Regenerate the README's Layout section from the package tree (a test fails until you do).
 layout: install

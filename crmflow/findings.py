@@ -37,6 +37,10 @@ SEMANTIC_CODES = {
     "CF217": "operator that cannot hold for the field's type",
     "CF218": "workflows that trigger each other in a loop",
     "CF219": "entity without a pipeline",
+    "CF220": "operand of the wrong type for the field (no coercion: it never matches)",
+    "CF221": "notify recipient that is no user id, owner, actor, role:NAME or e-mail",
+    "CF222": "literal webhook URL that webhooks.allow refuses",
+    "CF223": "wait with until but without on_met",
 }
 
 

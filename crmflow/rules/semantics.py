@@ -7,8 +7,9 @@ model, templates, step references, stages) run for `crmflow lint`.
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from jinja2 import TemplateSyntaxError
@@ -30,7 +31,8 @@ from crmflow.rules.templates import (
     references,
 )
 from crmflow.rules.yamlload import Document
-from crmflow.values import display, temporal
+from crmflow.urls import Refused, allowed, parse_pattern
+from crmflow.values import display, is_number, temporal
 
 if TYPE_CHECKING:
     # Only a parameter type: configuration is loaded a layer above the rules.
@@ -39,6 +41,25 @@ if TYPE_CHECKING:
 YamlPath = tuple[str | int, ...]
 _JINJA_GLOBALS = {"range", "dict", "lipsum", "cycler", "joiner", "namespace", "loop"}
 _STEP_RE = re.compile(r"steps\.([A-Za-z_][A-Za-z0-9_]*)")
+# Operators whose operand is compared with the field's value, and what a wrong type
+# means: "never" holds (eq), or "always" holds (ne); `in` and `not_in` per member.
+_TYPED_OPS = {
+    "eq": "never",
+    "changed_from": "never",
+    "changed_to": "never",
+    "gt": "never",
+    "gte": "never",
+    "lt": "never",
+    "lte": "never",
+    "in": "never",
+    "ne": "always",
+    "not_in": "always",
+}
+_STAGE_OPS = ("eq", "ne", "in", "not_in", "changed_from", "changed_to")
+_NUMBER_TEXT = re.compile(r"-?\d+(\.\d+)?")
+# The forms resolve_recipients (engine/effects/messages.py) accepts, mirrored for lint.
+_RECIPIENT_WORDS = ("owner", "actor")
+_UUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 
 
 def pattern_problem(operand: str) -> str | None:
@@ -65,12 +86,104 @@ def pattern_problem(operand: str) -> str | None:
     return None
 
 
+def _kind(value: Any) -> str:
+    """What a YAML operand is, in the words of the field types."""
+    if isinstance(value, bool):
+        return "boolean"
+    if is_number(value):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "list" if isinstance(value, list) else "mapping"
+
+
+def _shown(value: Any) -> str:
+    """An operand as YAML spells it, strings quoted: what the user has to tell apart."""
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    return display(value)
+
+
+def type_problem(field_type: str, operand: Any) -> str | None:
+    """Why `operand` never equals or orders against a value of `field_type`, with a hint;
+    None when it can (json fields and null are anything's equal)."""
+    if operand is None or field_type == "json":
+        return None
+    kind = _kind(operand)
+    hint = ""
+    if field_type in ("integer", "number"):
+        if kind == "number":
+            return None
+        if kind == "string" and _NUMBER_TEXT.fullmatch(operand.strip()):
+            hint = f" (write {operand.strip()}, not {_shown(operand)})"
+    elif field_type in ("string", "text"):
+        if kind == "string":
+            return None
+        if kind in ("number", "boolean"):
+            hint = f' (write "{display(operand)}", not {display(operand)})'
+    elif field_type == "boolean":
+        if kind == "boolean":
+            return None
+        if kind == "string" and operand.strip().lower() in ("true", "false"):
+            hint = f" (write {operand.strip().lower()}, not {_shown(operand)})"
+    elif field_type in TEMPORAL_TYPES:
+        if kind == "string" and temporal(operand) is not None:
+            return None
+        hint = " (an ISO date such as 2026-01-31, or 2026-01-31T09:00:00Z)"
+        if kind == "string":
+            return f"{_shown(operand)} is not an ISO date{hint}"
+    else:
+        return None
+    article = "an" if field_type == "integer" else "a"
+    return f"{_shown(operand)} is a {kind}, not {article} {field_type}{hint}"
+
+
+def webhook_refusal(url: str, allow: Sequence[str]) -> str | None:
+    """Why the run-time URL policy refuses a literal URL before any DNS lookup, or None
+    when a pattern of `allow` admits it (crmflow.urls: the same check the engine makes)."""
+    patterns = []
+    for text in allow:
+        try:
+            patterns.append(parse_pattern(text))
+        except ValueError:
+            continue  # the configuration check reports a bad pattern
+    try:
+        allowed(url, patterns)
+    except Refused as exc:
+        return str(exc).removeprefix(f"{url!r}: ")  # the finding names the URL already
+    return None
+
+
+def recipient_problem(target: Any) -> str | None:
+    """Why a literal notify.to item names nobody at run time, or None."""
+    if isinstance(target, bool) or not isinstance(target, (int, str)):
+        return f"{display(target)} is not a recipient"
+    if isinstance(target, int):
+        return None
+    text = target.strip()
+    if (
+        text.isdigit()
+        or text in _RECIPIENT_WORDS
+        or (target.startswith("role:") and len(target) > 5)
+        or "@" in target
+        or _UUID.fullmatch(text)
+        or "{{" in target
+        or "{%" in target
+    ):
+        return None
+    return (
+        f"{target!r} is not a recipient (a user id, owner, actor, role:NAME, an e-mail "
+        f"address or a template){suggest(text, _RECIPIENT_WORDS)}"
+    )
+
+
 class _Checker:
-    def __init__(self, doc: Document, model: EntityModel) -> None:
+    def __init__(self, doc: Document, model: EntityModel, config: Config | None = None) -> None:
         self.doc = doc
         self.data: dict[str, Any] = doc.data
         self.id: str = self.data["id"]
         self.model = model
+        self.config = config
         self.findings: list[Finding] = []
 
     def add(
@@ -151,6 +264,9 @@ class _Checker:
                     )
                 if info is not None and info.field_type:
                     self.check_type(op, field_path, info.field_type, path)
+                    if not is_field_ref(operand):
+                        self.check_operand_type(op, field_path, info, operand, path, entity)
+                        self.check_stage_operand(op, field_path, info, operand, path)
         for i, name in enumerate(trigger.get("fields", [])):
             self.field(entity, name, ("trigger", "fields", i))
         if "fields" in trigger and not any(e in ("updated", "saved") for e in events):
@@ -182,6 +298,65 @@ class _Checker:
         if problem:
             self.add("CF217", problem, path, key=True, severity="warning")
 
+    def check_operand_type(
+        self, op: str, field_path: str, info: Any, operand: Any, path: YamlPath, entity: str
+    ) -> None:
+        """CF220: an operand that no value of the field's type can ever equal or order
+        against (SPEC §2: no coercion, the string "250000" is not gt 100000)."""
+        effect = _TYPED_OPS.get(op)
+        if effect is None or self._through_many(entity, field_path):
+            return
+        members = (
+            list(enumerate(operand))
+            if op in ("in", "not_in") and isinstance(operand, list)
+            else [(None, operand)]
+        )
+        for index, member in members:
+            problem = type_problem(info.field_type, member)
+            if problem is None:
+                continue
+            where = path if index is None else (*path, index)
+            if op in ("in", "not_in"):
+                verdict = "never matches" if op == "in" else "never matches, so not_in holds"
+                message = f"{field_path} {op}: {_shown(member)} {verdict}: {problem}"
+            else:
+                verdict = "can never hold" if effect == "never" else "always holds"
+                message = f"{field_path} {op} {_shown(member)} {verdict}: {problem}"
+            self.add("CF220", message, where, severity="error" if effect == "never" else "warning")
+
+    def _through_many(self, entity: str, field_path: str) -> bool:
+        """Whether a field path crosses a to-many relation (its value is then a list)."""
+        current = self.model.get(entity)
+        for part in field_path.split(".")[:-1]:
+            relation = current.relations.get(part) if current else None
+            if relation is None:
+                return False
+            if relation.to_many:
+                return True
+            current = self.model.get(relation.entity)
+        return False
+
+    def check_stage_operand(
+        self, op: str, field_path: str, info: Any, operand: Any, path: YamlPath
+    ) -> None:
+        """CF212: a stage name in a condition on the pipeline field that the pipeline lacks."""
+        definition = self.model.get(info.entity)
+        pipeline = definition.pipeline if definition is not None else None
+        if op not in _STAGE_OPS or pipeline is None:
+            return
+        if field_path.rsplit(".", 1)[-1] != pipeline.field:
+            return
+        stages = pipeline.all_stages
+        members = list(enumerate(operand)) if isinstance(operand, list) else [(None, operand)]
+        for index, stage in members:
+            if isinstance(stage, str) and stage not in stages:
+                self.add(
+                    "CF212",
+                    f"{field_path} {op}: {info.entity} has no stage {stage!r} "
+                    f"(stages: {', '.join(stages)}){suggest(stage, stages)}",
+                    path if index is None else (*path, index),
+                )
+
     def field(self, entity: str, field_path: str, path: YamlPath, *, key: bool = False) -> Any:
         info = self.model.resolve(entity, field_path)
         if not info.ok:
@@ -211,6 +386,20 @@ class _Checker:
                     ids[spec["id"]] = i
             if ACTIONS[kind].templated:
                 self.check_templates(params, path, entity if known_entity else None, ids, i)
+            if kind == "notify":
+                self.check_recipients(params.get("to"), (*path, "to"))
+            elif kind == "webhook":
+                self.check_webhook(params["url"], (*path, "url"))
+            elif kind == "wait" and "until" in params and "on_met" not in params:
+                self.add(
+                    "CF223",
+                    "wait: until without on_met: when until holds, the actions after the "
+                    "wait go on (on_met defaults to continue); write on_met: continue to "
+                    "say so, or on_met: stop to end the workflow there",
+                    (*path, "until"),
+                    key=True,
+                    severity="warning",
+                )
             if not known_entity:
                 continue
             if kind == "create":
@@ -242,6 +431,42 @@ class _Checker:
                 self.check_values(target_entity, params["values"], (*path, "values"))
             elif kind == "set_stage":
                 self.check_stage(entity, params, path)
+
+    def check_recipients(self, targets: Any, path: YamlPath) -> None:
+        """CF221: literal notify.to items that resolve_recipients refuses at run time."""
+        items = list(enumerate(targets)) if isinstance(targets, list) else [(None, targets)]
+        for index, target in items:
+            problem = recipient_problem(target)
+            if problem is not None:
+                self.add(
+                    "CF221", f"notify.to: {problem}", path if index is None else (*path, index)
+                )
+
+    def check_webhook(self, url: Any, path: YamlPath) -> None:
+        """CF222: a literal URL the configuration's webhooks.allow refuses. Without a
+        crmflow.yaml lint cannot know the deployment's allow list, and says nothing."""
+        config = self.config
+        if config is None or config.path is None or not isinstance(url, str):
+            return
+        if "{{" in url or "{%" in url:
+            return
+        allow = config.webhooks.allow
+        if not allow:
+            self.add(
+                "CF222",
+                f"webhook: webhooks.allow in {config.path} admits no URL, so {url} is "
+                "refused at run time",
+                path,
+            )
+            return
+        reason = webhook_refusal(url, allow)
+        if reason is not None:
+            self.add(
+                "CF222",
+                f"webhook: {url} is refused at run time: {reason} "
+                f"(webhooks.allow in {config.path}: {', '.join(allow)})",
+                path,
+            )
 
     def check_values(self, entity: str, values: dict[str, Any], path: YamlPath) -> None:
         definition = self.model.get(entity)
@@ -346,7 +571,7 @@ def semantic_findings(docs: list[Document], config: Config, *, full: bool) -> li
             )
         else:
             first[wid] = doc
-        checker = _Checker(doc, config.model)
+        checker = _Checker(doc, config.model, config)
         checker.check_schedule()
         checker.check_operands()
         if full:

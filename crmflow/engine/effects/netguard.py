@@ -14,19 +14,14 @@ asked: worth retrying) or final (the name does not exist).
 from __future__ import annotations
 
 import ipaddress
-import re
 import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from fnmatch import fnmatchcase
-from urllib.parse import SplitResult, urlsplit, urlunsplit
+from urllib.parse import urlunsplit
 
-DEFAULT_PORTS = {"http": 80, "https": 443}
+from crmflow.urls import Refused, allowed, parse_pattern
+
 Resolve = Callable[[str, int], list[str]]
-
-
-class Refused(Exception):
-    """A target crmflow will not call; the message says why."""
 
 
 class Unresolved(Exception):
@@ -45,54 +40,12 @@ _TEMPORARY_GAI = frozenset({socket.EAI_AGAIN, socket.EAI_MEMORY})
 
 
 @dataclass(frozen=True)
-class Pattern:
-    text: str
-    scheme: str
-    host: str
-    port: int | None  # None: any port
-    path: str
-
-    @property
-    def wildcard(self) -> bool:
-        return "*" in self.host or "?" in self.host
-
-    def matches(self, scheme: str, host: str, port: int, path: str) -> bool:
-        return (
-            scheme == self.scheme
-            and (self.port is None or port == self.port)
-            and fnmatchcase(host, self.host)
-            and fnmatchcase(path, self.path)
-        )
-
-
-@dataclass(frozen=True)
 class Target:
     url: str
     scheme: str
     host: str
     port: int
     addresses: tuple[str, ...]  # the checked IP addresses, in the resolver's order
-
-
-def parse_pattern(text: str) -> Pattern:
-    parts = urlsplit(text)
-    scheme = parts.scheme.lower()
-    if scheme not in DEFAULT_PORTS or not parts.netloc:
-        raise ValueError(f"webhooks.allow: {text!r} is not an http(s) URL pattern")
-    netloc = parts.netloc.rsplit("@", 1)[-1]
-    host, port = netloc.lower(), DEFAULT_PORTS[scheme]
-    port_any = False
-    if netloc.startswith("["):
-        host, _, rest = netloc[1:].partition("]")
-        if rest.startswith(":"):
-            port = int(rest[1:])
-    elif ":" in netloc:
-        host, _, port_text = netloc.rpartition(":")
-        if port_text == "*":
-            port_any = True
-        else:
-            port = int(port_text)
-    return Pattern(text, scheme, host.lower(), None if port_any else port, parts.path or "/*")
 
 
 def default_resolve(host: str, port: int) -> list[str]:
@@ -114,23 +67,8 @@ class UrlPolicy:
 
     def check(self, url: str) -> Target:
         """The address to call for `url`, or Refused with the reason."""
-        parts = _split(url)
+        parts, host, port, pattern = allowed(url, self.patterns)
         scheme = parts.scheme.lower()
-        if scheme not in DEFAULT_PORTS:
-            raise Refused(f"{url!r}: only http and https URLs can be called")
-        if parts.username is not None or parts.password is not None:
-            raise Refused(f"{url!r}: credentials in the URL are not allowed; use headers")
-        host = (parts.hostname or "").lower()
-        if not host:
-            raise Refused(f"{url!r}: no host")
-        try:
-            port = parts.port or DEFAULT_PORTS[scheme]
-        except ValueError:
-            raise Refused(f"{url!r}: invalid port") from None
-        path = normal_path(url, parts.path or "/")
-        pattern = next((p for p in self.patterns if p.matches(scheme, host, port, path)), None)
-        if pattern is None:
-            raise Refused(f"{scheme}://{host}:{port}{path} is not in webhooks.allow")
         addresses = [host] if _is_ip(host) else self._lookup(host, port)
         if not addresses:
             raise Refused(f"{host}: no address")
@@ -146,7 +84,7 @@ class UrlPolicy:
                     "host named literally in webhooks.allow may be private"
                 )
         # The request goes to the path that was checked, not to its unnormalised spelling.
-        checked = urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
+        checked = urlunsplit((parts.scheme, parts.netloc, parts.path, parts.query, ""))
         return Target(checked, scheme, host, port, tuple(dict.fromkeys(addresses)))
 
     def _lookup(self, host: str, port: int) -> list[str]:
@@ -163,47 +101,6 @@ class UrlPolicy:
             # Not an answer about the name (Python turns EAI_SYSTEM into a plain OSError;
             # a resolver of one's own may time out): worth another try.
             raise Unresolved(host, exc.strerror or str(exc), temporary=True) from None
-
-
-# Percent-escapes a server may decode into a path separator, a parameter or a NUL: a path
-# holding one means something else to the server than to the allow list.
-_AMBIGUOUS = re.compile(r"%(2f|5c|3b|00)", re.IGNORECASE)
-_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
-_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
-
-
-def normal_path(url: str, path: str) -> str:
-    """The path as a server resolves it: `.` and `..` segments applied, empty segments
-    dropped, escapes of unreserved characters (`%2e`) decoded. Spellings that servers
-    read differently (a backslash, `;` parameters, an encoded slash or NUL) are refused:
-    what the allow list admits must be what the server serves."""
-    if "\\" in path or ";" in path or _AMBIGUOUS.search(path):
-        raise Refused(f"{url!r}: the path holds a backslash, ';' or an encoded separator")
-    decoded = _ESCAPE.sub(
-        lambda m: chr(int(m.group(1), 16)) if chr(int(m.group(1), 16)) in _UNRESERVED else m[0],
-        path,
-    )
-    segments: list[str] = []
-    for segment in decoded.split("/"):
-        if segment in ("", "."):
-            continue
-        if segment == "..":
-            if not segments:
-                raise Refused(f"{url!r}: the path climbs above the root")
-            segments.pop()
-            continue
-        segments.append(segment)
-    trailing = "/" if decoded.endswith(("/", "/.", "/..")) and segments else ""
-    return "/" + "/".join(segments) + trailing
-
-
-def _split(url: str) -> SplitResult:
-    if any(c in url for c in "\r\n\t "):
-        raise Refused(f"{url!r}: whitespace in the URL")
-    try:
-        return urlsplit(url)
-    except ValueError as exc:
-        raise Refused(f"{url!r}: {exc}") from None
 
 
 def _is_ip(host: str) -> bool:
