@@ -81,7 +81,8 @@ def project(tmp_path: Path) -> Project:
     with sqlite3.connect(tmp_path / "crm.db") as conn:
         conn.executescript(DDL)
     p = Project(tmp_path)
-    p.configure(MAPPING)
+    # The example webhook's target is admitted, as a deployment using it would admit it.
+    p.configure(MAPPING + 'webhooks: {allow: ["https://hooks.example.com/*"]}\n')
     names = ["big-deal-alert.yaml", "deal-won-webhook.yaml", "company-billing-address.yaml"]
     p.rules({n: (ROOT / "rules" / n).read_text() for n in names})
     return p
