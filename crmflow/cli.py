@@ -507,47 +507,127 @@ def status(
         print(f"failures 24h: {report['failures_24h']}")
 
 
-@app.command()
-def pending(
-    command: Annotated[str, typer.Argument(help="list, cancel or retry.")] = "list",
-    action_id: Annotated[
-        int | None, typer.Argument(help="The action's id (cancel, retry).", show_default=False)
-    ] = None,
-    status_filter: Annotated[
-        str | None, typer.Option("--status", help="Only this status.", show_default=False)
-    ] = None,
-    fmt: Annotated[PlanFormat, typer.Option("--format", "-f")] = PlanFormat.text,
-    config_path: ConfigOption = None,
-) -> None:
-    """List pending actions, or cancel or retry one: `crmflow pending retry 12`."""
+pending_app = typer.Typer(
+    help="Pending actions (delays, waits, retries, schedules): list (the default), show, "
+    "cancel, retry.\n\nExamples: `crmflow pending`, `crmflow pending show 12`, "
+    "`crmflow pending retry --failed`.",
+    invoke_without_command=True,
+    rich_markup_mode=None,
+)
+app.add_typer(pending_app, name="pending")
+StatusFilter = Annotated[
+    str | None,
+    typer.Option(
+        "--status", help="Only this status (pending, waiting, failed, ...).", show_default=False
+    ),
+]
+FormatOption = Annotated[PlanFormat, typer.Option("--format", "-f", help="text or json.")]
+ActionId = Annotated[int, typer.Argument(help="The action's id (first column of the list).")]
+
+
+def _pending_list(status_filter: str | None, fmt: PlanFormat, config_path: Path | None) -> None:
     import json
 
+    from crmflow.commands import control
+
+    with _guard():
+        rows = control.pending_rows(_state(config_path), status_filter)
+        if fmt == PlanFormat.json:
+            print(json.dumps(rows))
+            return
+        for r in rows:
+            error = f"  ({r['last_error']})" if r["last_error"] else ""
+            print(
+                f"{r['id']:>6} {r['status']:9} {r['due'] or '-':24} {r['workflow']}: "
+                f"{r['action']} {r['entity']} {r['record_id'] or ''}{error}"
+            )
+        if not rows:
+            print("no pending actions")
+
+
+@pending_app.callback()
+def pending(
+    ctx: typer.Context,
+    status_filter: StatusFilter = None,
+    fmt: FormatOption = PlanFormat.text,
+    config_path: ConfigOption = None,
+) -> None:
+    """List pending actions when no subcommand is given."""
+    if ctx.invoked_subcommand is None:
+        _pending_list(status_filter, fmt, config_path)
+
+
+@pending_app.command("list")
+def pending_list(
+    status_filter: StatusFilter = None,
+    fmt: FormatOption = PlanFormat.text,
+    config_path: ConfigOption = None,
+) -> None:
+    """Pending, waiting, running and failed actions, soonest first (`--status` for others).
+
+    Example: `crmflow pending list --status cancelled`.
+    """
+    _pending_list(status_filter, fmt, config_path)
+
+
+@pending_app.command("show")
+def pending_show(
+    action_id: ActionId, fmt: FormatOption = PlanFormat.text, config_path: ConfigOption = None
+) -> None:
+    """One pending action whole: status, due time, attempts, key, the event it keeps.
+
+    Example: `crmflow pending show 12`.
+    """
+    import json
+
+    from crmflow.commands import control
+
+    with _guard():
+        detail = control.pending_detail(_state(config_path), action_id)
+        if fmt == PlanFormat.json:
+            print(json.dumps(detail, default=str))
+            return
+        for key, value in detail.items():
+            shown = json.dumps(value, default=str) if isinstance(value, (dict, list)) else value
+            print(f"{key:11} {shown if shown is not None else '-'}")
+
+
+@pending_app.command("cancel")
+def pending_cancel(action_id: ActionId, config_path: ConfigOption = None) -> None:
+    """Cancel a pending, waiting or failed action. Example: `crmflow pending cancel 12`."""
+    from crmflow.commands import control
+
+    with _guard():
+        print(control.cancel(_state(config_path), action_id))
+
+
+@pending_app.command("retry")
+def pending_retry(
+    action_id: Annotated[
+        int | None, typer.Argument(help="The action's id.", show_default=False)
+    ] = None,
+    failed: Annotated[bool, typer.Option("--failed", help="Every failed action.")] = False,
+    config_path: ConfigOption = None,
+) -> None:
+    """Make a failed or cancelled action due again now.
+
+    Examples: `crmflow pending retry 12`, `crmflow pending retry --failed`.
+    """
     from crmflow.commands import control
     from crmflow.errors import ConfigError
     from crmflow.timeutil import clock_from_env
 
     with _guard():
         state = _state(config_path)
-        if command == "list":
-            rows = control.pending_rows(state, status_filter)
-            if fmt == PlanFormat.json:
-                print(json.dumps(rows))
-                return
-            for r in rows:
-                error = f"  ({r['last_error']})" if r["last_error"] else ""
-                print(
-                    f"{r['id']:>6} {r['status']:9} {r['due'] or '-':24} {r['workflow']}: "
-                    f"{r['action']} {r['entity']} {r['record_id'] or ''}{error}"
-                )
-            if not rows:
-                print("no pending actions")
+        now = clock_from_env()()
+        if failed == (action_id is not None):
+            raise ConfigError("give an action's id or --failed (not both)")
+        if failed:
+            done = control.retry_failed(state, now)
+            print("\n".join(done) if done else "no failed actions")
             return
-        if command not in ("cancel", "retry") or action_id is None:
-            raise ConfigError("usage: crmflow pending [list | cancel ID | retry ID]")
-        if command == "cancel":
-            print(control.cancel(state, action_id))
-        else:
-            print(control.retry(state, action_id, clock_from_env()()))
+        assert action_id is not None
+        print(control.retry(state, action_id, now))
 
 
 @app.command()

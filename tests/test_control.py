@@ -73,6 +73,15 @@ def test_tick_status_history_pending_schedule(cli: Cli, tmp_path: Path) -> None:
     assert cli("pending", "cancel", str(follow_up["id"]), cwd=folder).code == 2
     assert cli("pending", "retry", str(follow_up["id"]), cwd=folder).code == 0
     assert cli("pending", "cancel", cwd=folder).code == 2
+    shown = json.loads(cli("pending", "show", str(follow_up["id"]), "-f", "json", cwd=folder).out)
+    assert shown["key"].startswith("cf_") and shown["context"]["event"]["record"]["id"] == 99
+    assert cli("pending", "show", "999999", cwd=folder).code == 2
+    cancelled_rows = json.loads(
+        cli("pending", "list", "--status", "pending", "-f", "json", cwd=folder).out
+    )
+    assert follow_up["id"] in [r["id"] for r in cancelled_rows]
+    assert cli("pending", "retry", "--failed", cwd=folder).out.strip() == "no failed actions"
+    assert cli("pending", "retry", cwd=folder).code == 2  # an id or --failed
 
     schedule = cli("schedule", "--next", "3", cwd=folder).out.splitlines()
     assert len(schedule) == 3 and all(line.endswith("lead-no-activity") for line in schedule)

@@ -82,6 +82,21 @@ def history_rows(
     return list(reversed(rows))
 
 
+def _pending_row(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "workflow": row.workflow,
+        "entity": row.entity,
+        "record_id": row.record_id,
+        "action": row.action_type,
+        "index": row.action_index,
+        "status": row.status,
+        "due": format_utc(row.due_at) if row.due_at else None,
+        "attempts": row.attempts,
+        "last_error": row.last_error,
+    }
+
+
 def pending_rows(state: State, status_filter: str | None = None) -> list[dict[str, Any]]:
     rows = []
     for row in state.pending_actions(status_filter):
@@ -92,21 +107,21 @@ def pending_rows(state: State, status_filter: str | None = None) -> list[dict[st
             PendingStatus.FAILED,
         ):
             continue
-        rows.append(
-            {
-                "id": row.id,
-                "workflow": row.workflow,
-                "entity": row.entity,
-                "record_id": row.record_id,
-                "action": row.action_type,
-                "index": row.action_index,
-                "status": row.status,
-                "due": format_utc(row.due_at) if row.due_at else None,
-                "attempts": row.attempts,
-                "last_error": row.last_error,
-            }
-        )
+        rows.append(_pending_row(row))
     return rows
+
+
+def pending_detail(state: State, action_id: int) -> dict[str, Any]:
+    """One pending action whole: its row, key and the event it keeps."""
+    row = state.get_pending(action_id)
+    if row is None:
+        raise ConfigError(f"no pending action {action_id}")
+    return {**_pending_row(row), "key": row.key, "context": row.context}
+
+
+def retry_failed(state: State, now: datetime) -> list[str]:
+    """Every failed action due again now; what was done, one line each."""
+    return [retry(state, row.id, now) for row in state.pending_actions(PendingStatus.FAILED)]
 
 
 def cancel(state: State, action_id: int) -> str:
