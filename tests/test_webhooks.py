@@ -106,6 +106,16 @@ def test_500_then_200_is_retried_with_backoff(project: Project, web: Web) -> Non
     assert 0.005 <= first <= 0.010 and 0.010 <= second <= 0.020  # 10ms, 20ms, with jitter
 
 
+def test_eval_says_on_stderr_when_it_waits_to_retry(project: Project, web: Web) -> None:
+    web.script["/flaky"] = [(503, {}, b""), (200, {}, b"{}")]
+    project.rules({"w.yaml": hook(f"{web.base}/flaky")})
+    code, _plans, err = project.eval(EVENT)
+    assert code == 0
+    (line,) = err.splitlines()
+    assert line.startswith("crmflow: hook: webhook failed (HTTP 503") and "retrying in" in line
+    assert line.endswith("(attempt 2 of 4)"), line
+
+
 def test_429_honours_retry_after(project: Project, web: Web) -> None:
     web.script["/busy"] = [(429, {"Retry-After": "7"}, b""), (200, {}, b"{}")]
     code, _action = run(project, f"{web.base}/busy")

@@ -47,6 +47,8 @@ def run_eval(
     rules = load_ruleset(rule_paths, config)
     runtime = build_runtime(config, dry_run=dry_run, services=services, seed=seed, explain=explain)
     executor = runtime.executor
+    if executor is not None:
+        executor.notice = lambda text: print(f"crmflow: {text}", file=errors, flush=True)
     evaluator = runtime.evaluator(rules)
     write = _json_writer(sink, explain) if fmt == "json" else _text_writer(sink, explain)
     status = EXIT_OK

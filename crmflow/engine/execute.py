@@ -70,6 +70,9 @@ class Executor:
         )
         self.paused = paused
         self.failed = 0
+        # Told of each inline retry before its pause: `eval` says so on stderr, so that a
+        # shell waiting on it knows why.
+        self.notice: Callable[[str], None] | None = None
 
     # -- the performer ----------------------------------------------------------------
     def perform(self, run: ActionRun) -> dict[str, Any] | None:
@@ -172,6 +175,12 @@ class Executor:
                 key,
                 f"attempt {attempts}: {outcome.detail}; next in {decision.pause:.2f}s",
             )
+            if self.notice is not None:
+                self.notice(
+                    f"{run.workflow.id}: {run.action.type} failed ({outcome.detail}); "
+                    f"retrying in {decision.pause:.1f}s "
+                    f"(attempt {attempts + 1} of {self.inline_policy.max_attempts})"
+                )
             self.services.sleep(decision.pause)
             waited += decision.pause
 
