@@ -158,6 +158,8 @@ def lint(
 
     Each finding prints as `file:line:col: CODE message`. Exit 0 when clean or only
     warnings, 1 when there are errors (--strict: warnings too), 2 on usage errors.
+
+    Example: `crmflow lint --strict --format github rules/`
     """
     from crmflow.commands.lint import lint_paths, render
 
@@ -279,6 +281,8 @@ def test_(
 
     Each case gives an event (or several) and the plan it expects; the summary line is
     `N passed, M failed`. Exit 0 when all pass, 1 otherwise.
+
+    Example: `crmflow test rules/ --junit-xml report.xml`
     """
     from crmflow.commands.testing import run_tests
 
@@ -300,7 +304,10 @@ def schema(
         SchemaName, typer.Argument(help="workflow, config or test.")
     ] = SchemaName.workflow,
 ) -> None:
-    """Print a JSON Schema (default: the workflow schema) for editors and CI."""
+    """Print a JSON Schema (default: the workflow schema) for editors and CI.
+
+    Example: `crmflow schema config > config.schema.json`
+    """
     from crmflow.rules.schema import dump, schemas
 
     print(dump(schemas()[which.value]), end="")
@@ -347,8 +354,8 @@ def profile(
 ) -> None:
     """Mappings of real CRMs' databases (SuiteCRM, Odoo, ...), ready for crmflow.yaml.
 
-    `crmflow profile suitecrm >> crmflow.yaml`, then check it with `crmflow lint` and
-    see what a first start would do with `crmflow run --backfill` (answer no).
+    Example: `crmflow profile suitecrm >> crmflow.yaml`, then check it with `crmflow lint`
+    and see what a first start would do with `crmflow run --backfill` (answer no).
     """
     from crmflow.crm import profiles
 
@@ -370,6 +377,8 @@ def init(
     """Create a demo CRM: crm.db (SQLite, sample data), crmflow.yaml, rules/, schemas/, mail/.
 
     Then try: `cd FOLDER && crmflow eval < event.json` and look into mail/new/.
+
+    Example: `crmflow init demo && cd demo && crmflow run`
     """
     from crmflow.crm.demo import init_project
 
@@ -423,6 +432,9 @@ def run(
     The first start takes a baseline and fires nothing. SIGTERM or Ctrl-C stop it
     cleanly (work in hand finishes, the rest stays pending); SIGHUP reloads the workflows
     (they also reload when their files change; an invalid set keeps the running one).
+
+    Example: `crmflow run --log-format json`, or `crmflow run --backfill` to see (and
+    confirm) what a first start would fire for the records already there.
     """
     import signal
     import threading
@@ -452,7 +464,10 @@ def tick(
     ] = None,
     config_path: ConfigOption = None,
 ) -> None:
-    """One poll plus everything due, then exit (for running crmflow from cron)."""
+    """One poll plus everything due, then exit (for running crmflow from cron).
+
+    Example: `* * * * * cd /etc/crmflow && crmflow tick` in a crontab.
+    """
     from crmflow.daemon.lock import single_daemon
 
     with _guard():
@@ -478,7 +493,10 @@ def status(
     ] = PlanFormat.text,
     config_path: ConfigOption = None,
 ) -> None:
-    """Last poll, lag, pending actions by status, failures of the last day."""
+    """Last poll, lag, pending actions by status, failures of the last day.
+
+    Example: `crmflow status --format json`
+    """
     import json
 
     from crmflow.commands.control import status as read_status
@@ -698,7 +716,10 @@ def schedule(
     next_count: Annotated[int, typer.Option("--next", help="How many run times to show.")] = 5,
     config_path: ConfigOption = None,
 ) -> None:
-    """The next run times of timed (schedule) workflows, in the configured time zone."""
+    """The next run times of timed (schedule) workflows, in the configured time zone.
+
+    Example: `crmflow schedule --next 10`
+    """
     from crmflow.daemon.schedules import next_runs
     from crmflow.rules.ruleset import load_ruleset
     from crmflow.timeutil import clock_from_env
@@ -716,7 +737,10 @@ def schedule(
 
 @app.command()
 def pause(config_path: ConfigOption = None) -> None:
-    """Hold all actions (changes are still recorded; due actions wait) until resume."""
+    """Hold all actions (changes are still recorded; due actions wait) until resume.
+
+    Example: `crmflow pause` before a bulk import, `crmflow resume` after it.
+    """
     from crmflow.state.store import PAUSED
 
     with _guard():
@@ -726,7 +750,10 @@ def pause(config_path: ConfigOption = None) -> None:
 
 @app.command()
 def resume(config_path: ConfigOption = None) -> None:
-    """Release the actions held by pause."""
+    """Release the actions held by pause.
+
+    Example: `crmflow resume`
+    """
     from crmflow.state.store import PAUSED
 
     with _guard():
@@ -736,7 +763,10 @@ def resume(config_path: ConfigOption = None) -> None:
 
 @app.command()
 def version() -> None:
-    """Print crmflow's version."""
+    """Print crmflow's version.
+
+    Example: `crmflow version` (or `crmflow --version`)
+    """
     print(f"crmflow {__version__}")
 
 

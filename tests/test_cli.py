@@ -488,3 +488,54 @@ def test_entities_shows_the_model_in_use(cli: Cli, tmp_path: Path) -> None:
     assert deal["relations"]["quotes"] == {"entity": "quote", "foreign_key": "deal_id"}
     wrong = cli("entities", "dael")
     assert wrong.code == 2 and "did you mean 'deal'?" in wrong.err
+
+
+HELPED = [
+    "lint",
+    "eval",
+    "test",
+    "schema",
+    "entities",
+    "profile",
+    "init",
+    "run",
+    "tick",
+    "status",
+    "pending",
+    "pending list",
+    "pending show",
+    "pending cancel",
+    "pending retry",
+    "history",
+    "schedule",
+    "pause",
+    "resume",
+    "version",
+]
+
+
+def test_every_command_is_registered_in_the_help_list() -> None:
+    import typer.main
+
+    from crmflow.cli import app
+
+    group = typer.main.get_command(app)
+    names = set(group.commands)  # type: ignore[attr-defined]
+    assert names == {name.split()[0] for name in HELPED}
+
+
+@pytest.mark.parametrize("command", HELPED)
+def test_every_help_teaches_with_an_example_and_fits_the_terminal(command: str) -> None:
+    import os
+    import subprocess
+
+    result = subprocess.run(
+        [crmflow_bin(), *command.split(), "--help"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "100", "TERM": "dumb"},
+        check=True,
+    )
+    lines = result.stdout.splitlines()
+    assert any("Example" in line for line in lines), result.stdout
+    assert max(len(line.rstrip()) for line in lines) <= 100, result.stdout
