@@ -76,3 +76,36 @@ def test_one_line_per_fault_and_one_when_it_clears(tmp_path: Path) -> None:
     assert len(lines) == 2
     assert " fault " in lines[0] and "database is locked" in lines[0]
     assert "recovered after" in lines[1]
+
+
+def test_an_effect_is_recorded_once_the_state_database_answers_again(tmp_path: Path) -> None:
+    """The effect already happened: its record waits for a locked state database instead
+    of giving up (a tick given up would make the effect happen a second time)."""
+    from crmflow.config import Config
+    from crmflow.engine.effects.base import Services
+    from crmflow.engine.execute import Executor
+    from crmflow.state.store import State
+
+    path = tmp_path / "state.db"
+    url = f"sqlite:///{path}"
+    state = State(url, engine=create_engine(url, connect_args={"timeout": 0.05}))
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    pauses: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+        if len(pauses) == 2:  # the lock goes after the second pause
+            holder.execute("ROLLBACK")
+
+    executor = Executor(Services(Config(), sleep=sleep), state)
+    faults: list[str] = []
+    recovered: list[bool] = []
+    executor.on_fault = lambda exc: faults.append(describe(exc)) or 0.5
+    executor.on_recovered = lambda: recovered.append(True)
+    executor._durably(lambda: state.record("done", workflow="w", detail="sent"))
+    assert pauses == [0.5, 0.5] and recovered == [True]
+    assert all("database is locked" in fault for fault in faults) and len(faults) == 2
+    assert [(h["outcome"], h["detail"]) for h in state.history()] == [("done", "sent")]
+    holder.close()
+    state.dispose()

@@ -112,6 +112,8 @@ class Daemon:
         label(self.crm.engine, "CRM")
         label(self.state.engine, "state")
         self.faults = Faults(self.log)
+        self.executor.on_fault = self.faults.failed
+        self.executor.on_recovered = self.faults.cleared
         self._crm_file = self.crm.file_identity()
         self.evaluator = self._evaluator()
         self.waits = Waits(self.state, self.log, self.tz, self.crm.related)

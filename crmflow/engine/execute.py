@@ -42,6 +42,11 @@ def _no_longer_holds(workflow: Workflow, action: Action, facts: Facts) -> str | 
     return None
 
 
+# How long an effect already made waits for its record while the state database is
+# unavailable, before the tick gives up (and the effect may be repeated, under its key).
+RECORD_PATIENCE = 120.0
+
+
 class Executor:
     """Performs actions for real (see evaluate.Performer)."""
 
@@ -73,6 +78,10 @@ class Executor:
         # Told of each inline retry before its pause: `eval` says so on stderr, so that a
         # shell waiting on it knows why.
         self.notice: Callable[[str], None] | None = None
+        # Told when recording an effect meets an unavailable state database (returns the
+        # pause before the next try) and when it gets through: the daemon's fault log.
+        self.on_fault: Callable[[BaseException], float] | None = None
+        self.on_recovered: Callable[[], None] | None = None
 
     # -- the performer ----------------------------------------------------------------
     def perform(self, run: ActionRun) -> dict[str, Any] | None:
@@ -144,14 +153,46 @@ class Executor:
             return Outcome("failed", str(exc), transient=True)
         except (ActionError, TemplateFailure, CrmflowError) as exc:
             outcome = Outcome("failed", str(exc))
-        self._history(
-            outcome.status, workflow.id, event, action, key, outcome.detail, outcome.output
+        self._durably(
+            lambda: self._history(
+                outcome.status, workflow.id, event, action, key, outcome.detail, outcome.output
+            )
         )
         if outcome.status == "done" and self.state is not None and outcome.touched:
+            state = self.state
             chain = [*(event.chain or []), [workflow.id, event.entity, event.id]]
             for entity, record_id in outcome.touched:
-                self.state.note_write(entity, record_id, key, chain)
+                self._durably(lambda e=entity, r=record_id: state.note_write(e, r, key, chain))
         return outcome
+
+    def _durably(self, write: Callable[[], Any]) -> Any:
+        """A state write that records an effect already made (sent, written).
+
+        While the state database is unavailable (locked, unreachable) it is tried again
+        with backoff, for up to RECORD_PATIENCE seconds: giving up would leave the effect
+        unrecorded, and a restart would make it happen a second time.
+        """
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from crmflow.crm.failures import temporary
+
+        waited, pause, failing = 0.0, 1.0, False
+        while True:
+            try:
+                result = write()
+            except SQLAlchemyError as exc:
+                if not temporary(exc) or waited >= RECORD_PATIENCE:
+                    raise
+                if self.on_fault is not None:
+                    pause = self.on_fault(exc)
+                failing = True
+                self.services.sleep(pause)
+                waited += pause
+                pause = min(pause * 2, 30.0)
+                continue
+            if failing and self.on_recovered is not None:
+                self.on_recovered()
+            return result
 
     def run_now(self, run: ActionRun, key: str) -> Outcome:
         """The action now, retrying transient failures inline (eval)."""
@@ -258,9 +299,9 @@ class Executor:
         if _failed_for_now(outcome):
             return self._retry_pending(row, outcome, now)
         if outcome.status == "failed":
-            self.finish(row, PendingStatus.FAILED, outcome.detail)
+            self._durably(lambda: self.finish(row, PendingStatus.FAILED, outcome.detail))
         else:  # done, or skipped because it was done before: the row's work is done
-            self.finish(row, PendingStatus.DONE, None)
+            self._durably(lambda: self.finish(row, PendingStatus.DONE, None))
         return f"{outcome.status}: {outcome.detail}"
 
     def _facts_at_fire_time(
