@@ -103,7 +103,9 @@ def _guard() -> Iterator[None]:
     try:
         yield
     except CrmflowError as exc:
-        raise _fail(str(exc), exc.exit_code) from None
+        for line in exc.lines()[:-1]:
+            print(f"crmflow: {line}", file=sys.stderr)
+        raise _fail(exc.lines()[-1], exc.exit_code) from None
     except BrokenPipeError:
         # `crmflow eval ... | head`: the reader left; stop quietly.
         sys.stderr.close()

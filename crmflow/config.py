@@ -9,14 +9,14 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import tzinfo
+from dataclasses import dataclass, field, replace
+from datetime import UTC, tzinfo
 from pathlib import Path
 from typing import Any
 
 from crmflow import durations
 from crmflow.durations import Duration
-from crmflow.errors import ConfigError, Location
+from crmflow.errors import ConfigError, ConfigErrors, Location
 from crmflow.rules.entities import EntityModel, builtin_model
 from crmflow.timeutil import zone
 
@@ -37,10 +37,13 @@ class _Section:
         data: Mapping[str, Any] | None,
         path: tuple[str, ...] = (),
         locate: Callable[[tuple[str, ...]], Location] | None = None,
+        problems: list[ConfigError] | None = None,
     ) -> None:
         self.data: Mapping[str, Any] = data or {}
         self.path = path
         self.locate = locate
+        # Where mistakes are collected, so a file's are reported together; None: raise.
+        self.problems = problems
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.data.get(key, default)
@@ -54,10 +57,14 @@ class _Section:
             return durations.parse(value)
         except ValueError as exc:
             where = self.locate((*self.path, key)) if self.locate else Location(CONFIG_NAME)
-            raise ConfigError(str(exc), where, "CF208") from None
+            error = ConfigError(str(exc), where, "CF208")
+            if self.problems is None:
+                raise error from None
+            self.problems.append(error)
+            return durations.parse(default)
 
     def section(self, key: str) -> _Section:
-        return _Section(self.data.get(key), (*self.path, key), self.locate)
+        return _Section(self.data.get(key), (*self.path, key), self.locate, self.problems)
 
 
 # The typed sections of crmflow.yaml, parsed once by load_config. Each states its defaults
@@ -253,21 +260,36 @@ class Config:
         return f"sqlite:///{(self.base / '.crmflow' / 'state.db').as_posix()}"
 
 
-def substitute_env(value: Any, where: str = "") -> Any:
-    """`${NAME}` in strings replaced from the environment; a missing variable is an error."""
+def substitute_env(
+    value: Any,
+    path: tuple[str | int, ...] = (),
+    problems: list[ConfigError] | None = None,
+    locate: Callable[[tuple[str, ...]], Location] | None = None,
+) -> Any:
+    """`${NAME}` in strings replaced from the environment; a missing variable is an error
+    (raised, or collected in `problems`)."""
     if isinstance(value, str):
 
         def replace(match: re.Match[str]) -> str:
             name = match.group(1)
             if name not in os.environ:
-                raise ConfigError(f"{where}: environment variable {name} is not set")
+                where = "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in path)
+                where = where.lstrip(".")
+                error = ConfigError(
+                    f"{where}: environment variable {name} is not set",
+                    locate(path) if locate else None,  # type: ignore[arg-type]
+                )
+                if problems is None:
+                    raise error
+                problems.append(error)
+                return ""
             return os.environ[name]
 
         return _ENV_RE.sub(replace, value)
     if isinstance(value, dict):
-        return {k: substitute_env(v, f"{where}.{k}" if where else k) for k, v in value.items()}
+        return {k: substitute_env(v, (*path, k), problems, locate) for k, v in value.items()}
     if isinstance(value, list):
-        return [substitute_env(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return [substitute_env(v, (*path, i), problems, locate) for i, v in enumerate(value)]
     return value
 
 
@@ -300,27 +322,39 @@ def load_config(path: Path | None = None, *, required: bool = False) -> Config:
     doc = docs[0]
     if not isinstance(doc.data, dict):
         raise ConfigError("crmflow.yaml must be a mapping", doc.locate(), "CF003")
+    # Every mistake is collected, so that one run names them all.
+    problems: list[ConfigError] = []
+    raw = substitute_env(doc.data, (), problems, doc.locate)
+    unset = {e.location for e in problems}
+    # The schema judges the values in use: a `${NAME}` is checked as what it stands for.
+    # The cache is for files without substitutions, whose validity the text decides.
     cache = default_cache()
-    key = cache.key("config", doc.data)
-    if not cache.known(key):
+    key = cache.key("config", doc.data) if raw == doc.data else None
+    if key is None or not cache.known(key):
         from crmflow.rules.validate import config_validator, schema_findings
 
-        findings = schema_findings(doc, config_validator(), workflow="")
-        if findings:
-            first = findings[0]
-            raise ConfigError(first.message, first.location, first.code)
-        cache.remember(key)
-    raw = substitute_env(doc.data)
+        findings = schema_findings(replace(doc, data=raw), config_validator(), workflow="")
+        # A value whose variable is unset has said so already.
+        findings = [f for f in findings if f.location not in unset]
+        problems.extend(ConfigError(f.message, f.location, f.code) for f in findings)
+        if not findings and key is not None:
+            cache.remember(key)
+    tz_name = raw.get("timezone", "UTC")
+    tz: tzinfo = UTC
+    if isinstance(tz_name, str):
+        try:
+            tz = zone(tz_name)
+        except ValueError as exc:
+            problems.append(ConfigError(str(exc), doc.locate(("timezone",)), "CF210"))
+    if problems:
+        # Reading the settings would only repeat what these already say.
+        problems.sort(key=lambda e: (e.location.line, e.location.column) if e.location else (0, 0))
+        raise ConfigErrors(problems) if len(problems) > 1 else problems[0]
     base = path.parent.resolve()
     rules = raw.get("rules", "rules/")
     rule_paths = [path.parent / r for r in ([rules] if isinstance(rules, str) else rules)]
-    tz_name = raw.get("timezone", "UTC")
-    try:
-        tz = zone(tz_name)
-    except ValueError as exc:
-        raise ConfigError(str(exc), doc.locate(("timezone",)), "CF210") from None
-    top = _Section(raw, (), doc.locate)
-    return Config(
+    top = _Section(raw, (), doc.locate, problems)
+    config = Config(
         path=path,
         base=base,
         crm=_resolve_url(raw["crm"], base) if raw.get("crm") else None,
@@ -335,3 +369,6 @@ def load_config(path: Path | None = None, *, required: bool = False) -> Config:
         webhooks=WebhookSettings.read(top.section("webhooks")),
         timestamp_format=raw.get("timestamp_format"),
     )
+    if problems:
+        raise ConfigErrors(problems) if len(problems) > 1 else problems[0]
+    return config

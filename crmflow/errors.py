@@ -69,9 +69,25 @@ class CrmflowError(Exception):
         code = f"{self.code} " if self.code else ""
         return f"{where}{code}{self.message}"
 
+    def lines(self) -> list[str]:
+        """What the command line prints: one line for each mistake."""
+        return [str(self)]
+
 
 class ConfigError(CrmflowError):
     """Bad configuration: a workflow file, crmflow.yaml, a test file, an option."""
+
+
+class ConfigErrors(ConfigError):
+    """Several mistakes in one file, reported together so one run shows them all."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        first = errors[0]
+        super().__init__(first.message, first.location, first.code)
+        self.errors = errors
+
+    def lines(self) -> list[str]:
+        return [str(e) for e in self.errors]
 
 
 class YamlError(ConfigError):

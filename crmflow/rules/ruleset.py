@@ -65,6 +65,7 @@ def check(loaded: Loaded, config: Config, *, full: bool) -> list[Finding]:
     cache = default_cache()
     findings = list(loaded.findings)
     valid: list[Document] = []
+    refused: list[tuple[Document, list[tuple[str | int, ...]]]] = []
     for doc in loaded.documents:
         key = cache.key("workflow", doc.data)
         if not cache.known(key):
@@ -73,12 +74,23 @@ def check(loaded: Loaded, config: Config, *, full: bool) -> list[Finding]:
             problems = schema_findings(doc)
             findings.extend(problems)
             if problems:
+                # Lint goes on with the rest of the document, so one run shows every
+                # mistake; a load (full=False) refuses the document anyway.
+                if full:
+                    refused.append((doc, _refused_paths(doc)))
                 continue
             cache.remember(key)
         valid.append(doc)
-    findings.extend(semantic_findings(valid, config, full=full))
+    findings.extend(semantic_findings(valid, config, full=full, refused=refused))
     findings.sort(key=lambda f: f.sort_key)
     return findings
+
+
+def _refused_paths(doc: Document) -> list[tuple[str | int, ...]]:
+    """Where the schema refuses a document, as raw paths (the parts to leave out)."""
+    from crmflow.rules.validate import workflow_validator
+
+    return [tuple(e.absolute_path) for e in workflow_validator().iter_errors(doc.data)]
 
 
 @dataclass(frozen=True, slots=True)

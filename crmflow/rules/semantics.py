@@ -1,15 +1,20 @@
-"""Semantic checks of schema-valid workflows: what the schema cannot know.
+"""Semantic checks of workflows: what the schema cannot know.
 
 Some checks guard compilation (a cron that does not parse, a regex that does not
 compile, duplicate ids) and run on every load; the rest (fields known to the entity
 model, templates, step references, stages) run for `crmflow lint`.
+
+Lint also checks a document the schema refused, so that one run reports every mistake
+of a file: the parts the schema refused are left out (their finding names the cause, and
+anything said about them would be a cascade), and a check that needs a part that is
+missing or malformed is skipped.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from jinja2 import TemplateSyntaxError
@@ -177,18 +182,50 @@ def recipient_problem(target: Any) -> str | None:
     )
 
 
+def _related(a: YamlPath, b: YamlPath) -> bool:
+    """One path lies inside the other (or they are the same)."""
+    return a[: len(b)] == b or b[: len(a)] == a
+
+
 class _Checker:
-    def __init__(self, doc: Document, model: EntityModel, config: Config | None = None) -> None:
+    def __init__(
+        self,
+        doc: Document,
+        model: EntityModel,
+        config: Config | None = None,
+        refused: Sequence[YamlPath] | None = None,
+    ) -> None:
         self.doc = doc
         self.data: dict[str, Any] = doc.data
-        self.id: str = self.data["id"]
+        wid = self.data.get("id")
+        self.id: str = wid if isinstance(wid, str) else ""
         self.model = model
         self.config = config
+        # Paths the schema refused; None for a valid document. The root is not among
+        # them: an unknown or missing top-level key leaves the other parts checkable.
+        self.refused = None if refused is None else [p for p in refused if p]
         self.findings: list[Finding] = []
+
+    def skips(self, path: YamlPath) -> bool:
+        return bool(self.refused) and any(_related(path, p) for p in self.refused)  # type: ignore[union-attr]
+
+    def run(self, *checks: Callable[[], None]) -> None:
+        for check in checks:
+            if self.refused is None:
+                check()
+                continue
+            try:
+                check()
+            except (KeyError, IndexError, TypeError, AttributeError, ValueError):
+                # A part the schema refused left this check without what it reads;
+                # the schema finding already names the cause.
+                continue
 
     def add(
         self, code: str, message: str, path: YamlPath, *, key: bool = False, severity: str = "error"
     ) -> None:
+        if self.skips(path):
+            return
         self.findings.append(
             Finding(
                 code,
@@ -204,6 +241,8 @@ class _Checker:
         if "conditions" in self.data:
             yield ("conditions",), self.data["conditions"]
         for i, spec in enumerate(self.data["actions"]):
+            if self.skips(("actions", i)):
+                continue
             if "if" in spec:
                 yield ("actions", i, "if"), spec["if"]
             wait = spec.get("wait")
@@ -213,6 +252,8 @@ class _Checker:
     def check_operands(self) -> None:
         for base, block in self.condition_blocks():
             for path, _field, op, operand in iter_field_clauses(block, base):
+                if self.skips(path):
+                    continue
                 if op == "matches":
                     problem = pattern_problem(operand)
                     if problem is not None:
@@ -236,14 +277,20 @@ class _Checker:
                 ("entity",),
             )
             return
-        trigger = self.data["trigger"]
+        trigger = self.data.get("trigger")
+        if not isinstance(trigger, dict) or self.skips(("trigger",)):
+            # Refused or missing (its finding says so): the field checks still hold,
+            # what depends on the trigger is left out.
+            trigger = {}
         events = trigger.get("on", [])
         events = [events] if isinstance(events, str) else events
-        updates = "trigger" in self.data and (
-            "updated" in events or "saved" in events or "date" in trigger
-        )
+        updates = not trigger or "updated" in events or "saved" in events or "date" in trigger
         for base, block in self.condition_blocks():
+            if self.skips(base):
+                continue
             for path, field_path, op, operand in iter_field_clauses(block, base):
+                if self.skips(path):
+                    continue
                 key_path = path if path[-1] == field_path else path[:-1]
                 info = self.field(entity, field_path, key_path, key=True)
                 if is_field_ref(operand):
@@ -371,6 +418,8 @@ class _Checker:
         known_entity = entity in self.model
         ids: dict[str, int] = {}
         for i, spec in enumerate(self.data["actions"]):
+            if self.skips(("actions", i)):
+                continue
             kind = action_type(spec)
             params = normalise_params(ACTIONS[kind], spec[kind])
             path: YamlPath = ("actions", i, kind)
@@ -553,7 +602,15 @@ class _Checker:
                 self.add("CF209", str(exc), ("trigger", "schedule"))
 
 
-def semantic_findings(docs: list[Document], config: Config, *, full: bool) -> list[Finding]:
+def semantic_findings(
+    docs: list[Document],
+    config: Config,
+    *,
+    full: bool,
+    refused: Sequence[tuple[Document, Sequence[YamlPath]]] = (),
+) -> list[Finding]:
+    """Findings of valid `docs`; with `full`, also of `refused` documents (each with the
+    paths the schema refused), leaving those parts out."""
     findings: list[Finding] = []
     first: dict[str, Document] = {}
     for doc in docs:
@@ -580,6 +637,15 @@ def semantic_findings(docs: list[Document], config: Config, *, full: bool) -> li
         findings.extend(checker.findings)
     if full:
         findings.extend(loop_findings(docs, config.model))
+        for doc, paths in refused:
+            checker = _Checker(doc, config.model, config, refused=paths)
+            checker.run(
+                checker.check_schedule,
+                checker.check_operands,
+                checker.check_fields,
+                checker.check_actions,
+            )
+            findings.extend(checker.findings)
     return findings
 
 
