@@ -502,13 +502,15 @@ def status(
     import json
 
     from crmflow.commands.control import status as read_status
-    from crmflow.timeutil import clock_from_env
+    from crmflow.timeutil import clock_from_env, format_fixed, parse_instant
 
     with _guard():
         report = read_status(_state(config_path), clock_from_env()())
         if fmt == PlanFormat.json:
             print(json.dumps(report))
             return
+        if not report["daemons"]:
+            print("daemon:       not running (start one with `crmflow run`)")
         for daemon in report["daemons"]:
             seen = f"seen {daemon['seen_seconds_ago']}s ago"
             if daemon["state"] == "gone":  # its heartbeat timed out: killed, or cut off
@@ -516,8 +518,9 @@ def status(
             else:
                 role = "leader" if daemon["leader"] else "worker"
                 print(f"daemon:       {daemon['id']} ({role}, {seen})")
+        last_poll = report["last_poll"]
         print(
-            f"last poll:    {report['last_poll'] or 'never'}"
+            f"last poll:    {format_fixed(parse_instant(last_poll)) if last_poll else 'never'}"
             + (f" ({report['lag_seconds']}s ago)" if report["lag_seconds"] is not None else "")
         )
         print(f"paused:       {'yes' if report['paused'] else 'no'}")
@@ -688,7 +691,7 @@ def history(
     import json
 
     from crmflow.commands import control
-    from crmflow.timeutil import clock_from_env
+    from crmflow.timeutil import clock_from_env, format_fixed, parse_instant
 
     with _guard():
         rows = control.history_rows(
@@ -707,8 +710,9 @@ def history(
         for r in rows:
             what = f"{r['action_type']}" if r["action_type"] else ""
             target = f"{r['entity']}:{r['record_id']}" if r["entity"] else ""
+            at = format_fixed(parse_instant(r["at"]))
             print(
-                f"{r['at']} {r['outcome']:11} {r['workflow'] or '-'} {what} {target} "
+                f"{at} {r['outcome']:11} {r['workflow'] or '-'} {what} {target} "
                 f"{r['detail'] or ''}".rstrip()
             )
 

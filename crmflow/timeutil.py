@@ -140,6 +140,12 @@ def format_utc(moment: datetime) -> str:
     return text + "Z"
 
 
+def format_fixed(moment: datetime) -> str:
+    """UTC as YYYY-MM-DDTHH:MM:SS.mmmZ, always this wide: for columns people read."""
+    utc = moment.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S") + f".{utc.microsecond // 1000:03d}Z"
+
+
 def clock_from_env() -> Clock:
     """The system clock, or (for tests and drills) the instant in $CRMFLOW_CLOCK_FILE."""
     path = os.environ.get("CRMFLOW_CLOCK_FILE")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 from xml.etree import ElementTree
 
 import pytest
@@ -539,3 +540,30 @@ def test_every_help_teaches_with_an_example_and_fits_the_terminal(command: str) 
     lines = result.stdout.splitlines()
     assert any("Example" in line for line in lines), result.stdout
     assert max(len(line.rstrip()) for line in lines) <= 100, result.stdout
+
+
+def _commands(group: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    for name, command in group.commands.items():
+        yield f"{prefix}{name}", command
+        if hasattr(command, "commands"):  # a group of subcommands
+            yield from _commands(command, f"{prefix}{name} ")
+
+
+def test_every_option_and_argument_says_what_it_is_for() -> None:
+    import typer.main
+
+    from crmflow.cli import app
+
+    silent = []
+    checked = 0
+    for name, command in _commands(typer.main.get_command(app)):
+        for param in command.params:
+            if param.name == "help":
+                continue
+            checked += 1
+            # typer's arguments keep their help as options do, in `help`
+            text = getattr(param, "help", None)
+            if not (text or "").strip():
+                silent.append(f"{name} {param.opts[0] if param.opts else param.name}")
+    assert silent == []
+    assert checked > 50  # the walk reached the subcommands' options too

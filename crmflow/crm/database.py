@@ -25,7 +25,6 @@ from sqlalchemy import (
     Table,
     Text,
     Uuid,
-    create_engine,
     delete,
     func,
     insert,
@@ -44,6 +43,7 @@ from sqlalchemy.exc import (
 
 from crmflow.config import MISSING_CRM_FILE, sqlite_file
 from crmflow.crm.failures import CrmUnavailable, short, temporary, write_failed
+from crmflow.drivers import engine_for
 from crmflow.errors import ActionError, ConfigError
 from crmflow.rules.entities import Entity, EntityModel, Relation
 from crmflow.timeutil import Clock, parse_temporal, system_clock
@@ -703,13 +703,14 @@ def _engine(url: str, read_only: bool) -> Engine:
 
         mode = "ro" if read_only else "rw"
         uri = f"file:{quote(path.resolve().as_posix())}?mode={mode}"
-        return create_engine(
+        return engine_for(
             url,
+            "crm",
             creator=lambda: sqlite3.connect(uri, uri=True, check_same_thread=False),
         )
     # pre_ping: after a database server restarts, pooled connections are dead; each is
     # tested when taken and replaced, instead of failing the first statement.
-    return create_engine(url, pool_pre_ping=path is None)
+    return engine_for(url, "crm", pool_pre_ping=path is None)
 
 
 def _id(table: Table, value: Any) -> Any:

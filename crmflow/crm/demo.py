@@ -19,7 +19,6 @@ from sqlalchemy import (
     MetaData,
     Table,
     Text,
-    create_engine,
     insert,
     text,
 )
@@ -27,6 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 import crmflow
 from crmflow.crm.database import iso_utc
+from crmflow.drivers import engine_for
 from crmflow.errors import ConfigError
 from crmflow.rules.entities import EntityModel, builtin_model
 
@@ -160,7 +160,7 @@ def create_demo_crm(
     """Create the demo CRM at `target` (a SQLite file, or a database URL); rows per table."""
     model = model or builtin_model()
     url = target if isinstance(target, str) and "://" in target else f"sqlite:///{target}"
-    engine = create_engine(url)
+    engine = engine_for(url, "crm")
     metadata = schema(model)
     metadata.create_all(engine)
     counts: dict[str, int] = {}

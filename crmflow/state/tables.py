@@ -21,7 +21,6 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    create_engine,
     event,
     insert,
     inspect,
@@ -31,6 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from crmflow.drivers import engine_for
 from crmflow.errors import ConfigError
 from crmflow.timeutil import Clock
 
@@ -209,7 +209,7 @@ def open_engine(url: str, engine: Engine | None = None) -> Engine:
                 f"state: cannot create the folder {folder}: {exc.strerror or exc}"
             ) from None
     try:
-        opened = engine or create_engine(url)
+        opened = engine or engine_for(url, "state")
         if engine is None and opened.dialect.name == "sqlite":
             event.listen(opened, "connect", _sqlite_state_pragmas)
         migrate(opened)
