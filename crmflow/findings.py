@@ -41,6 +41,7 @@ SEMANTIC_CODES = {
     "CF221": "notify recipient that is no user id, owner, actor, role:NAME or e-mail",
     "CF222": "literal webhook URL that webhooks.allow refuses",
     "CF223": "wait with until but without on_met",
+    "CF224": "template whose constants go over a bound of one rendering",
 }
 
 

@@ -301,3 +301,45 @@ def test_wait_until_without_on_met(cli: Cli, rules_dir: Rules) -> None:
     ]
     assert code == 0
     assert cli("lint", "--strict", "rules").code == 1
+
+
+# CF224: a template whose own constants go over a bound of one rendering; the data
+# cannot change that, so the action would fail every time.
+TEMPLATE_BOMBS = [
+    ("{{ range(10**7) | list | length }}", "range() of 10,000,000 steps"),
+    ("{{ 'x' * 10**7 }}", "a result of over 1,000,000 items or characters"),
+    ("{{ ('x' * 1000000) * 1000 }}", "a result of over 1,000,000 items or characters"),
+    (
+        "{% for i in range(1000) %}{% for j in range(1000) %}x{% endfor %}{% endfor %}",
+        "nested loops of 1,000,000 steps",
+    ),
+    ("{{ 2 ** 5000 }}", "an exponent over 1000"),
+    ("{{ ((10 ** 1000) ** 1000) ** 1000 }}", "a number of over 100,000 bits"),
+]
+
+
+@pytest.mark.parametrize(("template", "reason"), TEMPLATE_BOMBS)
+def test_a_template_over_a_visible_bound_is_a_lint_error(
+    cli: Cli, rules_dir: Rules, template: str, reason: str
+) -> None:
+    text = f'{HEAD}actions:\n  - warn: "{template}"\n'
+    code, lines = lint_lines(cli, rules_dir, text)
+    assert code == 1
+    assert len(lines) == 1 and lines[0].startswith("rules/w.yaml:5:11: CF224 w: "), lines
+    assert reason in lines[0]
+    assert lines[0].endswith("the action would fail every time")
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{{ deal.name * 3 }}",  # only the data can tell
+        "{% for i in range(100) %}{% for j in range(1000) %}{% endfor %}{% endfor %}",
+        "{{ 'ab' * 1000 }}",
+        "{{ 10 ** 1000 }}",
+        "{{ 2.5 ** 1e10 }}",  # fails at run time with its own error, not a bound
+    ],
+)
+def test_templates_within_the_bounds_pass(cli: Cli, rules_dir: Rules, template: str) -> None:
+    code, lines = lint_lines(cli, rules_dir, f'{HEAD}actions:\n  - warn: "{template}"\n')
+    assert (code, lines) == (0, [])

@@ -130,6 +130,14 @@ def test_references_for_lint() -> None:
             "{% endfor %}{{ s.v }}",
             "over 1,000,000",
         ),
+        # Numbers: a tower of powers under the exponent bound, and squaring in a loop,
+        # which doubles the digits each step.
+        ("{{ ((10 ** 1000) ** 1000) ** 1000 }}", "over 100,000 bits"),
+        (
+            "{% set s = namespace(v=3) %}{% for i in range(64) %}{% set s.v = s.v * s.v %}"
+            "{% endfor %}{{ s.v > 0 }}",
+            "over 100,000 bits",
+        ),
     ],
 )
 def test_a_template_cannot_build_or_loop_without_bound(bomb: str, reason: str) -> None:

@@ -34,6 +34,7 @@ from crmflow.rules.templates import (
     compile_tree,
     iter_templates,
     references,
+    visible_excess,
 )
 from crmflow.rules.yamlload import Document
 from crmflow.urls import Refused, allowed, parse_pattern
@@ -568,6 +569,14 @@ class _Checker:
                 )
                 self.add("CF205", message, sub)
                 continue
+            excess = visible_excess(template.source)
+            if excess is not None:
+                self.add(
+                    "CF224",
+                    f"template goes over a bound of one rendering: {excess}; the action "
+                    "would fail every time",
+                    sub,
+                )
             for name in sorted(names - allowed):
                 self.add(
                     "CF206",

@@ -104,6 +104,9 @@ def unwrap(value: Any) -> Any:
 # or list an operator may build, and the loop steps (`range`) all of its loops may take.
 MAX_SIZE = 1_000_000
 MAX_STEPS = 100_000
+# Integers grow without bound by `*` and `**` (squaring in a loop doubles the digits each
+# step): a result over this many bits (about 30,000 digits) is refused.
+MAX_INT_BITS = 100_000
 _steps: ContextVar[list[int]] = ContextVar("template_steps")
 
 
@@ -120,6 +123,40 @@ def _bounded_range(*args: int) -> range:
     return steps
 
 
+def _bits(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value.bit_length()
+
+
+def over_bound(operator: str, left: Any, right: Any) -> str | None:
+    """Why `left operator right` would go over a bound of one rendering, before it is
+    computed; None when it would not. Rendering and lint (on constants) both ask."""
+    if operator == "*":
+        for seq, times in ((left, right), (right, left)):
+            if (
+                isinstance(seq, (str, list, tuple))
+                and isinstance(times, int)
+                and len(seq) * times > MAX_SIZE
+            ):
+                return f"a result of over {MAX_SIZE:,} items or characters"
+        bits = (_bits(left), _bits(right))
+        if None not in bits and sum(bits) > MAX_INT_BITS:  # type: ignore[arg-type]
+            return f"a number of over {MAX_INT_BITS:,} bits"
+    elif operator == "**":
+        base, exponent = _bits(left), _bits(right)
+        if base is not None and exponent is not None:
+            if abs(right) > 1000:
+                return "an exponent over 1000"
+            if abs(left) > 1 and base * right > MAX_INT_BITS:
+                return f"a number of over {MAX_INT_BITS:,} bits"
+    elif operator == "+":
+        sizes = [len(v) for v in (left, right) if isinstance(v, (str, list, tuple))]
+        if len(sizes) == 2 and sum(sizes) > MAX_SIZE:
+            return f"a result of over {MAX_SIZE:,} items or characters"
+    return None
+
+
 class _Environment(ImmutableSandboxedEnvironment):
     """The sandbox, plus record semantics: `.field` reads the field, null propagates,
     and bounds on what one rendering may build (MAX_SIZE) and loop (MAX_STEPS)."""
@@ -127,21 +164,9 @@ class _Environment(ImmutableSandboxedEnvironment):
     intercepted_binops = frozenset({"*", "**", "+"})
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        if operator == "*":
-            for seq, times in ((left, right), (right, left)):
-                if (
-                    isinstance(seq, (str, list, tuple))
-                    and isinstance(times, int)
-                    and len(seq) * times > MAX_SIZE
-                ):
-                    raise SecurityError(f"a result of over {MAX_SIZE:,} items or characters")
-        elif operator == "**":
-            if isinstance(left, int) and isinstance(right, int) and abs(right) > 1000:
-                raise SecurityError("an exponent over 1000")
-        elif operator == "+":
-            sizes = [len(v) for v in (left, right) if isinstance(v, (str, list, tuple))]
-            if len(sizes) == 2 and sum(sizes) > MAX_SIZE:
-                raise SecurityError(f"a result of over {MAX_SIZE:,} items or characters")
+        problem = over_bound(operator, left, right)
+        if problem is not None:
+            raise SecurityError(problem)
         return super().call_binop(context, operator, left, right)
 
     def getattr(self, obj: Any, attribute: str) -> Any:
@@ -306,18 +331,23 @@ def iter_templates(
 
 
 @lru_cache(maxsize=4096)
+def _parse(source: str) -> nodes.Template:
+    """A template's syntax tree. Workflow files repeat the same templates, and lint reads
+    each tree more than once: each text is parsed once."""
+    single = _SINGLE_RE.fullmatch(source)
+    text = source if single is None else "{{" + single.group(1) + "}}"
+    return environment().parse(text)
+
+
+@lru_cache(maxsize=4096)
 def references(source: str) -> tuple[frozenset[str], tuple[tuple[str, ...], ...]]:
     """Free names of a template and the attribute chains read from them, for lint.
 
-    `{{ deal.company.name }}` gives ({"deal"}, (("deal", "company", "name"),)). Workflow
-    files repeat the same templates: each text is parsed once.
+    `{{ deal.company.name }}` gives ({"deal"}, (("deal", "company", "name"),)).
     """
     from jinja2 import meta
 
-    env = environment()
-    single = _SINGLE_RE.fullmatch(source)
-    text = source if single is None else "{{" + single.group(1) + "}}"
-    tree = env.parse(text)
+    tree = _parse(source)
     names = meta.find_undeclared_variables(tree)
     chains: list[tuple[str, ...]] = []
     for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
@@ -341,3 +371,122 @@ def references(source: str) -> tuple[frozenset[str], tuple[tuple[str, ...], ...]
         if not any(other[: len(chain)] == chain for other in maximal):
             maximal.append(chain)
     return frozenset(names), tuple(maximal)
+
+
+class _Unknown(Exception):
+    """Part of an expression is not known before the template renders."""
+
+
+class _Excess(Exception):
+    """A constant part of a template goes over a bound of one rendering."""
+
+
+def _fold(node: nodes.Node) -> Any:
+    """The value of a constant expression, checking each step against the bounds before
+    computing it: `('x' * 1000000) * 1000` is refused, never built."""
+    if isinstance(node, nodes.Const):
+        return node.value
+    if isinstance(node, (nodes.List, nodes.Tuple)):
+        return [_fold(item) for item in node.items]
+    if isinstance(node, nodes.Neg):
+        return -_number(_fold(node.node))
+    if isinstance(node, nodes.Pos):
+        return _number(_fold(node.node))
+    if isinstance(node, (nodes.Add, nodes.Sub, nodes.Mul, nodes.Pow, nodes.FloorDiv)):
+        left, right = _fold(node.left), _fold(node.right)
+        return _binop(type(node).__name__, left, right)
+    raise _Unknown
+
+
+def _number(value: Any) -> int | float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _Unknown
+    return value
+
+
+def _size(value: Any) -> int | None:
+    return len(value) if isinstance(value, (str, list, tuple)) else None
+
+
+_OPERATORS = {"Mul": "*", "Add": "+", "Pow": "**", "Sub": "-", "FloorDiv": "//"}
+
+
+def _binop(kind: str, left: Any, right: Any) -> Any:
+    operator = _OPERATORS[kind]
+    problem = over_bound(operator, left, right)
+    if problem is not None:
+        raise _Excess(problem)
+    if kind in ("Mul", "Add") and (_size(left) is not None or _size(right) is not None):
+        try:
+            return left * right if kind == "Mul" else left + right
+        except TypeError:
+            raise _Unknown from None
+    a, b = _number(left), _number(right)
+    if kind == "Mul":
+        return a * b
+    if kind == "Add":
+        return a + b
+    if kind == "Sub":
+        return a - b
+    if kind == "Pow":
+        return a**b
+    if b == 0:
+        raise _Unknown
+    return a // b
+
+
+def _range_steps(node: nodes.Node) -> int | None:
+    """The steps of `range(...)` with constant arguments; None when not known."""
+    if not (
+        isinstance(node, nodes.Call)
+        and isinstance(node.node, nodes.Name)
+        and node.node.name == "range"
+        and not node.kwargs
+    ):
+        return None
+    try:
+        args = [_fold(arg) for arg in node.args]
+        if not args or len(args) > 3 or not all(isinstance(a, int) for a in args):
+            return None
+        return len(range(*args))
+    except (_Unknown, ValueError, OverflowError):
+        return None
+
+
+def _loop_steps(node: nodes.Node, outer: int) -> int:
+    """The most steps nested `for ... in range(constant)` loops take, outer loops
+    multiplying inner ones, as the rendering's budget counts them."""
+    most = 0
+    for child in node.iter_child_nodes():
+        if isinstance(child, nodes.For):
+            steps = _range_steps(child.iter)
+            inner = outer * steps if steps is not None else outer
+            if steps is not None:
+                most = max(most, inner)
+            most = max(most, _loop_steps(child, inner if steps is not None else outer))
+        else:
+            most = max(most, _loop_steps(child, outer))
+    return most
+
+
+def visible_excess(source: str) -> str | None:
+    """Why a template would go over a bound of one rendering (MAX_SIZE, MAX_STEPS,
+    MAX_INT_BITS, the exponent) whatever the record holds, seen from its constants alone;
+    None if it would not, or if only the data can tell. Lint reports it; a run would fail
+    the action."""
+    tree = _parse(source)
+    for call in tree.find_all(nodes.Call):
+        steps = _range_steps(call)
+        if steps is not None and steps > MAX_STEPS:
+            return f"range() of {steps:,} steps (a rendering may loop {MAX_STEPS:,})"
+    steps = _loop_steps(tree, 1)
+    if steps > MAX_STEPS:
+        return f"nested loops of {steps:,} steps (a rendering may loop {MAX_STEPS:,})"
+    for expr in tree.find_all((nodes.Mul, nodes.Add, nodes.Pow)):
+        try:
+            _fold(expr)
+        except _Excess as exc:
+            return str(exc)
+        except (_Unknown, ArithmeticError, TypeError, ValueError):
+            continue  # only the data, or the run's own error, can tell
+    return None
