@@ -214,6 +214,8 @@ class Config:
     webhooks: WebhookSettings = field(default_factory=lambda: WebhookSettings.read(_Section({})))
     # How the CRM writes text timestamps (strftime, UTC); None: ISO 8601 with Z.
     timestamp_format: str | None = None
+    # The CRM's user roles, when the file lists them (lint checks role:NAME against them).
+    roles: tuple[str, ...] | None = None
     _model: EntityModel | None = None
 
     @property
@@ -368,6 +370,7 @@ def load_config(path: Path | None = None, *, required: bool = False) -> Config:
         email=EmailSettings.read(top.section("email")),
         webhooks=WebhookSettings.read(top.section("webhooks")),
         timestamp_format=raw.get("timestamp_format"),
+        roles=tuple(raw["roles"]) if "roles" in raw else None,
     )
     if problems:
         raise ConfigErrors(problems) if len(problems) > 1 else problems[0]

@@ -343,3 +343,18 @@ def test_a_template_over_a_visible_bound_is_a_lint_error(
 def test_templates_within_the_bounds_pass(cli: Cli, rules_dir: Rules, template: str) -> None:
     code, lines = lint_lines(cli, rules_dir, f'{HEAD}actions:\n  - warn: "{template}"\n')
     assert (code, lines) == (0, [])
+
+
+def test_roles_are_checked_against_the_configuration_when_it_lists_them(
+    cli: Cli, rules_dir: Rules, tmp_path: Path
+) -> None:
+    text = f'{HEAD}actions:\n  - notify: {{to: ["role:managment", "role:sales"], subject: x}}\n'
+    # Without a list, a role is only checked for its form.
+    assert lint_lines(cli, rules_dir, text) == (0, [])
+    (tmp_path / "crmflow.yaml").write_text("roles: [sales, management]\n")
+    code, lines = lint_lines(cli, rules_dir, text)
+    assert code == 1
+    assert lines == [
+        "rules/w.yaml:5:19: CF221 w: notify.to: no role 'managment' in the configuration's "
+        "roles (sales, management) (did you mean 'management'?)"
+    ]

@@ -39,6 +39,8 @@ state: sqlite:///.crmflow/state.db
 rules: rules/
 timezone: Europe/Berlin
 poll_interval: 2s
+# The roles users have in this CRM: lint checks every role:NAME recipient against them.
+roles: [sales, management, support, project_manager]
 email:
   transport: maildir          # every e-mail lands as a file in mail/new/
   path: mail/

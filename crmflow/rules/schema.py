@@ -353,6 +353,13 @@ def config_schema() -> dict[str, Any]:
             "change_capture": {"enum": ["polling", "triggers"]},
             "history_retention": _config_duration("how long history is kept (default 90d)"),
             "chain_depth": {"type": "integer", "minimum": 1, "maximum": 50},
+            "roles": {
+                "type": "array",
+                "items": {"type": "string", "minLength": 1},
+                "uniqueItems": True,
+                "description": "the user roles of the CRM; when listed, lint checks each "
+                "role:NAME recipient against them",
+            },
             "lease": _config_duration(
                 "how long a daemon's claim on a due action lasts (default 5m)"
             ),

@@ -188,6 +188,17 @@ def _related(a: YamlPath, b: YamlPath) -> bool:
     return a[: len(b)] == b or b[: len(a)] == a
 
 
+def role_problem(target: Any, roles: Sequence[str] | None) -> str | None:
+    """Why `role:NAME` names no role the configuration lists (None without a list)."""
+    if roles is None or not isinstance(target, str) or not target.startswith("role:"):
+        return None
+    name = target[len("role:") :]
+    if name in roles:
+        return None
+    known = ", ".join(roles) or "none"
+    return f"no role {name!r} in the configuration's roles ({known}){suggest(name, roles)}"
+
+
 class _Checker:
     def __init__(
         self,
@@ -483,10 +494,12 @@ class _Checker:
                 self.check_stage(entity, params, path)
 
     def check_recipients(self, targets: Any, path: YamlPath) -> None:
-        """CF221: literal notify.to items that resolve_recipients refuses at run time."""
+        """CF221: literal notify.to items that resolve_recipients refuses at run time, and
+        roles the configuration's `roles` does not list."""
+        roles = self.config.roles if self.config is not None else None
         items = list(enumerate(targets)) if isinstance(targets, list) else [(None, targets)]
         for index, target in items:
-            problem = recipient_problem(target)
+            problem = recipient_problem(target) or role_problem(target, roles)
             if problem is not None:
                 self.add(
                     "CF221", f"notify.to: {problem}", path if index is None else (*path, index)
