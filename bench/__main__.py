@@ -32,6 +32,8 @@ def run() -> dict[str, Any]:
     results["startup"] = startup.measure(10)
     _step("evaluation: crmflow, hand-written Python and four peers at 10/100/1,000 workflows")
     results["evaluation"] = evaluation.measure()
+    _step("evaluation on other workloads: mixed, spread, sparse; datetimes and ISO strings")
+    results["workloads"] = evaluation.measure_shapes()
     _step("command line: 100,000 events through `crmflow eval`, lint of 1,000 files")
     results["commandline"] = commandline.measure()
     _step("idle polls on 1,000 and 1,000,000 rows")
@@ -85,6 +87,14 @@ def table(r: dict[str, Any]) -> str:
             peers,
             f"{e['crmflow_eps']:,}",
             f"{e['vs_fastest_peer']}x the fastest peer",
+        )
+    for e in r.get("workloads", []):
+        add(
+            f"{e['workflows']:,} workflows, `{e['workload']}` workload, {e['values']} values: "
+            "events/s, library API from raw events",
+            f"{e['baseline_eps']:,} (hand-written lambdas, indexed)",
+            f"{e['crmflow_eps']:,}",
+            f"**{e['ratio']}x**",
         )
     s = r["commandline"]["stream"]
     big, small = s["100000"], s["10000"]

@@ -51,6 +51,38 @@ def crmflow_engine(ruleset: list[Rule]) -> Run:
     return run
 
 
+class RawRun:
+    """crmflow over raw events (mappings as decoded from JSON), building each `Event`."""
+
+    def __init__(self, documents: list[dict[str, Any]]) -> None:
+        from crmflow.config import Config
+        from crmflow.engine.evaluate import Evaluator
+        from crmflow.rules.ruleset import load_ruleset
+
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder, "workflows.yaml")
+            path.write_text(yaml.safe_dump_all(documents), encoding="utf-8")
+            rules = load_ruleset([path], Config())
+        self.rules = rules
+        self.evaluator = Evaluator(rules, UTC)
+
+    def __call__(self, stream: list[dict[str, Any]]) -> list[list[str]]:
+        matching = self.evaluator.matching
+        return [
+            matching(Event(d["entity"], d["event"], d["record"], d.get("previous")), NOW)
+            for d in stream
+        ]
+
+    def bucket(self, d: dict[str, Any]) -> bool:
+        """Whether any workflow takes the event's (entity, event)."""
+        return any(e.reacts for e in self.rules.entries(d["entity"], d["event"]))
+
+
+def crmflow_raw_engine(documents: list[dict[str, Any]]) -> RawRun:
+    """crmflow through its library API, from raw events: load_ruleset + Evaluator.matching."""
+    return RawRun(documents)
+
+
 # -- hand-written: each workflow as the lambda a programmer would write ---------------------
 def _python(clause: Clause, names: dict[str, Any]) -> str:
     kind = clause[0]

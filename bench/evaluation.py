@@ -9,12 +9,14 @@ sized so that each takes a few seconds.
 
 from __future__ import annotations
 
+import statistics
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
-from bench import workload
-from bench.engines import PEERS, Run, crmflow_engine, hand_engine
+from bench import shapes, workload
+from bench.engines import PEERS, Run, crmflow_engine, crmflow_raw_engine, hand_engine
 from crmflow.engine.events import Event
 
 # Events a peer evaluates at a given size: about 2 million (event, workflow) checks.
@@ -86,6 +88,62 @@ def _best_alternating(
     return best[0], best[1]
 
 
+def measure_shapes(
+    sizes: tuple[int, ...] = (10, 100, 1000), n_events: int = 20_000, repeats: int = 5
+) -> list[dict[str, Any]]:
+    """Every workload of bench.shapes, records with datetimes and with ISO strings.
+
+    The library API from raw events (an `Event` built per event, inside the timing)
+    against hand-written lambdas over the same mappings; the medians of `repeats`
+    runs taken in turns.
+    """
+    rows = []
+    for shape in shapes.SHAPES.values():
+        iso_stream = shape.events(n_events, 31)
+        variants = {
+            "datetime": shapes.with_datetimes(iso_stream, shapes.DATE_FIELDS),
+            "iso": iso_stream,
+        }
+        for size in sizes:
+            flows = shape.flows(size, 17)
+            ours = crmflow_raw_engine(shapes.documents(flows))
+            for variant, stream in variants.items():
+                hand = shapes.hand_engine(flows, iso=variant == "iso")
+                expected = hand(stream)
+                _agree(f"crmflow ({shape.name}, {variant})", size, expected, ours(stream))
+                hand_s, ours_s = _median_alternating(hand, ours, stream, repeats)
+                rows.append(
+                    {
+                        "workload": shape.name,
+                        "values": variant,
+                        "workflows": size,
+                        "events": n_events,
+                        "matches": sum(len(m) for m in expected),
+                        "empty": sum(1 for d in stream if not ours.bucket(d)),
+                        "baseline_eps": round(n_events / hand_s),
+                        "crmflow_eps": round(n_events / ours_s),
+                        "ratio": round(hand_s / ours_s, 2),
+                    }
+                )
+                print(f"  {rows[-1]}", file=sys.stderr)
+    return rows
+
+
+def _median_alternating(
+    a: Callable[[Any], Any], b: Callable[[Any], Any], stream: Any, repeats: int
+) -> tuple[float, float]:
+    """Median times of `a` and `b`, run in turns so that both see the same machine."""
+    times: list[list[float]] = [[], []]
+    for _ in range(repeats):
+        for slot, run in enumerate((a, b)):
+            started = time.perf_counter()
+            run(stream)
+            times[slot].append(time.perf_counter() - started)
+    return statistics.median(times[0]), statistics.median(times[1])
+
+
 if __name__ == "__main__":
-    for result in measure():
+    for result in measure(peers="--peers" in sys.argv):
+        print(result)
+    for result in measure_shapes():
         print(result)

@@ -18,6 +18,14 @@ _DATETIME_RE = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?"
     r"\s*(Z|z|[+-]\d{2}(?::?\d{2})?)?"
 )
+# The forms CRMs mostly write, in the grammar above, for which datetime.fromisoformat (in
+# C) gives what the general parse gives: ASCII digits, a "." fraction of up to 6 digits,
+# "Z" or an offset of a real hour and minute. Anything else takes the general parse.
+_COMMON_RE = re.compile(
+    r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?"
+    r"(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)?",
+    re.ASCII,
+)
 
 Clock = Callable[[], datetime]
 
@@ -63,6 +71,13 @@ def parse_date(text: str) -> date | None:
 
 def parse_datetime(text: str) -> datetime | None:
     """An ISO date-time string as an aware datetime (no offset means UTC), else None."""
+    if _COMMON_RE.fullmatch(text):
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            pass  # a day or an hour that does not exist: the general parse says None
+        else:
+            return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
     m = _DATETIME_RE.fullmatch(text.strip())
     if m is None:
         return None

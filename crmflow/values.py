@@ -60,6 +60,10 @@ def display(value: Any) -> str:
     """A value as a reason shows it: strings bare, null as null, the rest as JSON."""
     if value is None:
         return "null"
+    kind = type(value)
+    if kind is int or (kind is float and value - value == 0):
+        # What json.dumps writes for an int or a finite float, without its machinery.
+        return repr(value)
     if isinstance(value, str):
         return value if value else '""'
     if isinstance(value, bool):

@@ -412,9 +412,13 @@ def test_evaluation_is_indexed_by_entity_and_event(rules_dir: Callable[..., Path
     rules: RuleSet = load_ruleset([rules_dir(files)], Config())
     calls: list[str] = []
     for workflow in rules.workflows:
-        original = workflow.condition.check
+        # Asked whether it holds, or why not (the matcher answers the first without a call).
+        original, why = workflow.condition.check, workflow.condition.reason
         workflow.condition.check = (  # type: ignore[method-assign]
             lambda facts, w=workflow.id, f=original: calls.append(w) or f(facts)
+        )
+        workflow.condition.reason = (  # type: ignore[method-assign]
+            lambda facts, w=workflow.id, f=why: calls.append(w) or f(facts)
         )
     event = parse_event(
         {"entity": "deal", "event": "updated", "record": {"id": 1}, "previous": {"id": 1}}

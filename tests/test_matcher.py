@@ -189,3 +189,143 @@ def test_costly_clauses_of_different_workflows_are_kept_apart() -> None:
     )
     event = Event("deal", "created", {}, None)
     assert Evaluator(rules, UTC).matching(event, NOW) == ["w1", "w2"] == _slow(rules, event)
+
+
+# Shapes the first property test rarely makes: equality spread over several fields (the
+# dispatch picks one), paths into embedded records, relative dates on datetimes and ISO
+# strings, `any` groups, identity operands (null, true, false).
+SPREAD_FIELDS = ["stage", "country", "tier", "company.country"]
+moments = st.one_of(
+    st.datetimes(
+        min_value=datetime(2026, 9, 1), max_value=datetime(2027, 1, 1), timezones=st.just(UTC)
+    ),
+    st.datetimes(min_value=datetime(2026, 9, 1), max_value=datetime(2027, 1, 1)),
+    st.datetimes(
+        min_value=datetime(2026, 9, 1), max_value=datetime(2027, 1, 1), timezones=st.just(UTC)
+    ).map(lambda d: d.isoformat().replace("+00:00", "Z")),
+    values,
+)
+spread_values = st.one_of(st.sampled_from(["won", "DE", "gold", None, True, False, 1]), values)
+spread_scalars = st.one_of(st.sampled_from(["won", "DE", "gold", None, True, False, 1]), scalars)
+spread_clause = st.one_of(
+    st.builds(lambda f, v: {f: v}, st.sampled_from(SPREAD_FIELDS), spread_scalars),
+    st.builds(
+        lambda f, op, v: {f: {op: v}},
+        st.sampled_from(SPREAD_FIELDS),
+        st.sampled_from(["eq", "ne", "changed_to", "changed_from"]),
+        spread_scalars,
+    ),
+    st.builds(
+        lambda f, op, v: {f: {op: v}},
+        st.sampled_from(SPREAD_FIELDS),
+        st.sampled_from(["in", "not_in"]),
+        st.lists(st.sampled_from(["won", "DE", "gold", 1, None]), max_size=3),
+    ),
+    st.builds(
+        lambda f, op, d: {f: {op: d}},
+        st.sampled_from(["due", "company.founded"]),
+        st.sampled_from(["before", "after"]),
+        st.sampled_from(["-14d", "+2h", "-30d", "2026-11-01"]),
+    ),
+    st.builds(
+        lambda f, op, n: {f: {op: n}},
+        st.sampled_from(["amount", "company.size"]),
+        st.sampled_from(["gt", "gte", "lt", "lte"]),
+        st.integers(-5, 5),
+    ),
+)
+spread_conditions = st.recursive(
+    spread_clause,
+    lambda inner: st.one_of(
+        st.lists(inner, min_size=1, max_size=4),
+        st.builds(lambda xs: {"any": xs}, st.lists(inner, min_size=1, max_size=4)),
+        st.builds(lambda x: {"not": x}, inner),
+    ),
+    max_leaves=6,
+)
+spread_records = st.fixed_dictionaries(
+    {},
+    optional={
+        "stage": spread_values,
+        "country": spread_values,
+        "tier": spread_values,
+        "amount": st.one_of(st.integers(-6, 6), values),
+        "due": moments,
+        "company": st.one_of(
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "country": spread_values,
+                    "size": st.integers(-6, 6),
+                    "founded": moments,
+                },
+            ),
+            values,
+        ),
+    },
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(st.tuples(triggers, spread_conditions), min_size=1, max_size=10),
+    st.sampled_from(["created", "updated", "deleted"]),
+    spread_records,
+    st.one_of(st.none(), spread_records),
+)
+def test_matching_equals_the_per_workflow_evaluation_on_spread_shapes(
+    specs: list[tuple[Any, Any]],
+    kind: str,
+    record: dict[str, Any],
+    previous: dict[str, Any] | None,
+) -> None:
+    rules = _rules(specs)
+    event = Event("deal", kind, record, previous)
+    assert Evaluator(rules, UTC).matching(event, NOW) == _slow(rules, event)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(st.tuples(triggers, spread_conditions), min_size=1, max_size=6),
+    st.sampled_from(["created", "updated", "deleted"]),
+    spread_records,
+    st.one_of(st.none(), spread_records),
+)
+def test_plans_say_what_each_workflow_said_alone(
+    specs: list[tuple[Any, Any]],
+    kind: str,
+    record: dict[str, Any],
+    previous: dict[str, Any] | None,
+) -> None:
+    # The evaluator takes the matcher's word on what matches and asks the others only
+    # for their reason: each decision and reason is the one a lone check gives.
+    rules = _rules(specs)
+    event = Event("deal", kind, record, previous)
+    plan = Evaluator(rules, UTC, seed=1).evaluate(event, NOW)
+    facts = event.facts(NOW, UTC)
+    for rule in plan.rules:
+        workflow = rules.by_id[rule.rule]
+        rejected = workflow.trigger.reject(facts)
+        alone = rejected is None and workflow.condition.check(facts)
+        assert rule.matched == alone
+        if not alone and rejected is None:
+            assert rule.reason == workflow.condition.explain(facts).reason()
+
+
+def test_a_bucket_reads_a_field_only_when_a_clause_needs_it() -> None:
+    rules = _rules([("created", {"stage": "won", "amount": {"gt": i}}) for i in range(3)])
+    record = CountingRecord(stage="lost", amount=5)
+    assert Evaluator(rules, UTC).matching(Event("deal", "created", record, None), NOW) == []
+    assert record.reads == {"stage": 1}
+
+
+class CountingRecord(dict[str, Any]):
+    """A record that counts which fields are read."""
+
+    def __init__(self, **fields: Any) -> None:
+        super().__init__(fields)
+        self.reads: dict[str, int] = {}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.reads[key] = self.reads.get(key, 0) + 1
+        return super().get(key, default)

@@ -84,9 +84,34 @@ def _decode_leniently(source: IO[str]) -> None:
         source.reconfigure(errors="surrogateescape")
 
 
+# Fragments of plan lines kept for reuse: most workflows that do not match an event say
+# so in words other events repeat (their trigger, or the same value seen).
+FRAGMENTS_KEPT = 8_192
+
+
 def _json_writer(sink: IO[str], explain: bool) -> Any:
     # Strict JSON (RFC 8259): no NaN or Infinity, which Python's json writes by default.
     strict = json.JSONEncoder(ensure_ascii=False, allow_nan=False, default=str).encode
+    fragments: dict[tuple[str, str | None], str] = {}
+
+    def unmatched(rule: Any) -> str:
+        """`{"rule": …, "matched": false, "reason": …}` as `strict` writes it."""
+        key = (rule.rule, rule.reason)
+        text = fragments.get(key)
+        if text is None:
+            if len(fragments) >= FRAGMENTS_KEPT:
+                fragments.clear()
+            text = fragments[key] = strict(rule.to_json())
+        return text
+
+    def line_of(plan: Any) -> str:
+        """The plan as `strict(plan.to_json())` writes it, unmatched workflows reused."""
+        event = plan.event
+        head = strict({"entity": event.entity, "event": event.event, "id": event.id})
+        rules = ", ".join(
+            strict(rule.to_json()) if rule.matched else unmatched(rule) for rule in plan.rules
+        )
+        return f'{{"event": {head}, "rules": [{rules}]}}'
 
     def dumps(data: Any) -> str:
         try:
@@ -100,6 +125,16 @@ def _json_writer(sink: IO[str], explain: bool) -> Any:
         return text
 
     def write(plan: Any) -> None:
+        if not explain:
+            try:
+                text = line_of(plan)
+                text.encode("utf-8")
+            except (ValueError, UnicodeEncodeError):
+                pass  # a NaN, an infinity or a lone surrogate: the careful way below
+            else:
+                sink.write(text)
+                sink.write("\n")
+                return
         data = plan.to_json()
         if explain:
             for rule, out in zip(plan.rules, data["rules"], strict=True):

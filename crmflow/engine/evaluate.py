@@ -224,6 +224,9 @@ class Evaluator:
         self.related = related
         self.performer: Performer = performer or DryRun(self.rng)
         self.explain = explain
+        # Bound once: the matcher is handed it for every event.
+        self._make = self._facts
+        self._stateless = not rules.needs_state
 
     def _facts(self, event: Event, at: datetime) -> Facts:
         related = None if self.related is None else self.related()
@@ -236,6 +239,9 @@ class Evaluator:
         """
         at = event.at or now
         facts = self._facts(event, at)
+        # Which workflows match, from the bucket's compiled matcher: the others only need
+        # their reason, not a second check. `--explain` wants every trace: no shortcut.
+        quick = None if self.explain else self._quick(event, at, facts)
         plans = []
         context: dict[str, Any] | None = None
         for entry in self.rules.entries(event.entity, event.event):
@@ -250,6 +256,12 @@ class Evaluator:
                     RulePlan(workflow.id, False, f"tick for {event.rule}", workflow=workflow)
                 )
                 continue
+            if quick is not None and workflow.id not in quick and not workflow.depends_on_state:
+                reason = workflow.trigger.reject(facts)
+                if reason is None:
+                    reason = workflow.condition.reason(facts)
+                plans.append(RulePlan(workflow.id, False, reason, workflow=workflow))
+                continue
             plan = self._match(workflow, facts, event, at)
             if plan.matched:
                 # Recorded here, not in _match: `matching` judges without firing anything.
@@ -261,26 +273,41 @@ class Evaluator:
             plans.append(plan)
         return Plan(event, at, plans)
 
+    def _quick(self, event: Event, at: datetime, facts: Facts) -> set[str]:
+        """Ids the bucket's matcher finds (it leaves date triggers and cooldowns unjudged)."""
+        match = self._matchers.get((event.entity, event.event)) or self.matcher(
+            event.entity, event.event
+        )
+        if match is NO_MATCH:
+            return set()
+        # The event's Facts are made once: a clause the matcher calls sees the same ones.
+        return set(match(event, at, lambda _event, _at: facts))
+
     def matcher(self, entity: str, event: str) -> Match:
         """The workflows taking (entity, event), compiled together (crmflow.engine.matcher)."""
         match = self._matchers.get((entity, event))
         if match is None:
             reacting = [e.workflow for e in self.rules.entries(entity, event) if e.reacts]
-            match = self._matchers[entity, event] = compile_bucket(reacting, self.tz)
+            match = compile_bucket(reacting, self.tz, event)
+            self._matchers[entity, event] = match
         return match
 
     def matching(self, event: Event, now: datetime) -> list[str]:
         """Ids of the workflows the event triggers, without planning their actions.
 
         The fast path: the workflows taking this (entity, event) are checked together,
-        sharing field reads and dispatching on equality (crmflow.engine.matcher).
+        sharing field reads and dispatching on equality (crmflow.engine.matcher). It
+        records nothing: no cooldown starts.
         """
-        match = self.matcher(event.entity, event.event)
+        # One dictionary lookup before anything else: many events take no workflow.
+        match = self._matchers.get((event.entity, event.event)) or self.matcher(
+            event.entity, event.event
+        )
         if match is NO_MATCH:
             return []
         at = event.at or now
-        matched = match(event, at, self._facts)
-        if not self.rules.needs_state:
+        matched = match(event, at, self._make)
+        if self._stateless:
             return matched
         # Date triggers and cooldowns: the matcher passed them on unjudged.
         facts = None

@@ -1,38 +1,44 @@
 """Which workflows of one (entity, event) an event triggers, with work shared across them.
 
 The evaluator's closures check one workflow at a time. When only the answer "which
-workflows match" is wanted (the library's `Evaluator.matching`, the daemon's backfill
-preview), the workflows of a bucket are compiled together into Python functions:
+workflows match" is wanted (the library's `Evaluator.matching`, the evaluation of
+`crmflow eval`, the daemon), the workflows of a bucket are compiled together into Python
+functions:
 
-- each field the bucket reads is read once per event, numbers are recognised once,
-  dates are parsed to instants once;
-- a clause that costs a call (a regex, a list membership with odd values, a nested
-  path) and appears in several workflows runs at most once per event;
-- equality on one field (`stage: won`, `stage: {changed_to: won}`) is dispatched
-  through a dictionary: an event with `stage` "lost" never looks at the workflows that
-  need "won".
+- a field is read when a clause first needs it, and then once per event; its instant
+  (for `before`/`after`) is worked out at first use and kept;
+- the clauses of a workflow run cheapest first (equality and membership before numbers,
+  substrings, dates, and calls), and a workflow stops at its first failing clause;
+- a clause that costs a call (a regex, a list membership with odd values, a related
+  record) and appears in several workflows runs at most once per event;
+- equality on the field that splits the bucket best (`stage: won`, `country: DE`,
+  `stage: {changed_to: won}`) is dispatched through a dictionary: an event with `stage`
+  "lost" never looks at the workflows that need "won";
+- change clauses of a bucket of created or deleted events are false without a look.
 
 Values from workflow files never become source text: every operand, field name and
 helper is bound in the function's namespace under a generated name (`k3`, `c7`), so the
 generated code contains only names we made and operators we chose. CRM data is never
 compiled at all. Anything without an inline form calls the clause's own compiled check,
 so the answers are those of `Condition.check` by construction; a property test holds
-both to it.
+both to it. Reordering the clauses of `all` and `any` is safe because checks are pure and
+never raise.
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
-from typing import Any
+from typing import Any, NamedTuple
 
 from crmflow import durations
 from crmflow.engine.events import Event
 from crmflow.rules.conditions import ALWAYS, AllOf, AnyOf, Condition, Facts, FieldClause, Not
 from crmflow.rules.workflow import Workflow
-from crmflow.timeutil import to_instant
+from crmflow.timeutil import parse_temporal, to_instant
 from crmflow.values import as_temporal, is_number, same, temporal
 
 MakeFacts = Callable[[Event, datetime], Facts]
@@ -46,9 +52,19 @@ FACTS = "(facts if facts is not None else (facts := make(event, now)))"
 BLOCK_BUDGET = 20_000
 # Conditions nested deeper than this keep their closure (the parser has a nesting limit).
 MAX_DEPTH = 40
+# ISO strings kept with their instants per time zone; forgotten all at once when full
+# (a stream of distinct timestamps pays one parse each, never an eviction's bookkeeping).
+INSTANTS_KEPT = 65_536
 _UNSET = object()
+# A path the record alone does not answer (a relation to load, a list to map over).
+_DEFER = object()
 _FAST_NUMBERS = frozenset({int, float})
 _SIMPLE = frozenset({str, int, float})
+# Where generated text reads a field for the first time in a clause: `\0v3\0`.
+_FIRST_USE = re.compile("\0(v[0-9]+)\0")
+
+# What a clause costs, to run the cheap ones first (a failing cheap one spares the rest).
+COST_CONSTANT, COST_EQUAL, COST_NUMBER, COST_TEXT, COST_DATE, COST_CALL = 0, 1, 2, 3, 4, 10
 
 
 def NO_MATCH(event: Event, now: datetime, make: MakeFacts) -> list[str]:
@@ -56,17 +72,76 @@ def NO_MATCH(event: Event, now: datetime, make: MakeFacts) -> list[str]:
     return []
 
 
+def dig(record: Any, parts: tuple[str, ...]) -> Any:
+    """The value at a dotted path through the objects the record embeds, or _DEFER.
+
+    _DEFER where the clause's own getter may answer otherwise (a missing key a related
+    record may hold, a list it maps over); None where the getter says None.
+    """
+    current = record
+    for part in parts:
+        if type(current) is dict:
+            if part in current:
+                current = current[part]
+                continue
+            return _DEFER
+        if type(current) is list:
+            return _DEFER
+        return None
+    return current
+
+
+class Instants:
+    """Instants of field values in one time zone, ISO strings parsed once while they repeat."""
+
+    def __init__(self, tz: tzinfo) -> None:
+        self.tz = tz
+        self.kept: dict[str, datetime | None] = {}
+
+    def __call__(self, value: Any) -> datetime | None:
+        if type(value) is str:
+            moment = self.kept.get(value, _UNSET)
+            if moment is _UNSET:
+                parsed = parse_temporal(value)
+                moment = None if parsed is None else to_instant(parsed, self.tz)
+                if len(self.kept) >= INSTANTS_KEPT:
+                    self.kept.clear()
+                self.kept[value] = moment
+            return moment  # type: ignore[return-value]
+        parsed = as_temporal(value)
+        return None if parsed is None else to_instant(parsed, self.tz)
+
+
+_INSTANTS: dict[tzinfo, Instants] = {}
+
+
+def instants_in(tz: tzinfo) -> Instants:
+    """The instants kept for `tz`, shared by every bucket judging in it."""
+    found = _INSTANTS.get(tz)
+    if found is None:
+        found = _INSTANTS[tz] = Instants(tz)
+    return found
+
+
+class _Test(NamedTuple):
+    """Generated text of a condition, the field it reads first (if any), and its cost."""
+
+    text: str
+    lead: str | None
+    cost: int
+
+
 @dataclass
 class _Source:
-    """Generated code for one bucket: the shared namespace and the per-event preamble."""
+    """Generated code for one bucket: the shared namespace and what the functions read."""
 
     tz: tzinfo
+    kind: str | None  # the bucket's event, when known
     names: dict[str, Any] = field(default_factory=dict)
     ids: dict[int, str] = field(default_factory=dict)
-    fields: dict[str, str] = field(default_factory=dict)  # field -> variable of its value
-    numbers: dict[str, str] = field(default_factory=dict)  # field -> numeric view
-    instants: dict[str, str] = field(default_factory=dict)  # field -> instant view
-    previous: dict[str, str] = field(default_factory=dict)  # field -> previous value
+    fields: dict[str, str] = field(default_factory=dict)  # path -> variable of its value
+    reads: dict[str, str] = field(default_factory=dict)  # variable -> how it is read
+    instants: dict[str, str] = field(default_factory=dict)  # path -> instant variable
     memo: dict[int, str] = field(default_factory=dict)  # id of a shared clause -> variable
     shared: set[int] = field(default_factory=set)  # ids of clauses several workflows use
     bounds: dict[str, str] = field(default_factory=dict)  # relative offset -> its slot
@@ -82,49 +157,40 @@ class _Source:
             self.ids[key] = name
         return name
 
-    @staticmethod
-    def _slot(table: dict[Any, str], key: Any, prefix: str) -> str:
-        """The variable kept in `table` for `key`, made on first use."""
-        var = table.get(key)
+    def value(self, path: str) -> str:
+        """The variable of the field's value (read at its first use in each function)."""
+        var = self.fields.get(path)
         if var is None:
-            var = table[key] = f"{prefix}{len(table)}"
+            var = self.fields[path] = f"v{len(self.fields)}"
+            parts = tuple(path.split("."))
+            if len(parts) == 2:
+                # A field of an embedded object, without a call when it is there.
+                a, b, k = self.bind(parts[0], "k"), self.bind(parts[1], "k"), self.bind(parts, "k")
+                self.reads[var] = (
+                    f"(o[{b}] if type(o := r.get({a})) is dict and {b} in o else dig(r, {k}))"
+                )
+            elif len(parts) > 2:
+                self.reads[var] = f"dig(r, {self.bind(parts, 'k')})"
+            else:
+                self.reads[var] = f"r.get({self.bind(path, 'k')})"
         return var
 
-    def value(self, path: str) -> str:
-        return self._slot(self.fields, path, "v")
-
-    def number(self, path: str) -> str:
-        self.value(path)
-        return self._slot(self.numbers, path, "n")
-
     def instant(self, path: str) -> str:
-        self.value(path)
-        return self._slot(self.instants, path, "t")
-
-    def old(self, path: str) -> str:
-        self.change = True
-        return self._slot(self.previous, path, "p")
+        var = self.instants.get(path)
+        if var is None:
+            var = self.instants[path] = f"t{len(self.instants)}"
+        return var
 
     def memo_of(self, clause: FieldClause) -> str:
-        return self._slot(self.memo, id(clause), "s")
+        var = self.memo.get(id(clause))
+        if var is None:
+            var = self.memo[id(clause)] = f"s{len(self.memo)}"
+        return var
 
-    def preamble(self) -> list[str]:
-        lines = ["r = event.record", "facts = None"]
-        for path, var in self.fields.items():
-            lines.append(f"{var} = r.get({self.bind(path, 'k')})")
-        for path, var in self.numbers.items():
-            v = self.fields[path]
-            lines.append(f"{var} = {v} if (type({v}) in FAST or is_number({v})) else None")
-        for var in self.instants.values():
-            lines.append(f"{var} = UNSET")
-        if self.change:
-            lines.append("p = event.previous")
-            lines.append("hc = event.event == 'updated' and p is not None")
-            for path, var in self.previous.items():
-                lines.append(f"{var} = p.get({self.bind(path, 'k')}) if hc else None")
-        for var in self.memo.values():
-            lines.append(f"{var} = UNSET")
-        return lines
+    @property
+    def never_changes(self) -> bool:
+        """Whether change clauses are false for every event of the bucket."""
+        return self.kind is not None and self.kind != "updated"
 
 
 def _bound(src: _Source, operand: str) -> str:
@@ -140,69 +206,117 @@ def _bound(src: _Source, operand: str) -> str:
     return f"({name}.last[1] if {name}.last[0] is now else {name}.at(now))"
 
 
-def _clause_expr(clause: FieldClause, src: _Source) -> str:
-    """An inline expression for the clause, or a call of its compiled check."""
-    path, op, operand = clause.path, clause.op, clause.operand
-    simple = "." not in path and clause.other is None
-    if simple and op in ("eq", "ne") and type(operand) is str:
-        # `same(v, "x")` is `v == "x"` for the str values a CRM holds.
-        v, k = src.value(path), src.bind(operand)
-        return f"({v} == {k})" if op == "eq" else f"({v} != {k})"
-    if simple and op in ("gt", "gte", "lt", "lte") and is_number(operand):
-        n, k = src.number(path), src.bind(operand)
-        # gte/lte as `not <`/`not >`: equal to the operator's three-way compare, NaN included.
-        test = {"gt": f"{n} > {k}", "lt": f"{n} < {k}", "gte": f"not ({n} < {k})",
-                "lte": f"not ({n} > {k})"}[op]  # fmt: skip
-        return f"({n} is not None and {test})"
-    if simple and op in ("in", "not_in") and all(type(x) in _SIMPLE for x in operand):
-        v, k = src.value(path), src.bind(frozenset(operand))
-        test = f"(type({v}) in SIMPLE and {v} in {k})"
-        return test if op == "in" else f"(not {test})"
-    if simple and op == "contains" and type(operand) is str:
-        v, k, t = src.value(path), src.bind(operand), src.bind(clause.test)
-        return f"(({k} in {v}) if type({v}) is str else {t}({v}, {FACTS}))"
-    if (
-        simple
-        and op in ("before", "after")
-        and type(operand) is str
-        and temporal(operand) is None  # so an offset such as -14d (the schema allows no other)
-    ):
-        t = src.instant(path)
-        v = src.fields[path]
-        sign = "<" if op == "before" else ">"
-        got = f"({t} if {t} is not UNSET else ({t} := instant({v})))"
-        return f"({got} is not None and {t} {sign} {_bound(src, operand)})"
-    if simple and op in ("changed_to", "changed_from") and type(operand) is str:
-        v, p, k = src.value(path), src.old(path), src.bind(operand)
-        if op == "changed_to":
-            return f"(hc and {v} == {k} and {p} != {k})"
-        return f"(hc and {p} == {k} and {v} != {k})"
-    if simple and op == "changed" and type(operand) is bool:
-        v, p = src.value(path), src.old(path)
-        test = f"same({p}, {v})"
-        return f"(hc and not {test})" if operand else f"(hc and {test})"
-    # Everything else runs the clause as compiled, once per event when shared.
+def _call(clause: Condition, src: _Source) -> str:
+    """A call of the clause's compiled check, once per event when several workflows share it."""
     call = f"{src.bind(clause.check)}({FACTS})"
-    if id(clause) in src.shared:
+    if isinstance(clause, FieldClause) and id(clause) in src.shared:
         var = src.memo_of(clause)
         return f"({var} if {var} is not UNSET else ({var} := {call}))"
     return call
 
 
-def _expr(condition: Condition, src: _Source, depth: int = 0) -> str:
+def _value_test(clause: FieldClause, src: _Source, first: str, v: str) -> _Test | None:
+    """An inline test of a value operator on `v`, whose first read is written `first`.
+
+    `o` is the scratch variable of generated code: set and read within one expression.
+    """
+    op, operand = clause.op, clause.operand
+    kind = type(operand)
+    if op in ("eq", "ne") and kind is str:
+        # `same(v, "x")` is `v == "x"` for the str values a CRM holds.
+        return _Test(f"({first} {'==' if op == 'eq' else '!='} {src.bind(operand)})", v, COST_EQUAL)
+    if op in ("eq", "ne") and (operand is None or kind is bool):
+        # None, True and False are singletons: `same` is identity for them.
+        return _Test(f"({first} {'is' if op == 'eq' else 'is not'} {operand})", v, COST_EQUAL)
+    if op in ("gt", "gte", "lt", "lte") and is_number(operand):
+        k = src.bind(operand)
+        # gte/lte as `not <`/`not >`: equal to the operator's three-way compare, NaN included.
+        test = {"gt": f"{v} > {k}", "lt": f"{v} < {k}", "gte": f"not ({v} < {k})",
+                "lte": f"not ({v} > {k})"}[op]  # fmt: skip
+        return _Test(f"((type({first}) in FAST or is_number({v})) and {test})", v, COST_NUMBER)
+    if op in ("in", "not_in") and all(type(x) in _SIMPLE for x in operand):
+        k = src.bind(frozenset(operand))
+        test = f"(type({first}) in SIMPLE and {v} in {k})"
+        return _Test(test if op == "in" else f"(not {test})", v, COST_EQUAL)
+    if op == "contains" and kind is str:
+        k, t = src.bind(operand), src.bind(clause.test)
+        return _Test(f"(({k} in {v}) if type({first}) is str else {t}({v}, {FACTS}))", v, COST_TEXT)
+    if op in ("before", "after") and kind is str and temporal(operand) is None:
+        # An offset such as -14d (the schema allows no other string that is not a date).
+        t = src.instant(clause.path)
+        sign = "<" if op == "before" else ">"
+        # An aware datetime is its own instant; anything else goes through `instant`.
+        got = (
+            f"({v} if type({first}) is DATETIME and {v}.tzinfo is not None else o "
+            f"if type({v}) is str and (o := KEPT.get({v})) is not None else instant({v}))"
+        )
+        moment = f"({t} if {t} is not UNSET else ({t} := {got}))"
+        return _Test(
+            f"({moment} is not None and {t} {sign} {_bound(src, operand)})", None, COST_DATE
+        )
+    return None
+
+
+def _change_test(clause: FieldClause, src: _Source, first: str, v: str) -> _Test | None:
+    """An inline test of a change operator (the field's old value is read where used)."""
+    op, operand = clause.op, clause.operand
+    if src.never_changes and op in ("changed", "changed_to", "changed_from"):
+        return _Test("False", None, COST_CONSTANT)
+    src.change = True
+    old = f"p.get({src.bind(clause.path, 'k')})"
+    if op in ("changed_to", "changed_from") and type(operand) is str:
+        k = src.bind(operand)
+        if op == "changed_to":
+            return _Test(f"({first} == {k} and hc and {old} != {k})", v, COST_EQUAL)
+        return _Test(f"({first} != {k} and hc and {old} == {k})", v, COST_EQUAL)
+    if op == "changed" and type(operand) is bool:
+        test = f"same({old}, {first})"
+        return _Test(f"(hc and not {test})" if operand else f"(hc and {test})", None, COST_EQUAL)
+    return None
+
+
+def _clause(clause: FieldClause, src: _Source) -> _Test:
+    """An inline test for the clause, or a call of its compiled check."""
+    if clause.other is None and (clause.definition.kind == "value" or "." not in clause.path):
+        v = src.value(clause.path)
+        if clause.definition.kind == "change":
+            found = _change_test(clause, src, f"\0{v}\0", v)
+        elif "." not in clause.path:
+            found = _value_test(clause, src, f"\0{v}\0", v)
+        else:
+            # A path through embedded objects: inline when the record answers it.
+            inner = _value_test(clause, src, v, v)
+            found = inner and _Test(
+                f"({_call(clause, src)} if \0{v}\0 is DEFER else {inner.text})",
+                v,
+                inner.cost + 1,
+            )
+        if found is not None:
+            return found
+    return _Test(_call(clause, src), None, COST_CALL)
+
+
+def _expr(condition: Condition, src: _Source, depth: int = 0) -> _Test:
     if condition is ALWAYS:
-        return "True"
+        return _Test("True", None, COST_CONSTANT)
     if depth > MAX_DEPTH:
-        return f"{src.bind(condition.check)}({FACTS})"
+        return _Test(f"{src.bind(condition.check)}({FACTS})", None, COST_CALL)
     if isinstance(condition, FieldClause):
-        return _clause_expr(condition, src)
-    if isinstance(condition, AllOf):
-        return "(" + " and ".join(_expr(c, src, depth + 1) for c in condition.children) + ")"
-    if isinstance(condition, AnyOf):
-        return "(" + " or ".join(_expr(c, src, depth + 1) for c in condition.children) + ")"
+        return _clause(condition, src)
+    if isinstance(condition, (AllOf, AnyOf)):
+        parts = _ordered([_expr(c, src, depth + 1) for c in condition.children])
+        joint = " and " if isinstance(condition, AllOf) else " or "
+        text = "(" + joint.join(p.text for p in parts) + ")"
+        return _Test(text, parts[0].lead, sum(p.cost for p in parts))
     if isinstance(condition, Not):
-        return f"(not {_expr(condition.child, src, depth + 1)})"
-    return f"{src.bind(condition.check)}({FACTS})"
+        inner = _expr(condition.child, src, depth + 1)
+        return _Test(f"(not {inner.text})", inner.lead, inner.cost)
+    return _Test(f"{src.bind(condition.check)}({FACTS})", None, COST_CALL)
+
+
+def _ordered(tests: list[_Test]) -> list[_Test]:
+    """Cheapest first, keeping the written order among equals."""
+    return sorted(tests, key=lambda t: t.cost)
 
 
 def _conjuncts(condition: Condition) -> Sequence[Condition]:
@@ -211,8 +325,9 @@ def _conjuncts(condition: Condition) -> Sequence[Condition]:
     return (condition,)
 
 
-def _key(condition: Condition) -> tuple[str, str] | None:
-    """(field, value) when the condition requires the field to equal a string."""
+def _keys(condition: Condition) -> dict[str, str]:
+    """field -> value for each field the condition requires to equal a string."""
+    keys: dict[str, str] = {}
     for part in _conjuncts(condition):
         if (
             isinstance(part, FieldClause)
@@ -221,95 +336,119 @@ def _key(condition: Condition) -> tuple[str, str] | None:
             and "." not in part.path
             and part.other is None
         ):
-            return part.path, part.operand
-    return None
+            keys.setdefault(part.path, part.operand)
+    return keys
 
 
 def _clause_key(clause: FieldClause) -> tuple[str, str, str]:
     return (clause.path, clause.op, repr(clause.operand))
 
 
-def compile_bucket(workflows: Sequence[Workflow], tz: tzinfo) -> Match:
+@dataclass
+class _Block:
+    """One workflow's test in generated code: its conjuncts, cheapest first."""
+
+    tests: list[_Test]
+    append: str
+    never: bool = False  # a conjunct is false for every event of the bucket
+
+
+def compile_bucket(workflows: Sequence[Workflow], tz: tzinfo, kind: str | None = None) -> Match:
     """One function answering which of `workflows` (all taking this event) an event matches.
 
-    Date-trigger and cooldown workflows are returned whenever their trigger takes the
-    event: their answer depends on state the caller checks (`Workflow.depends_on_state`).
+    `kind` is the event of the bucket (None when unknown): change clauses of a created or
+    deleted bucket are false without a look. Date-trigger and cooldown workflows are
+    returned whenever their trigger takes the event: their answer depends on state the
+    caller checks (`Workflow.depends_on_state`).
     """
     if not workflows:
         return NO_MATCH
-    src = _Source(tz)
-
-    def instant(value: Any) -> datetime | None:
-        moment = as_temporal(value)
-        return None if moment is None else to_instant(moment, tz)
-
+    src = _Source(tz, kind)
     src.names.update(
         UNSET=_UNSET,
+        DEFER=_DEFER,
         FAST=_FAST_NUMBERS,
         SIMPLE=_SIMPLE,
+        DATETIME=datetime,
         is_number=is_number,
         same=same,
-        instant=instant,
+        dig=dig,
+        instant=instants_in(tz),
+        KEPT=instants_in(tz).kept,
     )
     # Identical clauses, told apart by what they test rather than by which workflow has
     # them, so a costly one runs once per event.
     canonical: dict[tuple[str, str, str], FieldClause] = {}
     uses: Counter[int] = Counter()
-    conditions: list[Condition] = []
-    for workflow in workflows:
-        conditions.append(_canonical(workflow.condition, canonical, uses))
+    conditions = [_canonical(w.condition, canonical, uses) for w in workflows]
     src.shared = {key for key, n in uses.items() if n > 1}
 
-    blocks: list[str] = []
-    keys: list[tuple[str, str] | None] = []
+    blocks: list[_Block] = []
+    keys: list[dict[str, str]] = []
     for workflow, condition in zip(workflows, conditions, strict=True):
-        tests = []
-        trigger = workflow.trigger
-        if workflow.depends_on_state:
-            keys.append(None)
-        else:
-            keys.append(_key(condition))
-            if trigger.ignore_actors or trigger.fields:
-                tests.append(f"{src.bind(trigger.reject)}({FACTS}) is None")
+        block = _Block([], f"out.append({src.bind(workflow.id, 'w')})")
+        keys.append({} if workflow.depends_on_state else _keys(condition))
+        if not workflow.depends_on_state:
             if condition is not ALWAYS:
-                tests.append(_expr(condition, src))
-        append = f"out.append({src.bind(workflow.id, 'w')})"
-        if tests:
-            blocks.append(f"    if {' and '.join(tests)}:\n        {append}")
-        else:
-            blocks.append(f"    {append}")
+                block.tests = _ordered([_expr(c, src) for c in _conjuncts(condition)])
+                block.never = any(t.text == "False" for t in block.tests)
+            trigger = workflow.trigger
+            if trigger.ignore_actors or trigger.fields:
+                # Last: the trigger's own check is a call, the clauses mostly are not.
+                reject = f"{src.bind(trigger.reject)}({FACTS}) is None"
+                block.tests.append(_Test(reject, None, COST_CALL))
+        blocks.append(block)
 
-    # Dispatch on the field most workflows pin to a string value.
-    counts = Counter(k[0] for k in keys if k is not None)
-    dispatch = counts.most_common(1)[0][0] if counts and counts.most_common(1)[0][1] > 1 else None
-    preamble = src.preamble()
+    dispatch = _dispatch_field(keys)
     if dispatch is None:
-        return _build([("match", range(len(blocks)))], blocks, preamble, src)["match"]
-
+        return _build([("match", range(len(blocks)), None)], blocks, src)["match"]
     values: dict[str, list[int]] = {}
     free: list[int] = []
     for i, key in enumerate(keys):
-        if key is not None and key[0] == dispatch:
-            values.setdefault(key[1], []).append(i)
+        if dispatch in key:
+            values.setdefault(key[dispatch], []).append(i)
         else:
             free.append(i)
     if (len(values) + 1) * len(free) > BLOCK_BUDGET:
-        return _build([("match", range(len(blocks)))], blocks, preamble, src)["match"]
-    groups: list[tuple[str, Sequence[int]]] = [("rest", free)]
+        return _build([("match", range(len(blocks)), None)], blocks, src)["match"]
+    var = src.value(dispatch)
+    groups: list[tuple[str, Sequence[int], str | None]] = [("rest", free, var)]
     names: dict[str, str] = {}
     for n, (value, members) in enumerate(values.items()):
         names[value] = f"on{n}"
-        groups.append((f"on{n}", sorted(members + free)))
-    built = _build(groups, blocks, preamble, src)
-    table = {value: built[name] for value, name in names.items()}
-    rest = built["rest"]
-    field_name = dispatch
+        groups.append((f"on{n}", sorted(members + free), var))
+    built = _build(groups, blocks, src)
+    return _dispatcher(
+        dispatch, {value: built[name] for value, name in names.items()}, built["rest"]
+    )
 
+
+def _dispatch_field(keys: list[dict[str, str]]) -> str | None:
+    """The field whose required value spares the most workflows, if any spares some.
+
+    With values spread evenly, an event runs the workflows of its value and those with
+    no key on the field: keyed * (1 - 1/values) is what dispatching on it saves.
+    """
+    spread: dict[str, set[str]] = {}
+    count: Counter[str] = Counter()
+    for key in keys:
+        for name, value in key.items():
+            count[name] += 1
+            spread.setdefault(name, set()).add(value)
+    best, saved = None, 1.0
+    for name, n in count.items():
+        gain = n * (1 - 1 / len(spread[name]))
+        if n > 1 and gain > saved:
+            best, saved = name, gain
+    return best
+
+
+def _dispatcher(field_name: str, table: dict[str, Any], rest: Any) -> Match:
     def match(event: Event, now: datetime, make: MakeFacts) -> list[str]:
         value = event.record.get(field_name)
         if type(value) is str:
-            return table.get(value, rest)(event, now, make)
-        return rest(event, now, make)
+            return table.get(value, rest)(event, now, make, value)  # type: ignore[no-any-return]
+        return rest(event, now, make, value)  # type: ignore[no-any-return]
 
     # For inspection (tests, `crmflow eval --explain` some day): what the bucket turned into.
     match.dispatch = field_name  # type: ignore[attr-defined]
@@ -337,19 +476,67 @@ def _canonical(
     return condition
 
 
+def _function(
+    name: str, members: Sequence[int], given: str | None, blocks: list[_Block], src: _Source
+) -> list[str]:
+    """One generated function over the blocks `members`, in workflow order.
+
+    A field is read by a statement before the first workflow whose first clause reads
+    it (every event gets there); before that, a clause that may read it reads it lazily,
+    through a variable that starts unset.
+    """
+    read = {given} if given else set()
+    lazy: set[str] = set()
+    live = [blocks[i] for i in members if not blocks[i].never]
+    # A field one clause of the function reads needs no check whether it was read.
+    once = {
+        var
+        for var, n in Counter(
+            var for block in live for t in block.tests for var in _FIRST_USE.findall(t.text)
+        ).items()
+        if n == 1
+    }
+
+    def use(m: re.Match[str]) -> str:
+        var = m.group(1)
+        if var in read:
+            return var
+        if var in once:
+            return f"({var} := {src.reads[var]})"
+        lazy.add(var)
+        return f"({var} if {var} is not UNSET else ({var} := {src.reads[var]}))"
+
+    body: list[str] = []
+    for block in live:
+        lead = block.tests[0].lead if block.tests else None
+        if lead is not None and lead not in read:
+            body.append(f"    {lead} = {src.reads[lead]}")
+            read.add(lead)
+        if block.tests:
+            test = _FIRST_USE.sub(use, " and ".join(t.text for t in block.tests))
+            body.append(f"    if {test}:\n        {block.append}")
+        else:
+            body.append(f"    {block.append}")
+    text = "\n".join(body)
+    head = [f"def {name}(event, now, make{', ' + given if given else ''}):", "    r = event.record"]
+    if "facts" in text:
+        head.append("    facts = None")
+    head.extend(f"    {var} = UNSET" for var in sorted(lazy))
+    head.extend(f"    {var} = UNSET" for var in src.instants.values() if var in text)
+    head.extend(f"    {var} = UNSET" for var in src.memo.values() if var in text)
+    if src.change and "hc" in text:
+        head.append("    p = event.previous")
+        known = src.kind is not None
+        head.append("    hc = p is not None" + ("" if known else " and event.event == 'updated'"))
+    return [*head, "    out = []", text, "    return out"]
+
+
 def _build(
-    groups: Sequence[tuple[str, Sequence[int]]],
-    blocks: list[str],
-    preamble: list[str],
-    src: _Source,
+    groups: Sequence[tuple[str, Sequence[int], str | None]], blocks: list[_Block], src: _Source
 ) -> dict[str, Match]:
     lines: list[str] = []
-    for name, members in groups:
-        lines.append(f"def {name}(event, now, make):")
-        lines.extend(f"    {line}" for line in preamble)
-        lines.append("    out = []")
-        lines.extend(blocks[i] for i in members)
-        lines.append("    return out")
+    for name, members, given in groups:
+        lines.extend(_function(name, members, given, blocks, src))
     namespace = src.names
     exec(compile("\n".join(lines), "<crmflow matcher>", "exec"), namespace)
-    return {name: namespace[name] for name, _ in groups}
+    return {name: namespace[name] for name, _, _ in groups}

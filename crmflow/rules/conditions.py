@@ -162,6 +162,13 @@ class FieldClause(Condition):
         self.check = check_change
 
     def reason(self, facts: Facts) -> str:
+        if self.definition.kind == "value":
+            # explain's text without its Trace or a second check: plans of many workflows
+            # carry one reason each.
+            seen = f"was {display(self.getter(facts.record, facts))}"
+            if self.other is not None:
+                seen += f" vs {display(self.other(facts.record, facts))}"
+            return f"{self.label}: {seen}"
         return self.explain(facts).text
 
     @cached_property
