@@ -8,6 +8,11 @@ now (`now+14d`), so delays are tested with a frozen clock.
 A file may set `now` and `timezone` for all its cases, and a case may override either:
 a test then means the same on any day and beside any crmflow.yaml (without either, a
 case runs at the clock's now in the configured time zone).
+
+A sequence may also change the record (`change:`) and move the case's clock (`advance:`,
+`to:`); such a case is a dry rehearsal of the daemon (crmflow.daemon.rehearsal), and
+`expect: {due: [...]}` says what the daemon did at due time in each step: delayed actions
+fired or cancelled with its reason, waits met or timed out, cron occurrences run.
 """
 
 from __future__ import annotations
@@ -16,17 +21,18 @@ import difflib
 import json
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, tzinfo
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 from typing import IO, Any
 
 from crmflow import durations
 from crmflow.config import Config
 from crmflow.engine.evaluate import Evaluator
-from crmflow.engine.events import parse_event
-from crmflow.errors import ConfigError, EventError
+from crmflow.engine.events import Event, parse_event
+from crmflow.errors import ConfigError, EventError, Location
 from crmflow.rules.ruleset import RuleSet, compile_documents
 from crmflow.rules.schema import TEST_SCHEMA
 from crmflow.rules.yamlload import Document, load_file
@@ -34,6 +40,10 @@ from crmflow.timeutil import format_utc, parse_instant, zone
 
 _TEST_SUFFIXES = (".test.yaml", ".test.yml")
 _RELATIVE_RE = re.compile(r"now\s*(?:([+-])\s*(.+))?")
+# Steps that move the case's clock, and with `change` those that make a case a rehearsal
+# of the daemon (crmflow.daemon.rehearsal).
+_CLOCK_STEPS = ("advance", "to")
+_TIME_STEPS = ("change", *_CLOCK_STEPS)
 
 
 @dataclass
@@ -138,6 +148,8 @@ def run_file(
 ) -> list[CaseResult]:
     doc = load_test_file(path)
     file_setting = _setting(doc, (), _Setting(clock_now, config.timezone))
+    for index in range(len(doc.data["cases"])):
+        _check_steps(doc, index)
     results = []
     for index, case in enumerate(doc.data["cases"]):
         location = doc.locate(("cases", index))
@@ -145,7 +157,8 @@ def run_file(
         started = time.perf_counter()
         try:
             setting = _setting(doc, ("cases", index), file_setting)
-            _run_case(case, compiled(setting.tz), config, setting, result)
+            locate = partial(_locate, doc, ("cases", index))
+            _run_case(case, compiled(setting.tz), config, setting, result, locate)
         except (ValueError, EventError, ConfigError) as exc:
             result.failures.append(f"bad test case: {exc}")
         result.seconds = time.perf_counter() - started
@@ -153,30 +166,191 @@ def run_file(
     return results
 
 
-def _run_case(
-    case: dict[str, Any], rules: RuleSet, config: Config, setting: _Setting, result: CaseResult
-) -> None:
-    now, tz = setting.now, setting.tz
-    steps = case.get("events") or [{"event": case["event"], "expect": case.get("expect")}]
-    evaluator = Evaluator(rules, tz, seed=case.get("seed", 0))
-    expected_all: list[Any] = []
-    actual_all: list[Any] = []
+def _locate(doc: Document, base: tuple[Any, ...], *keys: Any) -> Location:
+    return doc.locate((*base, *keys))
+
+
+def _check_steps(doc: Document, index: int) -> None:
+    """What the schema cannot say about a case's steps, as one line naming the place."""
+    steps = doc.data["cases"][index].get("events") or []
+    seen_event = False
     for number, step in enumerate(steps):
+        path = ("cases", index, "events", number)
+        kind = next((k for k in _CLOCK_STEPS if k in step), None)
+        for key in ("matched", "rules"):
+            if kind is not None and key in (step.get("expect") or {}):
+                raise ConfigError(
+                    f"cases[{index}].events[{number}].expect: {key!r} needs an event; "
+                    f"a step that moves the clock ({kind}) expects only 'due'",
+                    doc.locate((*path, "expect", key), key=True),
+                    "CF101",
+                )
+        if "change" in step and "of" not in step and not seen_event:
+            raise ConfigError(
+                f"cases[{index}].events[{number}].change: no record to change yet "
+                "(give an event first, or say which record with `of`)",
+                doc.locate((*path, "change"), key=True),
+                "CF102",
+            )
+        seen_event = seen_event or "event" in step
+
+
+@dataclass
+class _Step:
+    """What one step gave: its plan (an event step), what fell due (a case with time
+    steps), and the moment `now` means in its expectations."""
+
+    now: datetime
+    plan: dict[str, Any] | None = None
+    due: list[dict[str, Any]] | None = None
+
+
+Locate = Callable[..., Location]
+
+
+class _Frozen:
+    """A case whose clock stands still: each event is evaluated at the case's now."""
+
+    def __init__(self, rules: RuleSet, config: Config, setting: _Setting, seed: int) -> None:
+        self.config = config
+        self.setting = setting
+        self.evaluator = Evaluator(rules, setting.tz, seed=seed)
+
+    def step(self, step: dict[str, Any], locate: Locate) -> _Step:
+        now, tz = self.setting.now, self.setting.tz
         raw = dict(step["event"])
         if "at" in raw:
             raw["at"] = format_utc(resolve_time(raw["at"], now, tz))  # type: ignore[arg-type]
-        event = parse_event(raw, config.model)
-        plan = evaluator.evaluate(event, now)
-        expect = step.get("expect")
-        if not expect:
-            continue
-        label = f"events[{number}]: " if "events" in case else ""
-        actual = plan.to_json()
-        event_now = event.at or now
-        failures, exp_view, act_view = _compare(expect, actual, event_now, tz, label)
-        result.failures.extend(failures)
-        expected_all.append(exp_view)
-        actual_all.append(act_view)
+        event = parse_event(raw, self.config.model)
+        plan = self.evaluator.evaluate(event, now)
+        return _Step(event.at or now, plan.to_json())
+
+    def close(self) -> None:
+        pass
+
+
+class _Timeline:
+    """A case that changes records and moves its clock: the daemon, rehearsed dry.
+
+    Times in a step count from the clock as the step begins; an event happens at the
+    clock's time unless it says `at`.
+    """
+
+    def __init__(self, rules: RuleSet, config: Config, setting: _Setting, seed: int) -> None:
+        from crmflow.daemon.rehearsal import Rehearsal
+
+        self.config = config
+        self.tz = setting.tz
+        self.rehearsal = Rehearsal(rules, config, setting.tz, setting.now, seed=seed)
+        self.last: tuple[str, Any] | None = None  # the record a `change` changes
+
+    def step(self, step: dict[str, Any], locate: Locate) -> _Step:
+        from crmflow.daemon.rehearsal import TooMuchDue
+
+        start = self.rehearsal.now
+        try:
+            if "advance" in step:
+                return _Step(start, due=self._advance(self._after(step["advance"], locate)))
+            if "to" in step:
+                return _Step(start, due=self._advance(self._moment(step["to"], locate)))
+            event = self._event(step, locate)
+        except TooMuchDue as exc:
+            raise ConfigError(str(exc), locate("advance" if "advance" in step else "to")) from None
+        self.last = (event.entity, event.id)
+        plan, due = self.rehearsal.handle(event)
+        return _Step(event.at or start, plan.to_json(), [d.to_json() for d in due])
+
+    def _after(self, text: str, locate: Locate) -> datetime:
+        try:
+            return durations.parse(text).add_to(self.rehearsal.now, self.tz)
+        except ValueError as exc:
+            raise ConfigError(f"advance: {exc}", locate("advance")) from None
+
+    def _moment(self, text: str, locate: Locate) -> datetime:
+        now = self.rehearsal.now
+        try:
+            moment = resolve_time(text, now, self.tz)
+        except ValueError as exc:
+            raise ConfigError(f"to: {exc}", locate("to")) from None
+        assert moment is not None
+        if moment < now:
+            raise ConfigError(
+                f"to: {format_utc(moment)} is before the case's clock ({format_utc(now)}); "
+                "time only moves forward",
+                locate("to"),
+            )
+        return moment
+
+    def _advance(self, moment: datetime) -> list[dict[str, Any]]:
+        return [d.to_json() for d in self.rehearsal.advance(moment)]
+
+    def _event(self, step: dict[str, Any], locate: Locate) -> Event:
+        now = self.rehearsal.now
+        if "event" in step:
+            raw = dict(step["event"])
+            raw["at"] = format_utc(resolve_time(raw.get("at", "now"), now, self.tz))  # type: ignore[arg-type]
+            return parse_event(raw, self.config.model)
+        if "of" in step:
+            entity, record_id = step["of"]["entity"], step["of"]["id"]
+        else:
+            assert self.last is not None  # _check_steps: an event came first
+            entity, record_id = self.last
+        current = self.rehearsal.current(entity, record_id)
+        if current is None:
+            raise ConfigError(
+                f"change: no {entity} {record_id} to change "
+                "(no step created it, or one deleted it)",
+                locate("of" if "of" in step else "change"),
+            )
+        raw = {
+            "entity": entity,
+            "event": "updated",
+            "record": {**current, **step["change"]},
+            "previous": current,
+            "at": format_utc(now),
+        }
+        if "actor" in step:
+            raw["actor"] = step["actor"]
+        return parse_event(raw, self.config.model)
+
+    def close(self) -> None:
+        self.rehearsal.close()
+
+
+def _rehearsed(steps: list[dict[str, Any]]) -> bool:
+    """Whether a case changes records or moves its clock (or asks what fell due)."""
+    return any(
+        any(k in step for k in _TIME_STEPS) or "due" in (step.get("expect") or {}) for step in steps
+    )
+
+
+def _run_case(
+    case: dict[str, Any],
+    rules: RuleSet,
+    config: Config,
+    setting: _Setting,
+    result: CaseResult,
+    locate: Locate,
+) -> None:
+    steps = case.get("events") or [{"event": case["event"], "expect": case.get("expect")}]
+    kind = _Timeline if _rehearsed(steps) else _Frozen
+    runner = kind(rules, config, setting, case.get("seed", 0))
+    expected_all: list[Any] = []
+    actual_all: list[Any] = []
+    try:
+        for number, step in enumerate(steps):
+            where = ("events", number) if "events" in case else ()
+            done = runner.step(step, partial(locate, *where))
+            expect = step.get("expect")
+            if not expect:
+                continue
+            label = f"events[{number}]: " if "events" in case else ""
+            failures, exp_view, act_view = _compare(expect, done, setting.tz, label)
+            result.failures.extend(failures)
+            expected_all.append(exp_view)
+            actual_all.append(act_view)
+    finally:
+        runner.close()
     if result.failures:
         exp_text = json.dumps(expected_all, indent=2, ensure_ascii=False).splitlines()
         act_text = json.dumps(actual_all, indent=2, ensure_ascii=False).splitlines()
@@ -186,12 +360,32 @@ def _run_case(
 
 
 def _compare(
-    expect: dict[str, Any], plan: dict[str, Any], now: datetime, tz: tzinfo, label: str
+    expect: dict[str, Any], done: _Step, tz: tzinfo, label: str
 ) -> tuple[list[str], dict[str, Any], dict[str, Any]]:
     failures: list[str] = []
-    rules = {r["rule"]: r for r in plan["rules"]}
     exp_view: dict[str, Any] = {}
     act_view: dict[str, Any] = {}
+    if done.plan is not None:
+        failures += _compare_plan(expect, done.plan, done.now, tz, label, exp_view, act_view)
+    if "due" in expect:
+        want = [_normalise_due(entry, done.now, tz) for entry in expect["due"]]
+        got = done.due or []
+        exp_view["due"], act_view["due"] = want, _project(want, got)
+        failures += _match_due(want, got, f"{label}due")
+    return failures, exp_view, act_view
+
+
+def _compare_plan(
+    expect: dict[str, Any],
+    plan: dict[str, Any],
+    now: datetime,
+    tz: tzinfo,
+    label: str,
+    exp_view: dict[str, Any],
+    act_view: dict[str, Any],
+) -> list[str]:
+    failures: list[str] = []
+    rules = {r["rule"]: r for r in plan["rules"]}
     if "matched" in expect:
         got = sorted(r["rule"] for r in plan["rules"] if r["matched"])
         want = sorted(expect["matched"])
@@ -213,7 +407,52 @@ def _compare(
         exp_view.setdefault("rules", {})[rule_id] = want
         act_view.setdefault("rules", {})[rule_id] = got
         failures.extend(_match(want, actual, f"{label}rules.{rule_id}"))
-    return failures, exp_view, act_view
+    return failures
+
+
+def _normalise_due(entry: dict[str, Any], now: datetime, tz: tzinfo) -> dict[str, Any]:
+    out = dict(entry)
+    if "at" in entry:
+        out["at"] = format_utc(resolve_time(entry["at"], now, tz))  # type: ignore[arg-type]
+    return out
+
+
+def _summary(entry: dict[str, Any]) -> str:
+    return f"{entry['rule']} {entry['type']} {entry['outcome']}"
+
+
+def _match_due(want: list[dict[str, Any]], got: list[dict[str, Any]], where: str) -> list[str]:
+    if len(got) != len(want):
+        # Entries out of step would each report every key: the count and the diff say more.
+        return [f"{where}: expected {len(want)}, got {len(got)}: {[_summary(g) for g in got]}"]
+    failures = []
+    for i, (w, g) in enumerate(zip(want, got, strict=True)):
+        failures.extend(_match_due_entry(w, g, f"{where}[{i}]"))
+    return failures
+
+
+def _match_due_entry(want: dict[str, Any], got: dict[str, Any], where: str) -> list[str]:
+    failures = []
+    for key in ("rule", "type", "outcome", "at"):
+        if key in want and want[key] != got.get(key):
+            # A wrong outcome is best understood with the daemon's reason for it.
+            why = f" ({got['reason']})" if key == "outcome" and got.get("reason") else ""
+            failures.append(f"{where}.{key}: expected {want[key]!r}, got {got.get(key)!r}{why}")
+    # Ids as the case wrote them, or as text: 31 and "31" name the same record.
+    if "record" in want and str(want["record"]) != str(got.get("record")):
+        failures.append(f"{where}.record: expected {want['record']!r}, got {got.get('record')!r}")
+    if "reason" in want:
+        reason = got.get("reason") or ""
+        if want["reason"] not in reason:
+            failures.append(
+                f"{where}.reason: expected it to contain {want['reason']!r}, got {reason!r}"
+            )
+    if "params" in want:
+        if "params" not in got:
+            failures.append(f"{where}.params: none ({got['outcome']}, not fired)")
+        else:
+            failures.extend(subset_mismatches(want["params"], got["params"], f"{where}.params"))
+    return failures
 
 
 def _normalise_rule(spec: dict[str, Any], now: datetime, tz: tzinfo) -> dict[str, Any]:

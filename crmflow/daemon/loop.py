@@ -28,6 +28,7 @@ from crmflow.crm.database import CRM
 from crmflow.daemon.capture import Capture, Change, baseline_change
 from crmflow.daemon.chains import ChainGuard
 from crmflow.daemon.dates import Dates
+from crmflow.daemon.due import DueActions, finish
 from crmflow.daemon.faults import Faults, Gone, is_fault, label
 from crmflow.daemon.leadership import Leadership
 from crmflow.daemon.log import Log
@@ -130,6 +131,9 @@ class Daemon:
         self.lease = settings.lease.seconds
         self.host = socket.gethostname()
         self.id = f"{self.host}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.due = DueActions(
+            self.state, self.executor, self.log, self.waits, self.schedules, self.id, self.lease
+        )
         self.started = clock().timestamp()
         self.heartbeat_every = HEARTBEAT_EVERY
         self.heartbeat_timeout = HEARTBEAT_TIMEOUT
@@ -381,46 +385,12 @@ class Daemon:
         self.dates.ensure(self.rules, self.evaluator, self.clock())
 
     def run_due(self, now: datetime) -> int:
-        count = 0
-        while True:
-            rows = self.state.claim_due(now, self.id, self.lease, limit=50)
-            if not rows:
-                return count
-            for row in rows:
-                count += 1
-                try:
-                    self._fire(row, now)
-                except CrmflowError as exc:
-                    self._finish(row, PendingStatus.FAILED, str(exc))
-
-    def _fire(self, row: PendingAction, now: datetime) -> None:
-        if row.action_type == "schedule":
-            return self.schedules.run(row, now, self.rules, self.evaluator)
-        workflow = self.rules.by_id.get(row.workflow)
-        if workflow is None or not workflow.enabled:
-            return self._finish(
-                row, PendingStatus.CANCELLED, f"workflow {row.workflow} was removed or disabled"
-            )
-        if (
-            row.action_index >= len(workflow.actions)
-            or workflow.actions[row.action_index].type != row.action_type
-        ):
-            return self._finish(
-                row, PendingStatus.CANCELLED, "the workflow changed: this action is gone"
-            )
-        if row.action_type == "wait":
-            return self.waits.end(row, workflow, met=False, now=now)
-        note = self.executor.fire_pending(row, workflow, now)
-        if note is not None:
-            self.log.action(row.workflow, row.action_type, note)
-        return None
+        return self.due.run(now, self.rules, self.evaluator)
 
     def _finish(
         self, row: PendingAction, status: PendingStatus, reason: str | None, history: bool = False
     ) -> None:
-        note = self.executor.finish(row, status, reason, history=history)
-        if note is not None:
-            self.log.action(row.workflow, row.action_type, note)
+        finish(self.executor, self.log, row, status, reason, history)
 
     # -- reloading --------------------------------------------------------------------
     def _rules_fingerprint(self) -> tuple[tuple[str, float, int], ...]:

@@ -11,7 +11,7 @@ noted so the changes they cause are known as crmflow's own (chains).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -59,9 +59,13 @@ class Executor:
         inline_retries: bool = True,
         inline_limit: float = 60.0,
         paused: Callable[[], bool] = lambda: False,
+        effects: Mapping[str, Callable[[Job], Outcome]] | None = None,
     ) -> None:
         self.services = services
         self.state = state
+        # How each action type reaches the world; None: the real effects, loaded with the
+        # first action (a rehearsal hands in effects that only say what they would do).
+        self.effects = effects
         policy = retry or RetryPolicy.from_settings(services.config.retry)
         self.policy = policy
         # Inline retries block the caller (a shell, a CI job): at most `inline_limit` waiting.
@@ -140,11 +144,15 @@ class Executor:
             return outcome
         # Loaded with the first real action: dry runs never import mail and web modules.
         from crmflow.crm.failures import CrmUnavailable
-        from crmflow.engine.effects.by_type import EFFECTS
 
+        effects = self.effects
+        if effects is None:
+            from crmflow.engine.effects.by_type import EFFECTS
+
+            effects = EFFECTS
         job = Job(self.services, workflow, action, event, params, key, now)
         try:
-            outcome = EFFECTS[action.type](job)
+            outcome = effects[action.type](job)
         except Transient as exc:
             return Outcome("failed", str(exc), transient=True, retry_after=exc.retry_after)
         except CrmUnavailable as exc:

@@ -428,6 +428,32 @@ _EXPECT_RULE = {
         },
     ],
 }
+# What the daemon did at due time in one step of a case (crmflow.daemon.rehearsal).
+_OUTCOMES = ["fired", "cancelled", "failed", "skipped", "scheduled", "met", "timed_out", "ran"]
+_EXPECT_DUE = {
+    "type": "array",
+    "description": "exactly what fell due in this step, in due order",
+    "items": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "rule": {"type": "string"},
+            "type": {
+                "type": "string",
+                "description": "the action type, or `schedule` for a cron occurrence",
+            },
+            "record": {"type": ["string", "integer"], "description": "the record's id"},
+            "at": {"type": "string", "description": "ISO time, now, or now+/-offset"},
+            "outcome": {
+                "enum": _OUTCOMES,
+                "description": "fired, cancelled, failed, skipped or scheduled (an action), "
+                "met or timed_out (a wait), ran (a schedule occurrence)",
+            },
+            "reason": {"type": "string", "description": "a part of the daemon's reason"},
+            "params": {"description": "a subset of the params it fired with"},
+        },
+    },
+}
 _EXPECT = {
     "type": "object",
     "additionalProperties": False,
@@ -438,13 +464,46 @@ _EXPECT = {
             "description": "exactly these workflows match",
         },
         "rules": {"type": "object", "additionalProperties": _EXPECT_RULE},
+        "due": _EXPECT_DUE,
     },
 }
 _STEP = {
     "type": "object",
-    "required": ["event"],
     "additionalProperties": False,
-    "properties": {"event": {"type": "object"}, "expect": _EXPECT},
+    "properties": {
+        "event": {"type": "object"},
+        "change": {
+            "type": "object",
+            "minProperties": 1,
+            "description": "fields to set on the record of the last event (or `of`): an "
+            "`updated` event at the case's clock",
+        },
+        "of": {
+            "type": "object",
+            "required": ["entity", "id"],
+            "additionalProperties": False,
+            "properties": {"entity": {"type": "string"}, "id": {"type": ["string", "integer"]}},
+            "description": "the record a `change` changes",
+        },
+        "actor": {
+            "type": ["string", "integer", "null"],
+            "description": "who makes the `change`",
+        },
+        "advance": _duration("move the case's clock this far, running what falls due"),
+        "to": {
+            "type": "string",
+            "description": "move the case's clock to this ISO time or now+offset, running "
+            "what falls due",
+        },
+        "expect": _EXPECT,
+    },
+    "oneOf": [
+        {"required": ["event"]},
+        {"required": ["change"]},
+        {"required": ["advance"]},
+        {"required": ["to"]},
+    ],
+    "dependentRequired": {"of": ["change"], "actor": ["change"]},
 }
 TEST_SCHEMA: dict[str, Any] = {
     "$schema": DIALECT,
