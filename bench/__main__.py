@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import cluster, commandline, daemon, evaluation, polling, startup
+from bench import cluster, commandline, daemon, evaluation, loading, polling, startup
 
 ROOT = Path(__file__).resolve().parent.parent
 README_BLOCK = re.compile(r"(<!-- bench:start -->\n).*?(<!-- bench:end -->)", re.S)
@@ -36,6 +36,8 @@ def run() -> dict[str, Any]:
     results["workloads"] = evaluation.measure_shapes()
     _step("command line: 100,000 events through `crmflow eval`, lint of 1,000 files")
     results["commandline"] = commandline.measure()
+    _step("loading: lint of a 2 MB file, memory at 2 and 10 MB, 1,000 workflows")
+    results["loading"] = loading.measure()
     _step("idle polls on 1,000 and 1,000,000 rows")
     results["polling"] = polling.measure()
     _step("reconciliation sweep over 1,000,000 rows")
@@ -130,6 +132,35 @@ def table(r: dict[str, Any]) -> str:
         f"{lint['baseline_s']} (PyYAML CSafeLoader)",
         f"{lint['lint_s']}",
         f"{lint['ratio']}x",
+    )
+    ld = r["loading"]
+    f = ld["lint_file"]
+    add(
+        f"`crmflow lint` of one {f['bytes'] / 1e6:.1f} MB file, {f['workflows']:,} workflows (s):"
+        " no cache / empty cache / filled cache",
+        f"{f['baseline_s']} (PyYAML CSafeLoader, load_all)",
+        f"{f['no_cache_s']} / {f['cold_cache_s']} / {f['warm_cache_s']}",
+        f"{f['ratio']}x",
+    )
+    m = ld["memory"]
+    add(
+        "loaded YAML, 2 MB vs 10 MB file: memory kept (MB, and bytes per file byte)",
+        f"{m['2mb']['held_mb']} ({m['2mb']['held_per_byte']}/byte)",
+        f"{m['10mb']['held_mb']} ({m['10mb']['held_per_byte']}/byte)",
+        f"{m['held_ratio']}x for {m['size_ratio']}x the size",
+    )
+    add(
+        "same: peak RSS of `crmflow lint` (MB)",
+        f"{m['2mb']['lint_peak_rss_mb']}",
+        f"{m['10mb']['lint_peak_rss_mb']}",
+        f"{m['rss_ratio']}x",
+    )
+    lo = ld["load"]
+    add(
+        f"`load_ruleset` of {lo['workflows']:,} workflow files, no cache: s; compiled rules (MB)",
+        "goal 0.5 s; 5 MB",
+        f"{lo['seconds']} s; {lo['compiled_mb']} MB",
+        f"{round(lo['seconds'] / 0.5, 2)}x; {round(lo['compiled_mb'] / 5, 2)}x of the goals",
     )
     p = r["polling"]
     add(

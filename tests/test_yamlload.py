@@ -210,3 +210,78 @@ def test_oversized_files_are_refused_before_reading(tmp_path: Path) -> None:
     assert str(info.value) == f"{path}:1:1: CF004 file is larger than 10 MiB (the limit)"
     path.write_bytes(b"#" * MAX_FILE_BYTES)
     assert load_file(path) == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "- " * 100_000 + "x",
+        "- " * 990 + "[" * 990 + "]" * 990,
+        "a:\n" + "- " * 3_000 + "x",
+        "[" * 900 + "]" * 900,
+    ],
+    ids=["block-sequences", "mixed", "under-a-key", "within-libyamls-bound"],
+)
+def test_deep_nesting_in_every_form_is_a_finding(text: str) -> None:
+    with pytest.raises(YamlError, match=f"CF004 document nests deeper than {MAX_DEPTH} levels"):
+        load_text(text)
+
+
+def test_positions_in_long_lists_and_mappings() -> None:
+    items = "".join(f"  - {{name: n{i}, value: {i}}}\n" for i in range(500))
+    keys = "".join(f"  k{i}: {i}\n" for i in range(500))
+    doc = load_text(f"items:\n{items}keys:\n{keys}", "l.yaml")[0]
+    assert str(doc.locate(("items", 0, "value"))) == "l.yaml:2:23"
+    assert str(doc.locate(("items", 499, "name"))) == "l.yaml:501:12"
+    assert str(doc.locate(("items", 500))) == "l.yaml:2:3"  # past the end: its parent
+    assert str(doc.locate(("keys", "k499"))) == "l.yaml:1002:9"
+    assert str(doc.locate(("keys", "k250"), key=True)) == "l.yaml:753:3"
+    assert str(doc.locate(("keys", "nope"))) == "l.yaml:503:3"
+
+
+def test_positions_survive_data_that_changed_shape() -> None:
+    doc = load_text("a: {b: 1}\nc: 2\n", "s.yaml")[0]
+    doc.data["a"]["new"] = 5
+    doc.data["z"] = {"q": 1}
+    assert str(doc.locate(("a", "b"))) == "s.yaml:1:8"
+    assert str(doc.locate(("a", "new"))) == "s.yaml:1:4"
+    assert str(doc.locate(("z", "q"))) == "s.yaml:1:1"
+
+
+def test_a_recursive_alias_deep_in_a_document_is_named() -> None:
+    with pytest.raises(YamlError, match="recursive alias") as info:
+        load_text("a:\n  b: &x {c: [1, *x]}\n", "r.yaml")
+    assert str(info.value).startswith("r.yaml:2:6:")
+
+
+def _held_bytes(text: str) -> int:
+    """Memory the loaded documents keep (data and positions), measured with tracemalloc."""
+    import gc
+    import tracemalloc
+
+    gc.collect()
+    tracemalloc.start()
+    try:
+        docs = load_text(text)
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0]
+        assert docs
+    finally:
+        tracemalloc.stop()
+    return held
+
+
+def test_memory_is_linear_in_the_file_and_small() -> None:
+    workflow = (
+        "id: w{n}\nentity: deal\ntrigger: {{on: updated, fields: [stage]}}\n"
+        "conditions:\n  stage: {{changed_to: won}}\n"
+        "actions:\n  - notify: {{to: [owner], subject: 'Won: {{{{ deal.name }}}}'}}\n"
+    )
+    small = "---\n".join(workflow.format(n=n) for n in range(1_000))
+    large = "---\n".join(workflow.format(n=n) for n in range(4_000))
+    held_small, held_large = _held_bytes(small), _held_bytes(large)
+    # Four times the text holds four times the memory (give or take allocator steps)...
+    assert 3.5 < held_large / held_small < 4.5, (held_small, held_large)
+    # ... and little of it: what PyYAML's own loader keeps is ~14x the text, without
+    # positions; the positions used to add over 30x more.
+    assert held_large < 20 * len(large), held_large / len(large)

@@ -1,23 +1,29 @@
 """Schema validation with errors people can act on.
 
-jsonschema reports `oneOf`/`anyOf` failures as a dump of every branch; here each error is
-reduced to the branch the user meant (the one whose type and key fit the value), mapped
-back to `file:line:col` through the loader's positions, and worded as one line.
+A valid document is recognised by the schema's compiled check (`fastschema`); only a
+document it refuses goes to jsonschema, whose errors say why. jsonschema reports
+`oneOf`/`anyOf` failures as a dump of every branch; here each error is reduced to the
+branch the user meant (the one whose type and key fit the value), mapped back to
+`file:line:col` through the loader's positions, and worded as one line.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from functools import cache
-from typing import Any
-
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError
+from collections.abc import Iterable, Iterator, Mapping
+from functools import cache, cached_property
+from typing import TYPE_CHECKING, Any, Protocol
 
 from crmflow.errors import type_name
 from crmflow.findings import Finding
 from crmflow.rules.entities import suggest
+from crmflow.rules.fastschema import Check, Unsupported, compile_schema
 from crmflow.rules.yamlload import Document
+
+if TYPE_CHECKING:
+    # jsonschema is imported only when a document is invalid: a valid rules folder
+    # never pays for it.
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import ValidationError
 
 _JSON_TYPES = {
     "object": dict,
@@ -28,18 +34,71 @@ _JSON_TYPES = {
 }
 
 
+class Validator(Protocol):
+    """What schema_findings needs of a validator (jsonschema's have it too)."""
+
+    @property
+    def schema(self) -> Any: ...
+
+    def iter_errors(self, instance: Any) -> Iterator[ValidationError]: ...
+
+
+class SchemaValidator:
+    """A schema's compiled check, with jsonschema behind it for the reasons."""
+
+    def __init__(self, schema: Mapping[str, Any]) -> None:
+        self.schema = schema
+        self.is_valid: Check = _compiled(schema)
+
+    @cached_property
+    def explainer(self) -> Draft202012Validator:
+        from jsonschema import Draft202012Validator
+
+        return Draft202012Validator(self.schema)
+
+    def iter_errors(self, instance: Any) -> Iterator[ValidationError]:
+        if self.is_valid(instance):
+            return iter(())
+        return self.explainer.iter_errors(instance)
+
+
+def _compiled(schema: Mapping[str, Any]) -> Check:
+    try:
+        return compile_schema(schema)
+    except Unsupported:  # pragma: no cover - tests/test_fastschema.py compiles every schema
+        from jsonschema import Draft202012Validator
+
+        return Draft202012Validator(schema).is_valid
+
+
+# Compiled checks of schemas handed in as jsonschema validators, by the schema's identity
+# (the schema is kept with its check, so the identity stays its own).
+_CHECKS: dict[int, tuple[Any, Check]] = {}
+
+
+def _check_of(validator: Validator) -> Check:
+    if isinstance(validator, SchemaValidator):
+        return validator.is_valid
+    schema = validator.schema
+    known = _CHECKS.get(id(schema))
+    if known is None or known[0] is not schema:
+        known = (schema, _compiled(schema))
+        _CHECKS[id(schema)] = known
+    return known[1]
+
+
 @cache
-def workflow_validator() -> Draft202012Validator:
+def workflow_validator() -> SchemaValidator:
     from crmflow.rules.schema import workflow_schema
 
-    return Draft202012Validator(workflow_schema())
+    return SchemaValidator(workflow_schema())
 
 
 @cache
-def config_validator() -> Draft202012Validator:
+def config_validator() -> SchemaValidator:
     from crmflow.rules.schema import config_schema
 
-    return Draft202012Validator(config_schema())
+    return SchemaValidator(config_schema())
 
 
 def _fits(value: Any, json_type: str | list[str]) -> bool:
@@ -261,10 +320,12 @@ def _branch_words(branches: list[Any]) -> str:
 
 
 def schema_findings(
-    doc: Document, validator: Draft202012Validator | None = None, workflow: str | None = None
+    doc: Document, validator: Validator | None = None, workflow: str | None = None
 ) -> list[Finding]:
     """Every schema error of a document as findings at the position they concern."""
     validator = validator or workflow_validator()
+    if _check_of(validator)(doc.data):
+        return []
     if workflow is None and isinstance(doc.data, dict) and isinstance(doc.data.get("id"), str):
         workflow = doc.data["id"]
     seen: set[tuple[Any, ...]] = set()

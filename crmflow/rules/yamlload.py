@@ -26,9 +26,11 @@ from __future__ import annotations
 import gc
 import math
 import re
+from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from sys import intern
 from typing import Any
 
 import yaml
@@ -61,6 +63,16 @@ _FLOAT_RE = re.compile(
 _NUMBER_START = frozenset("0123456789+-.")
 _NULL_START = frozenset("~nN")
 _BOOL_START = frozenset("tTfF")
+# The plain scalars that are null or booleans, besides the empty one.
+_WORDS: dict[str, bool | None] = {"~": None, "null": None, "Null": None, "NULL": None, **_BOOL}
+# How `Marks` packs a position into one integer, and how long a container may be before
+# lookups into it get an index of its own.
+_COLUMN_BITS = 32
+_COLUMN_MASK = (1 << _COLUMN_BITS) - 1
+_SCAN_LIMIT = 32
+# Texts up to this long are interned: keys and words like `deal` or `updated` repeat in
+# every workflow, and compiled workflows keep their data (a third of their memory).
+_SHARED_LENGTH = 40
 # Hex and octal literals have no digit limit in int(), but the value must still print.
 _INT_BOUND = 10**MAX_INT_DIGITS
 
@@ -137,6 +149,104 @@ else:  # pragma: no cover - libyaml ships with PyYAML's wheels
             _CoreResolver.__init__(self)
 
 
+class Marks:
+    """Where every node of one document stood, in two flat arrays rather than a dict per node.
+
+    Nodes are numbered in the order the loader meets them (a mapping, then each key
+    followed by its value's subtree). `pos[i]` packs node i's 0-based line and column;
+    `end[i]` is the number just past its subtree, so siblings are found by skipping.
+    Twelve bytes a node keep memory linear and small: a dict of path tuples cost over
+    300. Lookups follow the document's data, whose shape the numbering mirrors.
+    """
+
+    __slots__ = ("_children", "end", "pos")
+
+    def __init__(self) -> None:
+        self.pos = array("q")
+        self.end = array("i")
+        # Child numbers of large containers, built on the first lookup into them, so that
+        # many findings in one long list do not rescan it each time.
+        self._children: dict[int, Any] = {}
+
+    def at(self, index: int) -> tuple[int, int]:
+        packed = self.pos[index]
+        return (packed >> _COLUMN_BITS) + 1, (packed & _COLUMN_MASK) + 1
+
+    def find(self, data: Any, path: Path_, key: bool) -> int:
+        """The number of the node at `path` (its key's with `key`), or of its nearest parent."""
+        index, node = 0, data
+        last = len(path) - 1
+        for depth, part in enumerate(path):
+            found = self._child(index, node, part)
+            if found is None:
+                break
+            key_index, index = found
+            if key and depth == last and key_index >= 0:
+                return key_index
+            node = node[part]
+        return index
+
+    def _child(self, index: int, node: Any, part: Any) -> tuple[int, int] | None:
+        """(key number or -1, value number) of `node[part]`, None when it is not there."""
+        if isinstance(node, dict):
+            if not isinstance(part, str) or part not in node:
+                return None
+            children = self._children_of(index, node)
+            if isinstance(children, dict):
+                key_index = children.get(part, -1)
+            else:
+                key_index = self._scan_mapping(index, node, part)
+            return None if key_index < 0 else (key_index, key_index + 1)
+        if isinstance(node, list):
+            if type(part) is not int or not 0 <= part < len(node):
+                return None
+            children = self._children_of(index, node)
+            if children is None:
+                j, stop, end = index + 1, self.end[index], self.end
+                for _ in range(part):
+                    j = end[j]
+                    if j >= stop:
+                        return None
+                return -1, j
+            return (-1, children[part]) if part < len(children) else None
+        return None
+
+    def _scan_mapping(self, index: int, node: dict[str, Any], part: str) -> int:
+        j, stop, end = index + 1, self.end[index], self.end
+        for name in node:
+            if j + 1 >= stop:
+                return -1  # the data no longer has the shape it was loaded with
+            if name == part:
+                return j
+            j = end[j + 1]
+        return -1
+
+    def _children_of(self, index: int, node: dict[str, Any] | list[Any]) -> Any:
+        if len(node) <= _SCAN_LIMIT:
+            return None
+        cached = self._children.get(index)
+        if cached is None:
+            cached = self._index_children(index, node)
+            self._children[index] = cached
+        return cached
+
+    def _index_children(self, index: int, node: dict[str, Any] | list[Any]) -> Any:
+        j, stop, end = index + 1, self.end[index], self.end
+        if isinstance(node, dict):
+            keys: dict[str, int] = {}
+            for name in node:
+                if j + 1 >= stop:
+                    break
+                keys[name] = j
+                j = end[j + 1]
+            return keys
+        starts = array("i")
+        while j < stop:
+            starts.append(j)
+            j = end[j]
+        return starts
+
+
 @dataclass
 class Document:
     """One YAML document: its data and where each part of it stood."""
@@ -146,21 +256,14 @@ class Document:
     data: Any
     line: int = 1
     column: int = 1
-    positions: dict[Path_, tuple[int, int]] = field(default_factory=dict)
-    key_positions: dict[Path_, tuple[int, int]] = field(default_factory=dict)
+    marks: Marks | None = field(default=None, repr=False, compare=False)
 
     def locate(self, path: Path_ = (), *, key: bool = False) -> Location:
         """The position of the value (or, with `key`, the key) at `path`, or its nearest parent."""
-        if key and path in self.key_positions:
-            line, col = self.key_positions[path]
-            return Location(self.file, line, col)
-        probe = tuple(path)
-        while probe:
-            if probe in self.positions:
-                line, col = self.positions[probe]
-                return Location(self.file, line, col)
-            probe = probe[:-1]
-        return Location(self.file, self.line, self.column)
+        if self.marks is None:
+            return Location(self.file, self.line, self.column)
+        line, col = self.marks.at(self.marks.find(self.data, tuple(path), key))
+        return Location(self.file, line, col)
 
 
 def load_text(text: str, file: str = "<string>") -> list[Document]:
@@ -179,8 +282,8 @@ def load_text(text: str, file: str = "<string>") -> list[Document]:
             node = composer.get_node()
             if node is None:
                 continue
-            doc = Document(file, index, None, node.start_mark.line + 1, node.start_mark.column + 1)
-            doc.data = _Converter(doc).convert(node, ())
+            doc = Document(file, index, None, *_pos(node), marks=Marks())
+            doc.data = _Converter(doc).convert(node, 0)
             index += 1
             if doc.data is not None:
                 documents.append(doc)
@@ -260,82 +363,129 @@ def _one_line(message: str) -> str:
 
 
 class _Converter:
-    """Turns one document's node graph into plain Python, recording positions.
+    """Turns one document's node graph into plain Python, numbering nodes for `Marks`.
 
-    Counts every node it converts, so a node reached through many aliases counts each
-    time: that is what bounds alias expansion.
+    Counts every node it converts (each takes one number), so a node reached through
+    many aliases counts each time: that is what bounds alias expansion. Each alias is
+    expanded into objects of its own, so no later stage can change two places by
+    changing one.
     """
 
     def __init__(self, doc: Document) -> None:
+        assert doc.marks is not None
         self.doc = doc
-        self.positions = doc.positions
-        self.key_positions = doc.key_positions
-        self.budget = MAX_NODES
-        self.active: set[int] = set()
+        self.marks = doc.marks
+        self.pos = doc.marks.pos
+        self.end = doc.marks.end
+        # The containers being converted: only an alias to one of them can recurse.
+        self.stack: list[Node] = []
 
-    def convert(self, node: Node, path: Path_) -> Any:
-        mark = node.start_mark
-        self.positions[path] = (mark.line + 1, mark.column + 1)
-        self.budget -= 1
-        if self.budget < 0:
-            # Name the top-level entry being expanded: the node at hand is usually deep
-            # inside the first anchor, which is not where the expansion was asked for.
-            line, col = self.positions.get(path[:1], (mark.line + 1, mark.column + 1))
-            raise YamlError(
-                Location(self.doc.file, line, col),
-                _nodes_message(" once aliases are expanded"),
-                LIMIT_CODE,
-            )
+    def convert(self, node: Node, depth: int) -> Any:
+        """The value of `node`; every scalar child is handled inline, as most nodes are."""
+        index = self._number(node)
         if type(node) is ScalarNode:
+            self.end.append(index + 1)
             return self.scalar(node)
+        self.end.append(0)  # the end of the subtree is known once it is converted
         # Depth is checked here as well as while composing: aliases can nest a subtree
-        # below another, deeper than either was written.
-        if len(path) >= MAX_DEPTH:
+        # below another, deeper than either was written, or inside itself.
+        if depth >= MAX_DEPTH:
+            self._refuse_recursion(node)
             raise YamlError(self._at(node), _depth_message(), LIMIT_CODE)
-        key_id = id(node)
-        if key_id in self.active:
-            raise YamlError(self._at(node), "recursive alias is not supported")
-        self.active.add(key_id)
-        try:
-            if isinstance(node, SequenceNode):
-                if node.tag != _SEQ:
-                    raise YamlError(self._at(node), f"unsupported tag {node.tag}")
-                convert = self.convert
-                items = []
-                for i, item in enumerate(node.value):
-                    items.append(convert(item, (*path, i)))
-                return items
-            if isinstance(node, MappingNode):
-                return self.mapping(node, path)
-        finally:
-            self.active.discard(key_id)
-        raise YamlError(self._at(node), "unsupported YAML node")  # pragma: no cover
+        self.stack.append(node)
+        if isinstance(node, SequenceNode):
+            result: Any = self.sequence(node, depth + 1)
+        elif isinstance(node, MappingNode):
+            result = self.mapping(node, depth + 1)
+        else:  # pragma: no cover - the composer builds only these three kinds
+            raise YamlError(self._at(node), "unsupported YAML node")
+        self.stack.pop()
+        self.end[index] = len(self.pos)
+        return result
 
-    def mapping(self, node: MappingNode, path: Path_) -> dict[str, Any]:
+    def _number(self, node: Node) -> int:
+        """Give `node` the next number and record its position (the node limit lives here)."""
+        index = len(self.pos)
+        if index >= MAX_NODES:
+            self._too_many(node)
+        mark = node.start_mark
+        self.pos.append(mark.line << _COLUMN_BITS | mark.column)
+        return index
+
+    def child(self, node: Node, depth: int) -> Any:
+        """convert() with a plain word or quoted text done here: the bulk of every file."""
+        if type(node) is ScalarNode and len(self.pos) < MAX_NODES:
+            tag = node.tag
+            value: str = node.value
+            plain = tag == _PLAIN
+            if (plain and value and value[0] not in _NUMBER_START) or tag == _STR:
+                mark = node.start_mark
+                index = len(self.pos)
+                self.pos.append(mark.line << _COLUMN_BITS | mark.column)
+                self.end.append(index + 1)
+                if plain and value in _WORDS:
+                    return _WORDS[value]
+                if len(value) <= _SHARED_LENGTH:
+                    return intern(value)
+                return value
+        return self.convert(node, depth)
+
+    def sequence(self, node: SequenceNode, inner: int) -> list[Any]:
+        if node.tag != _SEQ:
+            raise YamlError(self._at(node), f"unsupported tag {node.tag}")
+        child = self.child
+        return [child(item, inner) for item in node.value]
+
+    def mapping(self, node: MappingNode, inner: int) -> dict[str, Any]:
         if node.tag != _MAP:
             raise YamlError(self._at(node), f"unsupported tag {node.tag}")
+        child = self.child
         result: dict[str, Any] = {}
-        key_path = (*path, "<key>")
         for key_node, value_node in node.value:
-            key = self.convert(key_node, key_path)
-            if not isinstance(key, str):
+            key = child(key_node, inner)
+            if type(key) is not str:
                 raise YamlError(
                     self._at(key_node),
                     f"mapping keys must be strings, not {_short_repr(key)} (quote it)",
                 )
-            value_path = (*path, key)
             if key in result:
-                first = self.key_positions[value_path]
+                first = next(k for k, _ in node.value if k.value == key)
                 raise YamlError(
                     self._at(key_node),
-                    f"duplicate key {_short_repr(key)} (first defined at line {first[0]})",
+                    f"duplicate key {_short_repr(key)} "
+                    f"(first defined at line {first.start_mark.line + 1})",
                     code="CF002",
                 )
-            mark = key_node.start_mark
-            self.key_positions[value_path] = (mark.line + 1, mark.column + 1)
-            result[key] = self.convert(value_node, value_path)
-        self.positions.pop(key_path, None)
+            result[key] = child(value_node, inner)
         return result
+
+    def _too_many(self, node: Node) -> None:
+        self._refuse_recursion(node)
+        # Name the top-level entry being expanded: the node at hand is usually deep inside
+        # the first anchor, which is not where the expansion was asked for. That entry is
+        # the first top-level node whose subtree is still open (its end not yet set).
+        end, index = self.end, len(self.end)
+        entry = 1
+        while entry < index and end[entry]:
+            entry = end[entry]
+        line, col = self.marks.at(entry) if entry < index else _pos(node)
+        raise YamlError(
+            Location(self.doc.file, line, col),
+            _nodes_message(" once aliases are expanded"),
+            LIMIT_CODE,
+        )
+
+    def _refuse_recursion(self, node: Node) -> None:
+        """Say so when an alias points into its own anchor.
+
+        Such an alias expands without end, so it always ends at the depth or the node
+        limit; only then is the stack searched, which keeps the search off the hot path.
+        """
+        seen: set[int] = set()
+        for active in (*self.stack, node):
+            if id(active) in seen:
+                raise YamlError(self._at(active), "recursive alias is not supported")
+            seen.add(id(active))
 
     def scalar(self, node: ScalarNode) -> Any:
         tag = node.tag
