@@ -15,6 +15,7 @@ from crmflow.crm.demo import create_demo_crm
 from crmflow.daemon.log import Log
 from crmflow.daemon.loop import Daemon
 from tests.crmkit import Database, write_rules
+from tests.pgserver import least_privilege
 
 START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)  # a Monday
 
@@ -39,13 +40,20 @@ class Rig:
     out: io.StringIO = field(default_factory=io.StringIO)
     daemon: Daemon | None = None
 
+    # On PostgreSQL crmflow connects as a least-privilege role (tests.pgserver), to the
+    # CRM and to a state database of its own; the rig itself reads both as the owner.
+    app_crm: str = ""
+    app_state: str = ""
+
     def __post_init__(self) -> None:
         if not self.crm_url:
             self.crm_url = f"sqlite:///{self.folder / 'crm.db'}"
         self.sql = Database(self.crm_url)
-        state = (
-            self.crm_url if self.postgres else f"sqlite:///{self.folder / '.crmflow' / 'state.db'}"
-        )
+        if self.postgres:
+            base, name = self.crm_url.rsplit("/", 1)
+            state = f"{base}/s_{name}"
+        else:
+            state = f"sqlite:///{self.folder / '.crmflow' / 'state.db'}"
         self.state = Database(state)
 
     @property
@@ -61,9 +69,11 @@ class Rig:
         write_rules(self.folder / "rules", files)
 
     def configure(self, extra: str = "") -> None:
+        if self.postgres and "change_capture: triggers" in extra:
+            grant_triggers(self.crm_url, self.app_crm)
         lines = [
-            f"crm: {self.crm_url if self.postgres else 'sqlite:///crm.db'}",
-            *([f"state: {self.crm_url}"] if self.postgres else []),
+            f"crm: {self.app_crm if self.postgres else 'sqlite:///crm.db'}",
+            *([f"state: {self.app_state}"] if self.postgres else []),
             "rules: rules/",
             "timezone: Europe/Berlin",
             "poll_interval: 1s",
@@ -116,5 +126,16 @@ class Rig:
 def make_rig(folder: Path, crm_url: str | None = None) -> Rig:
     rig = Rig(folder, crm_url or "")
     create_demo_crm(rig.crm_url, now=START - timedelta(days=1))
+    if rig.postgres:
+        rig.app_crm, rig.app_state = least_privilege(rig.crm_url)
     rig.configure()
     return rig
+
+
+def grant_triggers(owner_url: str, app_url: str) -> None:
+    """What triggers mode needs beyond polling (README, Production)."""
+    role = app_url.split("://", 1)[1].split("@", 1)[0]
+    Database(owner_url)(
+        f'GRANT CREATE ON SCHEMA public TO "{role}"; '
+        f'GRANT TRIGGER ON ALL TABLES IN SCHEMA public TO "{role}"'
+    )

@@ -130,3 +130,46 @@ class PostgresServer:
                 capture_output=True,
             )
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def least_privilege(crm_url: str, *, triggers: bool = False) -> tuple[str, str]:
+    """The README's least-privilege role on the CRM database at `crm_url` (created by its
+    owner), and a state database the role owns: (crm URL, state URL), as that role.
+
+    SELECT, INSERT, UPDATE and DELETE on the CRM's tables, USAGE on their sequences,
+    crmflow_applied made by the owner with SELECT, INSERT; triggers mode adds CREATE on
+    the schema (crmflow_changelog and the trigger function) and TRIGGER on the tables.
+    """
+    from sqlalchemy import create_engine, text
+
+    from crmflow.crm.database import CRM
+    from crmflow.rules.entities import builtin_model
+
+    base, name = crm_url.rsplit("/", 1)
+    role = f"app_{name}"
+    CRM(crm_url, builtin_model()).engine.dispose()  # the owner makes crmflow_applied
+    engine = create_engine(crm_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        for statement in (
+            f'CREATE ROLE "{role}" LOGIN',
+            f'GRANT CONNECT ON DATABASE "{name}" TO "{role}"',
+            f'GRANT USAGE ON SCHEMA public TO "{role}"',
+            f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO "{role}"',
+            f'GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO "{role}"',
+            f'REVOKE INSERT, UPDATE, DELETE ON crmflow_applied FROM "{role}"',
+            f'GRANT SELECT, INSERT ON crmflow_applied TO "{role}"',
+            *(
+                [
+                    f'GRANT CREATE ON SCHEMA public TO "{role}"',
+                    f'GRANT TRIGGER ON ALL TABLES IN SCHEMA public TO "{role}"',
+                ]
+                if triggers
+                else []
+            ),
+            f'CREATE DATABASE "s_{name}" OWNER "{role}"',
+        ):
+            conn.execute(text(statement))
+    engine.dispose()
+    host = base.split("@", 1)[1]
+    scheme = base.split("://", 1)[0]
+    return f"{scheme}://{role}@{host}/{name}", f"{scheme}://{role}@{host}/s_{name}"

@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 
 from crmflow.config import Config
+from crmflow.crm import rights
 from crmflow.crm.database import CRM
 from crmflow.daemon.capture import Capture, Change, baseline_change
 from crmflow.daemon.chains import ChainGuard
@@ -168,9 +169,18 @@ class Daemon:
     def start(self, *, backfill: bool = False) -> dict[str, int]:
         """Recover from a crash, take baselines, and make sure schedules are planned."""
         if not self._said_how_writes_go:
+            # Asked once, before anything: a right the role lacks is a configuration error.
+            rights.require(
+                self.crm.engine,
+                self.rules.workflows,
+                self.config.model,
+                self.watched(),
+                triggers=self.config.daemon.change_capture == "triggers",
+            )
             if not self.crm.ensure_applied():
                 self.log.warn(
                     "the CRM database cannot hold crmflow_applied: CRM writes are at-least-once"
+                    + rights.applied_hint(self.crm.engine)
                 )
             self._said_how_writes_go = True
         if not self.leadership.shared:
