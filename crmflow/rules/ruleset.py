@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,8 +27,6 @@ class Loaded:
 
 def load_documents(paths: Iterable[Path]) -> Loaded:
     """Every workflow document under `paths`; unreadable files become findings."""
-    from crmflow.errors import Location
-
     loaded = Loaded()
     path_list = list(paths)
     for root in path_list:
@@ -36,36 +34,56 @@ def load_documents(paths: Iterable[Path]) -> Loaded:
             raise ConfigError(f"{root}: no such file or folder")
     for file in iter_yaml_files(path_list):
         loaded.files += 1
-        try:
-            docs = load_file(file)
-        except YamlError as exc:
-            assert exc.location is not None
-            loaded.findings.append(Finding(exc.code or "CF001", "error", exc.message, exc.location))
-            continue
-        for doc in docs:
-            if not isinstance(doc.data, dict):
-                loaded.findings.append(
-                    Finding(
-                        "CF003",
-                        "error",
-                        "a workflow document must be a mapping (id, entity, trigger, actions)",
-                        Location(doc.file, doc.line, doc.column),
-                    )
-                )
-                continue
-            loaded.documents.append(doc)
+        add_documents(loaded, lambda file=file: load_file(file))
     return loaded
+
+
+def add_documents(loaded: Loaded, load: Callable[[], list[Document]]) -> None:
+    """The documents `load` gives added to `loaded`; what cannot be loaded, a finding."""
+    from crmflow.errors import Location
+
+    try:
+        docs = load()
+    except YamlError as exc:
+        assert exc.location is not None
+        loaded.findings.append(Finding(exc.code or "CF001", "error", exc.message, exc.location))
+        return
+    for doc in docs:
+        if not isinstance(doc.data, dict):
+            loaded.findings.append(
+                Finding(
+                    "CF003",
+                    "error",
+                    "a workflow document must be a mapping (id, entity, trigger, actions)",
+                    Location(doc.file, doc.line, doc.column),
+                )
+            )
+            continue
+        loaded.documents.append(doc)
 
 
 def check(loaded: Loaded, config: Config, *, full: bool) -> list[Finding]:
     """Schema findings and semantic findings; `full` adds the checks only lint needs."""
-    from crmflow.rules.semantics import semantic_findings
+    from crmflow.rules.semantics import across_findings, summary_of
+
+    findings, valid = check_each(loaded, config, full=full)
+    summaries = [summary_of(doc, config.model) for doc in valid]
+    findings.extend(across_findings(summaries, full=full))
+    findings.sort(key=lambda f: f.sort_key)
+    return findings
+
+
+def check_each(
+    loaded: Loaded, config: Config, *, full: bool
+) -> tuple[list[Finding], list[Document]]:
+    """The findings of each document on its own (not those across workflows), and the
+    documents the schema accepts."""
+    from crmflow.rules.semantics import document_findings
     from crmflow.rules.validcache import default_cache
 
     cache = default_cache()
     findings = list(loaded.findings)
     valid: list[Document] = []
-    refused: list[tuple[Document, list[tuple[str | int, ...]]]] = []
     for doc in loaded.documents:
         key = cache.key("workflow", doc.data)
         if not cache.known(key):
@@ -77,13 +95,13 @@ def check(loaded: Loaded, config: Config, *, full: bool) -> list[Finding]:
                 # Lint goes on with the rest of the document, so one run shows every
                 # mistake; a load (full=False) refuses the document anyway.
                 if full:
-                    refused.append((doc, _refused_paths(doc)))
+                    paths = _refused_paths(doc)
+                    findings.extend(document_findings(doc, config, full=True, refused=paths))
                 continue
             cache.remember(key)
         valid.append(doc)
-    findings.extend(semantic_findings(valid, config, full=full, refused=refused))
-    findings.sort(key=lambda f: f.sort_key)
-    return findings
+        findings.extend(document_findings(doc, config, full=full))
+    return findings, valid
 
 
 def _refused_paths(doc: Document) -> list[tuple[str | int, ...]]:

@@ -15,12 +15,14 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from jinja2 import TemplateSyntaxError
 
 from crmflow import durations
 from crmflow.cron import CronError, parse_cron
+from crmflow.errors import Location
 from crmflow.findings import Finding
 from crmflow.rules.actions import action_type, normalise_params
 from crmflow.rules.conditions import is_field_ref, iter_field_clauses
@@ -624,50 +626,72 @@ class _Checker:
                 self.add("CF209", str(exc), ("trigger", "schedule"))
 
 
-def semantic_findings(
-    docs: list[Document],
-    config: Config,
-    *,
-    full: bool,
-    refused: Sequence[tuple[Document, Sequence[YamlPath]]] = (),
+def document_findings(
+    doc: Document, config: Config, *, full: bool, refused: Sequence[YamlPath] | None = None
 ) -> list[Finding]:
-    """Findings of valid `docs`; with `full`, also of `refused` documents (each with the
-    paths the schema refused), leaving those parts out."""
+    """The findings of one document; `refused` (lint only) names the paths the schema
+    refused, which are left out."""
+    checker = _Checker(doc, config.model, config, refused=refused)
+    if refused is not None:
+        checker.run(
+            checker.check_schedule,
+            checker.check_operands,
+            checker.check_fields,
+            checker.check_actions,
+        )
+        return checker.findings
+    checker.check_schedule()
+    checker.check_operands()
+    if full:
+        checker.check_fields()
+        checker.check_actions()
+    return checker.findings
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """What the checks across workflows need of a valid one: its id and where it stands,
+    and what it listens to and writes (for loops). Small, so that a folder checked in
+    several processes sends these back instead of the documents."""
+
+    id: str
+    where: Location
+    trigger: Location
+    enabled: bool
+    listens: frozenset[tuple[str, str]]
+    writes: frozenset[tuple[str, str]]
+
+
+def summary_of(doc: Document, model: EntityModel) -> Summary:
+    data = doc.data
+    return Summary(
+        data["id"],
+        doc.locate(("id",)),
+        doc.locate(("trigger",), key=True),
+        data.get("enabled", True),
+        frozenset(_listens(data)),
+        frozenset(_writes(data, model)),
+    )
+
+
+def across_findings(summaries: Sequence[Summary], *, full: bool) -> list[Finding]:
+    """Duplicate ids (CF201) and, with `full`, loops between workflows (CF218)."""
     findings: list[Finding] = []
-    first: dict[str, Document] = {}
-    for doc in docs:
-        wid = doc.data["id"]
-        if wid in first:
-            prior = first[wid].locate(("id",))
+    first: dict[str, Summary] = {}
+    for summary in summaries:
+        prior = first.setdefault(summary.id, summary)
+        if prior is not summary:
             findings.append(
                 Finding(
                     "CF201",
                     "error",
-                    f"duplicate workflow id {wid!r} (also at {prior})",
-                    doc.locate(("id",)),
-                    wid,
+                    f"duplicate workflow id {summary.id!r} (also at {prior.where})",
+                    summary.where,
+                    summary.id,
                 )
             )
-        else:
-            first[wid] = doc
-        checker = _Checker(doc, config.model, config)
-        checker.check_schedule()
-        checker.check_operands()
-        if full:
-            checker.check_fields()
-            checker.check_actions()
-        findings.extend(checker.findings)
     if full:
-        findings.extend(loop_findings(docs, config.model))
-        for doc, paths in refused:
-            checker = _Checker(doc, config.model, config, refused=paths)
-            checker.run(
-                checker.check_schedule,
-                checker.check_operands,
-                checker.check_fields,
-                checker.check_actions,
-            )
-            findings.extend(checker.findings)
+        findings.extend(loop_findings(summaries))
     return findings
 
 
@@ -702,10 +726,11 @@ def _writes(data: dict[str, Any], model: EntityModel) -> set[tuple[str, str]]:
     return found
 
 
-def loop_findings(docs: list[Document], model: EntityModel) -> list[Finding]:
+def loop_findings(summaries: Sequence[Summary]) -> list[Finding]:
     """CF218: workflows whose writes trigger each other (A -> B -> A), or themselves."""
-    listens = {d.data["id"]: _listens(d.data) for d in docs if d.data.get("enabled", True)}
-    writes = {d.data["id"]: _writes(d.data, model) for d in docs if d.data.get("enabled", True)}
+    enabled = [s for s in summaries if s.enabled]
+    listens = {s.id: s.listens for s in enabled}
+    writes = {s.id: s.writes for s in enabled}
 
     # Who listens to what, so that finding whom a workflow's writes trigger costs its
     # writes, not one look at every other workflow.
@@ -722,8 +747,8 @@ def loop_findings(docs: list[Document], model: EntityModel) -> list[Finding]:
             reached.update(listeners.get((entity, "*"), ()))
 
     findings = []
-    for doc in docs:
-        wid = doc.data["id"]
+    for summary in summaries:
+        wid = summary.id
         if wid not in listens:
             continue
         partners = sorted(
@@ -737,7 +762,7 @@ def loop_findings(docs: list[Document], model: EntityModel) -> list[Finding]:
                     "warning",
                     f"possible loop: {loop} (each updates what the other triggers on; the daemon "
                     "stops such chains at chain_depth)",
-                    doc.locate(("trigger",), key=True),
+                    summary.trigger,
                     wid,
                 )
             )

@@ -24,6 +24,7 @@ from crmflow import durations
 from crmflow.timeutil import parse_temporal, to_instant
 
 CONTEXT_NAMES = ("record", "previous", "changes", "actor", "now", "rule", "steps")
+_DIGIT = re.compile(r"\d")
 _SINGLE_RE = re.compile(r"\{\{((?:(?!\{\{|\}\}|\{%|\{#).)*)\}\}", re.DOTALL)
 _MARKERS = ("{{", "{%", "{#")
 
@@ -469,11 +470,14 @@ def _loop_steps(node: nodes.Node, outer: int) -> int:
     return most
 
 
+@lru_cache(maxsize=4096)
 def visible_excess(source: str) -> str | None:
     """Why a template would go over a bound of one rendering (MAX_SIZE, MAX_STEPS,
     MAX_INT_BITS, the exponent) whatever the record holds, seen from its constants alone;
     None if it would not, or if only the data can tell. Lint reports it; a run would fail
     the action."""
+    if len(source) < MAX_SIZE and _DIGIT.search(source) is None:
+        return None  # no number to loop, repeat or raise to: nothing can go over
     tree = _parse(source)
     for call in tree.find_all(nodes.Call):
         steps = _range_steps(call)

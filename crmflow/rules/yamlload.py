@@ -266,8 +266,15 @@ class Document:
         return Location(self.file, line, col)
 
 
-def load_text(text: str, file: str = "<string>") -> list[Document]:
-    """All non-empty documents of a YAML stream; YamlError names the position of a problem."""
+def load_text(text: str, file: str = "<string>", first_line: int = 1) -> list[Document]:
+    """All non-empty documents of a YAML stream; YamlError names the position of a problem.
+
+    `first_line` is where the text stands in its file, when it is a piece of a stream
+    (split_stream); positions count from there.
+    """
+    if first_line > 1:
+        # Blank lines cost the parser next to nothing and keep every position right.
+        text = "\n" * (first_line - 1) + text
     composer = _Composer(text)
     documents: list[Document] = []
     index = 0
@@ -320,6 +327,11 @@ def load_text(text: str, file: str = "<string>") -> list[Document]:
 
 def load_file(path: Path | str) -> list[Document]:
     """The documents of one file; YamlError for unreadable, oversized or invalid files."""
+    return load_text(read_text(path), str(path))
+
+
+def read_text(path: Path | str) -> str:
+    """A YAML file's text; YamlError for unreadable, oversized or undecodable files."""
     name = str(path)
     try:
         with open(path, "rb") as stream:
@@ -340,7 +352,37 @@ def load_file(path: Path | str) -> list[Document]:
         line = raw.count(b"\n", 0, exc.start) + 1
         column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
         raise YamlError(Location(name, line, column), "file is not UTF-8 text") from None
-    return load_text(text, name)
+    return text
+
+
+# A line that starts a document: `---` at the start of a line, then a space or the end
+# of the line. YAML forbids such a line inside any scalar or collection, so a stream can
+# be cut there without parsing it.
+_DOCUMENT_START = re.compile(r"^---(?=[ \t\r\n]|$)", re.MULTILINE)
+
+
+def split_stream(text: str, parts: int) -> list[tuple[int, str]]:
+    """A multi-document stream cut into about `parts` pieces of whole documents, each with
+    the line it starts on, to be loaded apart. Directives (`%YAML`, `%TAG`) belong to the
+    document after them, so a stream that has any is left whole."""
+    if parts < 2 or re.search(r"^%", text, re.MULTILINE):
+        return [(1, text)]
+    starts = [m.start() for m in _DOCUMENT_START.finditer(text)]
+    cuts: list[int] = []
+    for k in range(1, parts):
+        target = len(text) * k // parts
+        after = [p for p in starts if p >= target and (not cuts or p > cuts[-1])]
+        if after:
+            cuts.append(after[0])
+    pieces = []
+    begin = 0
+    line = 1
+    for cut in [*cuts, len(text)]:
+        if cut > begin:
+            pieces.append((line, text[begin:cut]))
+            line += text.count("\n", begin, cut)
+        begin = cut
+    return pieces or [(1, text)]
 
 
 def _pos(node: Node) -> tuple[int, int]:
