@@ -169,6 +169,9 @@ class WebhookSettings:
     secret_env: str | None
     timeout: Duration
     per_host_per_minute: int | None
+    # The proxy every webhook goes through, or None. It may hold a password from the
+    # environment, so it stays out of the repr (and every message shows it masked).
+    proxy: str | None = field(default=None, repr=False)
 
     @classmethod
     def read(cls, section: _Section) -> WebhookSettings:
@@ -177,7 +180,28 @@ class WebhookSettings:
             secret_env=section.get("secret_env"),
             timeout=section.duration("timeout", "10s"),
             per_host_per_minute=section.get("per_host_per_minute"),
+            proxy=cls._proxy(section),
         )
+
+    @staticmethod
+    def _proxy(section: _Section) -> str | None:
+        """`proxy`, checked here rather than by a schema pattern: the schema's message would
+        repeat the value, and with it the password."""
+        from crmflow.urls import proxy_url
+
+        value = section.get("proxy")
+        if not value:
+            return None
+        try:
+            return proxy_url(value)
+        except ValueError as exc:
+            key = (*section.path, "proxy")
+            where = section.locate(key) if section.locate else Location(CONFIG_NAME)
+            error = ConfigError(f"webhooks.proxy: {exc}", where, "CF104")
+            if section.problems is None:
+                raise error from None
+            section.problems.append(error)
+            return None
 
 
 # SQLite creates a database file on first connect: a misspelt path would become an empty
@@ -256,9 +280,14 @@ class Config:
 
     @property
     def state_url(self) -> str:
-        """crmflow's own database: `state`, or .crmflow/state.db beside the configuration."""
+        """crmflow's own database: `state`; else, under systemd with a StateDirectory,
+        state.db there (the configuration's folder is read-only to a hardened unit); else
+        .crmflow/state.db beside the configuration."""
         if self.state:
             return self.state
+        service_state = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+        if service_state:
+            return f"sqlite:///{(Path(service_state) / 'state.db').as_posix()}"
         return f"sqlite:///{(self.base / '.crmflow' / 'state.db').as_posix()}"
 
 
