@@ -4,7 +4,8 @@ A URL is matched on its scheme, host, port and the path as a server resolves it 
 segments applied, `%2e` decoded, empty segments dropped), never as a raw string;
 spellings servers read differently (a backslash, `;` parameters, an encoded slash or NUL)
 are refused. No name is resolved here: the engine's netguard resolves and checks the
-addresses; lint judges literal URLs with this alone.
+addresses; lint judges literal URLs with this alone. The proxy URL (`webhooks.proxy`) is
+checked and masked for messages here too.
 """
 
 from __future__ import annotations
@@ -128,3 +129,41 @@ def _split(url: str) -> SplitResult:
         return urlsplit(url)
     except ValueError as exc:
         raise Refused(f"{url!r}: {exc}") from None
+
+
+# -- the proxy ----------------------------------------------------------------------------
+# `webhooks.proxy` may carry a user and password (from the environment), so every message
+# about it shows the URL masked.
+
+
+def masked(url: str) -> str:
+    """`url` with all before its last `@` (a user and password) replaced by `***`.
+
+    Works on text that does not parse as a URL too: an invalid proxy is reported masked.
+    A password with an unencoded `/` or `@` is masked whole all the same.
+    """
+    scheme, sep, rest = url.rpartition("://")
+    if "@" not in rest:
+        return url
+    return f"{scheme}{sep}***@{rest.rsplit('@', 1)[1]}"
+
+
+def proxy_url(text: str) -> str:
+    """`text` when it is an http(s) proxy URL (`http://user:password@host:port`), else
+    ValueError with the reason; the message never holds the credentials."""
+    shown = masked(text)
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"{shown} is not a proxy URL (invalid port or address)") from None
+    if parts.scheme.lower() not in DEFAULT_PORTS or not parts.hostname:
+        raise ValueError(
+            f"{shown} is not a proxy URL: expected http://HOST:PORT (or https://), with "
+            "USER:PASSWORD@ before the host when the proxy asks for a login"
+        )
+    if parts.path not in ("", "/") or parts.query or parts.fragment or port == 0:
+        raise ValueError(f"{shown} is not a proxy URL: only a scheme, a host and a port")
+    if any(c in text for c in "\r\n\t "):
+        raise ValueError(f"{shown} is not a proxy URL: whitespace in it")
+    return text

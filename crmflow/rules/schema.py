@@ -31,6 +31,9 @@ def vocabulary() -> None:
     import crmflow.rules.actions
     import crmflow.rules.operators
     import crmflow.rules.triggers  # noqa: F401
+    from crmflow.rules import plugins
+
+    plugins.load()
 
 
 def _duration(description: str, signed: bool = False) -> dict[str, Any]:
@@ -372,6 +375,14 @@ def config_schema() -> dict[str, Any]:
                     "secret_env": {"type": "string"},
                     "timeout": _config_duration("request timeout"),
                     "per_host_per_minute": {"type": "integer", "minimum": 1},
+                    "proxy": {
+                        "type": "string",
+                        "minLength": 1,
+                        "description": "an HTTP proxy every webhook goes through, as "
+                        "http://HOST:PORT (user:password@ before the host from ${NAME} "
+                        "variables when it asks for a login); webhooks.allow and the address "
+                        "checks still apply to each target",
+                    },
                 },
             },
             "retry": {

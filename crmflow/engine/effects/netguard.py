@@ -9,6 +9,9 @@ admits private, loopback, link-local or otherwise non-public addresses.
 
 A lookup that fails is `Unresolved`: temporary (EAI_AGAIN, the resolver could not be
 asked: worth retrying) or final (the name does not exist).
+
+A proxy (`webhooks.proxy`) changes none of this: the target is checked here all the same,
+before the proxy hears of it, so the proxy cannot carry a request this check refuses.
 """
 
 from __future__ import annotations

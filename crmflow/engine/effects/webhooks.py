@@ -7,6 +7,13 @@ recognisable), `webhook-timestamp`, and `webhook-signature: v1,<base64 HMAC-SHA2
 A host with several checked addresses is called at each in turn while connecting fails
 (nothing was sent yet); once a request went out, its failure is final for the attempt,
 since the other side may have received it.
+
+With `webhooks.proxy` every webhook goes through that proxy: an http target as an
+absolute-form request, an https one in a CONNECT tunnel (TLS still checks the target's
+certificate for its name, end to end). The target is checked exactly as without a proxy
+(allow list, lookup, address checks) before the proxy hears of it. The proxy is trusted:
+it is the one address crmflow connects to, and it looks the target's name up itself. Its
+URL may hold a password, so messages show it masked.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -23,8 +31,10 @@ from crmflow import __version__
 from crmflow.engine.effects.base import Job, Outcome, Transient
 from crmflow.engine.effects.netguard import Refused, Target, Unresolved
 from crmflow.errors import ActionError
+from crmflow.urls import masked
 
 TRANSIENT_STATUS = {408, 429}
+_LOGIN_HINT = "it asks for a login: check the user and password in webhooks.proxy"
 
 
 def secret_bytes(value: str) -> bytes:
@@ -84,7 +94,12 @@ def webhook(job: Job) -> Outcome:
     if secret is not None:
         headers["webhook-signature"] = sign(secret, job.key, timestamp, body)
     timeout = job.services.config.webhooks.timeout.seconds
-    response = _send(target, method, headers, body if method != "GET" else None, timeout)
+    data = body if method != "GET" else None
+    proxy = job.services.config.webhooks.proxy
+    if proxy:
+        response = _send_via_proxy(target, proxy, method, headers, data, timeout)
+    else:
+        response = _send(target, method, headers, data, timeout)
     status = response.status_code
     if 200 <= status < 300:
         return Outcome(
@@ -92,6 +107,9 @@ def webhook(job: Job) -> Outcome:
             f"HTTP {status} from {target.host}",
             {"status": status, "body": _response_body(response)},
         )
+    if status == 407 and proxy:
+        # The proxy's own answer, not the target's: its login is missing or wrong.
+        raise ActionError(f"HTTP 407 from the proxy {_proxy_address(proxy)} ({_LOGIN_HINT})")
     if 300 <= status < 400:
         location = response.headers.get("Location", "?")
         raise ActionError(f"HTTP {status}: redirect to {location} not followed")
@@ -109,9 +127,7 @@ def _send(
     session.trust_env = False  # no proxy from the environment: we connect where we checked
     adapter = _pinned_adapter(target.host)
     session.mount(f"{target.scheme}://", adapter)
-    name = f"[{target.host}]" if ":" in target.host else target.host  # an IPv6 literal
-    headers = dict(headers)
-    headers["Host"] = name if target.port == _default_port(target) else f"{name}:{target.port}"
+    headers = {**headers, "Host": _host_header(target)}
     unreachable: list[str] = []
     try:
         for address in target.addresses:
@@ -133,6 +149,122 @@ def _send(
     finally:
         session.close()
     raise Transient(f"cannot connect to {target.host} ({'; '.join(unreachable)})")
+
+
+def _send_via_proxy(
+    target: Target,
+    proxy: str,
+    method: str,
+    headers: dict[str, str],
+    body: bytes | None,
+    timeout: float,
+) -> Any:
+    """One request through the proxy, to the checked URL (under its name: the proxy's
+    access rules and the target's virtual hosts see the name, and TLS checks it)."""
+    import requests
+    from requests.adapters import HTTPAdapter
+
+    session = requests.Session()
+    session.trust_env = False  # this proxy and no other, whatever the environment says
+    session.mount(f"{target.scheme}://", HTTPAdapter(max_retries=0))
+    # Set as without a proxy, so a Host among the action's headers cannot pick another
+    # site of the server inside a tunnel.
+    headers = {**headers, "Host": _host_header(target)}
+    try:
+        return session.request(
+            method,
+            target.url,
+            headers=headers,
+            data=body,
+            timeout=timeout,
+            allow_redirects=False,
+            proxies={"http": proxy, "https": proxy},
+        )
+    except requests.RequestException as exc:
+        raise _proxy_failed(exc, target, proxy, timeout) from None
+    finally:
+        session.close()
+
+
+def _proxy_failed(exc: Exception, target: Target, proxy: str, timeout: float) -> Exception:
+    """The failure of a request through the proxy, in words that never hold its password."""
+    import requests
+
+    where = f"the proxy {_proxy_address(proxy)}"
+    if isinstance(exc, requests.exceptions.ProxyError):
+        status = _tunnel_status(exc)
+        if status is None:
+            reason = _proxy_reason(exc, timeout) or _scrub(_reason(exc), proxy)
+            return Transient(f"cannot connect to {where}: {reason}")
+        # The proxy answered the CONNECT but opened no tunnel: 407 (a wrong login) or 403
+        # (its rules) stay so, a 502 or 503 may pass.
+        message = f"{where} opened no tunnel to {target.host}: HTTP {status}"
+        if status == 407:
+            message += f" ({_LOGIN_HINT})"
+        if status >= 500 or status in TRANSIENT_STATUS:
+            return Transient(message)
+        return ActionError(message)
+    failed = _request_failed(exc, target, timeout)
+    text = _scrub(str(failed), proxy)
+    if isinstance(failed, Transient):
+        return Transient(f"{text} (through {where})")
+    return ActionError(f"{text} (through {where})")
+
+
+def _proxy_address(proxy: str) -> str:
+    """host:port of the proxy, for messages."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(proxy)
+    port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
+    host = parts.hostname or "?"
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _tunnel_status(exc: Exception) -> int | None:
+    """The status the proxy answered a CONNECT with, when that is why it failed."""
+    found = re.search(r"Tunnel connection failed: (\d{3})", str(exc))
+    return int(found.group(1)) if found else None
+
+
+def _proxy_reason(exc: Exception, timeout: float) -> str | None:
+    """Why the proxy could not be reached, in the OS's words rather than urllib3's
+    wrappers; None when no connection error is among the causes."""
+    from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+
+    seen: set[int] = set()
+    stack: list[BaseException] = [exc]
+    while stack:
+        error = stack.pop()
+        if id(error) in seen:
+            continue
+        seen.add(id(error))
+        if isinstance(error, ConnectTimeoutError) and not isinstance(error, NewConnectionError):
+            return f"no connection within {timeout:g}s"
+        if isinstance(error, NewConnectionError):
+            cause = error.__cause__
+            return cause.strerror if isinstance(cause, OSError) and cause.strerror else None
+        nested = [a for a in error.args if isinstance(a, BaseException)]
+        nested += [getattr(error, "reason", None), getattr(error, "original_error", None)]
+        stack.extend(e for e in nested if isinstance(e, BaseException))
+    return None
+
+
+def _scrub(text: str, proxy: str) -> str:
+    """`text` without the proxy's credentials, had an error message repeated them."""
+    from urllib.parse import unquote, urlsplit
+
+    text = text.replace(proxy, masked(proxy))
+    password = urlsplit(proxy).password
+    if password:
+        for spelling in {password, unquote(password)}:
+            text = text.replace(spelling, "***")
+    return text
+
+
+def _host_header(target: Target) -> str:
+    name = f"[{target.host}]" if ":" in target.host else target.host  # an IPv6 literal
+    return name if target.port == _default_port(target) else f"{name}:{target.port}"
 
 
 def _default_port(target: Target) -> int:
