@@ -312,7 +312,8 @@ def schema(
     """
     from crmflow.rules.schema import dump, schemas
 
-    print(dump(schemas()[which.value]), end="")
+    with _guard():
+        print(dump(schemas()[which.value]), end="")
 
 
 @app.command()

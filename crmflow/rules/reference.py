@@ -640,7 +640,12 @@ def _action_section() -> list[str]:
         if definition.html_keys:
             keys = ", ".join(f"`{k}`" for k in sorted(definition.html_keys))
             lines += ["", f"{keys}: HTML; templates escape the values they insert."]
-        lines += ["", "Example:", "", *_fence(EXAMPLES[("action", name)])]
+        # A plugin's action (crmflow.rules.plugins) brings its own example, if any.
+        example = EXAMPLES.get(("action", name)) or definition.example
+        if example:
+            lines += ["", "Example:", "", *_fence(example)]
+        if definition.run is not None:
+            lines += ["", "From a plugin (entry point group `crmflow.actions`)."]
         lines += _ACTION_EXTRAS.get(name, [])
     return lines
 

@@ -103,6 +103,10 @@ class ActionDef:
     changes_records: bool = False
     # Keys holding HTML: their templates escape what they insert.
     html_keys: frozenset[str] = frozenset()
+    # How an action from another package reaches the world (crmflow.rules.plugins); the
+    # built-in ones have theirs in crmflow.engine.effects.by_type.
+    run: Callable[[Any], Any] | None = None
+    example: str | None = None  # a plugin's own example for the reference
 
 
 # Filled by crmflow.rules.operators, crmflow.rules.triggers and crmflow.rules.actions on import.

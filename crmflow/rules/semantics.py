@@ -433,6 +433,10 @@ class _Checker:
         ids: dict[str, int] = {}
         for i, spec in enumerate(self.data["actions"]):
             if self.skips(("actions", i)):
+                # Refused by the schema, but its id still names it: later steps.<id>
+                # references to it are no mistake of their own.
+                if isinstance(spec, dict) and isinstance(spec.get("id"), str):
+                    ids.setdefault(spec["id"], i)
                 continue
             kind = action_type(spec)
             params = normalise_params(ACTIONS[kind], spec[kind])

@@ -14,14 +14,31 @@ from crmflow.engine.effects.base import Job, Outcome
 
 Effect = Callable[[Job], Outcome]
 
-EFFECTS: dict[str, Effect] = {
-    "notify": messages.notify,
-    "email": messages.email,
-    "warn": messages.warn,
-    "create": records.create,
-    "update": records.update,
-    "set_stage": records.set_stage,
-    "delete": records.delete,
-    "generate_code": records.generate_code,
-    "webhook": webhooks.webhook,
-}
+
+class _Effects(dict[str, Effect]):
+    """The built-in effects; an action type from a plugin is looked up in the registry
+    the first time it is asked for (crmflow.rules.plugins)."""
+
+    def __missing__(self, action_type: str) -> Effect:
+        from crmflow.rules.registry import ACTIONS
+
+        definition = ACTIONS.get(action_type)
+        if definition is None or definition.run is None:
+            raise KeyError(action_type)
+        self[action_type] = definition.run
+        return definition.run
+
+
+EFFECTS: dict[str, Effect] = _Effects(
+    {
+        "notify": messages.notify,
+        "email": messages.email,
+        "warn": messages.warn,
+        "create": records.create,
+        "update": records.update,
+        "set_stage": records.set_stage,
+        "delete": records.delete,
+        "generate_code": records.generate_code,
+        "webhook": webhooks.webhook,
+    }
+)
