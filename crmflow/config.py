@@ -377,6 +377,14 @@ def load_config(path: Path | None = None, *, required: bool = False) -> Config:
             tz = zone(tz_name)
         except ValueError as exc:
             problems.append(ConfigError(str(exc), doc.locate(("timezone",)), "CF210"))
+    if isinstance(raw.get("calendar"), dict) and not problems:
+        from crmflow.workdays import CalendarZone, calendar_from
+
+        try:
+            # The zone carries the calendar to every place that works out a due time.
+            tz = CalendarZone(tz, calendar_from(raw["calendar"]))
+        except ValueError as exc:
+            problems.append(ConfigError(f"calendar: {exc}", doc.locate(("calendar",)), "CF104"))
     if problems:
         # Reading the settings would only repeat what these already say.
         problems.sort(key=lambda e: (e.location.line, e.location.column) if e.location else (0, 0))

@@ -1,8 +1,9 @@
-"""Durations and signed offsets: `250ms`, `30s`, `15m`, `2h`, `14d`, `2w`, `1y`, ISO 8601 `P14D`.
+"""Durations and signed offsets: `250ms`, `30s`, `15m`, `2h`, `14d`, `2w`, `1y`, ISO 8601 `P14D`,
+and working time: `3bd` business days, `4bh` business hours (crmflow.workdays).
 
 Days, weeks, months and years are calendar units applied to the wall clock of a time
 zone (a day across a DST change is 23 or 25 hours); hours, minutes and seconds are
-exact elapsed time.
+exact elapsed time; business units follow the working calendar the zone carries.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from datetime import UTC, datetime, timedelta, tzinfo
 
 from crmflow.timeutil import DateOutOfRange, localize
 
-_SHORT_RE = re.compile(r"(\d+)\s*(ms|s|m|h|d|w|y)")
-_SHORT_FULL_RE = re.compile(r"(?:\d+\s*(?:ms|s|m|h|d|w|y)\s*)+")
+_SHORT_RE = re.compile(r"(\d+)\s*(ms|bd|bh|s|m|h|d|w|y)")
+_SHORT_FULL_RE = re.compile(r"(?:\d+\s*(?:ms|bd|bh|s|m|h|d|w|y)\s*)+")
 _ISO_RE = re.compile(
     r"P(?!$)(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?"
     r"(?:T(?=\d)(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?"
@@ -22,10 +23,16 @@ _ISO_RE = re.compile(
 
 # The pattern the JSON Schema uses; parse() is the authority, this only guides editors.
 DURATION_PATTERN = (
-    r"^\s*(?:(?:\d+\s*(?:ms|[smhdwy])\s*)+"
+    r"^\s*(?:(?:\d+\s*(?:ms|bd|bh|[smhdwy])\s*)+"
     r"|P(?!$)(?:\d+Y)?(?:\d+M)?(?:\d+W)?(?:\d+D)?(?:T(?=\d)(?:\d+H)?(?:\d+M)?(?:\d+(?:\.\d+)?S)?)?)\s*$"
 )
 OFFSET_PATTERN = DURATION_PATTERN.replace(r"^\s*(?:", r"^\s*[+-]?\s*(?:", 1)
+
+
+class NeedsCalendar(DateOutOfRange):
+    """Business days or hours where no working calendar is configured: like a date off
+    the calendar, a due time that cannot be worked out, and handled where those are (the
+    action fails with the reason). Lint says so first (CF225)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,18 +43,34 @@ class Duration:
     days: int = 0
     seconds: float = 0.0
     text: str = ""
+    business_days: int = 0
+    business_seconds: float = 0.0
 
     @property
     def is_zero(self) -> bool:
-        return not (self.months or self.days or self.seconds)
+        return not (
+            self.months or self.days or self.seconds or self.business_days or self.business_seconds
+        )
 
     @property
     def negative(self) -> bool:
-        return self.months < 0 or self.days < 0 or self.seconds < 0
+        return self.months < 0 or self.days < 0 or self.seconds < 0 or self.business_days < 0
+
+    @property
+    def working_time(self) -> bool:
+        """Whether it counts business days or hours (it needs a `calendar:`)."""
+        return bool(self.business_days or self.business_seconds)
 
     def approx_seconds(self) -> float:
-        """Length in seconds with 30-day months, for comparisons that need no calendar."""
-        return self.months * 30 * 86400 + self.days * 86400 + self.seconds
+        """Length in seconds with 30-day months, for comparisons that need no calendar
+        (a business day is 7/5 of a day, a business hour 168/40 of an hour: a week)."""
+        return (
+            self.months * 30 * 86400
+            + self.days * 86400
+            + self.seconds
+            + self.business_days * 86400 * 7 / 5
+            + self.business_seconds * 168 / 40
+        )
 
     def add_to(self, moment: datetime, tz: tzinfo) -> datetime:
         """`moment` moved by this duration; calendar parts on the wall clock of `tz`.
@@ -56,6 +79,8 @@ class Duration:
         """
         try:
             return self._add_to(moment, tz)
+        except NeedsCalendar:
+            raise
         except (OverflowError, ValueError):
             raise DateOutOfRange(
                 f"{self} from {moment.isoformat()} is out of range (years 1 to 9999)"
@@ -63,6 +88,8 @@ class Duration:
 
     def _add_to(self, moment: datetime, tz: tzinfo) -> datetime:
         result = moment
+        if self.working_time:
+            result = self._add_working_time(moment, tz)
         if self.months or self.days:
             local = moment.astimezone(tz).replace(tzinfo=None)
             if self.months:
@@ -75,6 +102,19 @@ class Duration:
                 moment.tzinfo
             )
         return result
+
+    def _add_working_time(self, moment: datetime, tz: tzinfo) -> datetime:
+        from crmflow.workdays import calendar_of
+
+        calendar = calendar_of(tz)
+        if calendar is None:
+            raise NeedsCalendar(f"{self}: business days and hours need a calendar: in crmflow.yaml")
+        local = moment.astimezone(tz).replace(tzinfo=None)
+        if self.business_days:
+            local = calendar.add_days(local, self.business_days)
+        if self.business_seconds:
+            local = calendar.add_hours(local, self.business_seconds)
+        return localize(local, tz).astimezone(moment.tzinfo)
 
     def __str__(self) -> str:
         return self.text or f"P{self.months}M{self.days}DT{self.seconds}S"
@@ -108,12 +148,16 @@ def parse(text: str, *, signed: bool = False) -> Duration:
             raise ValueError(f"{text!r}: a duration takes no sign here")
         sign = -1 if raw[0] == "-" else 1
         raw = raw[1:].strip()
-    months = days = 0
-    seconds = 0.0
+    months = days = business_days = 0
+    seconds = business_seconds = 0.0
     if _SHORT_FULL_RE.fullmatch(raw):
         for amount, unit in _SHORT_RE.findall(raw):
             n = int(amount)
-            if unit == "ms":
+            if unit == "bd":
+                business_days += n
+            elif unit == "bh":
+                business_seconds += 3600 * n
+            elif unit == "ms":
                 seconds += n / 1000
             elif unit == "s":
                 seconds += n
@@ -134,9 +178,19 @@ def parse(text: str, *, signed: bool = False) -> Duration:
         seconds = int(h or 0) * 3600 + int(mi or 0) * 60 + float(s or 0)
     else:
         raise ValueError(
-            f"{text!r} is not a duration (write 30s, 15m, 2h, 14d, 2w, 1y or ISO 8601 like P14D)"
+            f"{text!r} is not a duration (write 30s, 15m, 2h, 14d, 2w, 1y, 3bd, 4bh or ISO "
+            "8601 like P14D)"
         )
-    return Duration(sign * months, sign * days, sign * seconds, text.strip())
+    if sign < 0 and business_seconds:
+        raise ValueError(f"{text!r}: business hours cannot count backwards; use bd or h")
+    return Duration(
+        sign * months,
+        sign * days,
+        sign * seconds,
+        text.strip(),
+        sign * business_days,
+        business_seconds,
+    )
 
 
 class FromNow:

@@ -42,6 +42,7 @@ SEMANTIC_CODES = {
     "CF222": "literal webhook URL that webhooks.allow refuses",
     "CF223": "wait with until but without on_met",
     "CF224": "template whose constants go over a bound of one rendering",
+    "CF225": "business days or hours without a calendar",
 }
 
 

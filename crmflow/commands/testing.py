@@ -37,6 +37,7 @@ from crmflow.rules.ruleset import RuleSet, compile_documents
 from crmflow.rules.schema import TEST_SCHEMA
 from crmflow.rules.yamlload import Document, load_file
 from crmflow.timeutil import format_utc, parse_instant, zone
+from crmflow.workdays import calendar_from, calendar_of, with_calendar
 
 _TEST_SUFFIXES = (".test.yaml", ".test.yml")
 _RELATIVE_RE = re.compile(r"now\s*(?:([+-])\s*(.+))?")
@@ -116,10 +117,17 @@ def _setting(doc: Document, path: tuple[Any, ...], fallback: _Setting) -> _Setti
         if "now" in data:
             now = parse_instant(data["now"])
         if "timezone" in data:
-            tz = zone(data["timezone"])
+            # Another zone, the same working calendar.
+            tz = with_calendar(zone(data["timezone"]), calendar_of(tz))
     except ValueError as exc:
         key = "now" if "now" in data and "timezone" not in str(exc) else "timezone"
         raise ConfigError(str(exc), doc.locate((*path, key)), "CF210") from None
+    if "calendar" in data:
+        try:
+            tz = with_calendar(tz, calendar_from(data["calendar"]))
+        except ValueError as exc:
+            location = doc.locate((*path, "calendar"))
+            raise ConfigError(f"calendar: {exc}", location, "CF104") from None
     return _Setting(now, tz)
 
 

@@ -39,6 +39,8 @@ state: sqlite:///.crmflow/state.db
 rules: rules/
 timezone: Europe/Berlin
 poll_interval: 2s
+# Working time for business days (2bd) and `within: business_hours`: Berlin's holidays.
+calendar: {country: DE, subdivision: BE, hours: "09:00-17:00"}
 # The roles users have in this CRM: lint checks every role:NAME recipient against them.
 roles: [sales, management, support, project_manager]
 email:

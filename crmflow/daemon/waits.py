@@ -77,6 +77,6 @@ class Waits:
     def _after(self, workflow: Workflow, row: PendingAction, now: datetime) -> datetime:
         action = workflow.actions[row.action_index]
         try:
-            return action.delay.add_to(now, self.tz) if action.delay is not None else now
+            return action.due_from(now, self.tz)
         except DateOutOfRange:
             return row.due_at or now  # a delay past year 9999: it stays where it was

@@ -441,4 +441,4 @@ class Evaluator:
 
 
 def _after(base: datetime, action: Action, tz: tzinfo) -> datetime:
-    return action.delay.add_to(base, tz) if action.delay is not None else base
+    return action.due_from(base, tz)

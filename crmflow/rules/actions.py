@@ -239,6 +239,11 @@ COMMON_KEYS: dict[str, dict[str, Any]] = {
         "description": "fire this long after the triggering event",
     },
     "if": {"$ref": "#/$defs/conditions", "description": "an extra condition for this action"},
+    "within": {
+        "enum": ["business_hours"],
+        "description": "move the due time to the next working moment of the configured "
+        "calendar (after any delay)",
+    },
     "description": {"type": "string"},
 }
 

@@ -49,6 +49,7 @@ def compile_workflow(doc: Document, tz: tzinfo) -> Workflow:
                 location=doc.locate(("actions", index)),
                 id=spec.get("id"),
                 delay=durations.parse(spec["delay"]) if "delay" in spec else None,
+                within=spec.get("within"),
                 condition=conditions.compile(spec["if"]) if "if" in spec else None,
                 condition_raw=spec.get("if"),
                 **extra,

@@ -169,6 +169,38 @@ def workflow_schema() -> dict[str, Any]:
     }
 
 
+# Working time (crmflow.workdays): in crmflow.yaml, and in a test file for its cases.
+_CALENDAR: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "description": "working time: business days (3bd) and hours (4bh) in "
+    "durations, and within: business_hours on actions",
+    "properties": {
+        "country": {
+            "type": "string",
+            "pattern": "^[A-Z]{2}$",
+            "description": "ISO 3166 country whose public holidays are days off",
+        },
+        "subdivision": {
+            "type": "string",
+            "description": "state or region for its own holidays, e.g. BY",
+        },
+        "hours": {
+            "type": "string",
+            "pattern": "^\\d{2}:\\d{2}-\\d{2}:\\d{2}$",
+            "description": "working hours, local time (default 09:00-17:00)",
+        },
+        "weekdays": {
+            "type": "array",
+            "items": {"enum": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]},
+            "uniqueItems": True,
+            "minItems": 1,
+            "description": "working days (default mon to fri)",
+        },
+    },
+}
+
+
 @cache
 def config_schema() -> dict[str, Any]:
     """The JSON Schema of crmflow.yaml."""
@@ -356,6 +388,7 @@ def config_schema() -> dict[str, Any]:
             "change_capture": {"enum": ["polling", "triggers"]},
             "history_retention": _config_duration("how long history is kept (default 90d)"),
             "chain_depth": {"type": "integer", "minimum": 1, "maximum": 50},
+            "calendar": _CALENDAR,
             "roles": {
                 "type": "array",
                 "items": {"type": "string", "minLength": 1},
@@ -530,6 +563,10 @@ TEST_SCHEMA: dict[str, Any] = {
             "type": "string",
             "description": "IANA time zone of every case (default: the configured one)",
         },
+        "calendar": {
+            **_CALENDAR,
+            "description": "the working calendar of every case (default: the configured one)",
+        },
         "cases": {
             "type": "array",
             "minItems": 1,
@@ -543,6 +580,11 @@ TEST_SCHEMA: dict[str, Any] = {
                     "timezone": {
                         "type": "string",
                         "description": "IANA time zone of this case (default: the file's)",
+                    },
+                    "calendar": {
+                        **_CALENDAR,
+                        "description": "the working calendar of this case (default: the "
+                        "file's)",
                     },
                     "seed": {"type": "integer", "description": "seed for generated codes"},
                     "event": {"type": "object"},

@@ -621,6 +621,46 @@ class _Checker:
                     self.field(entity, chain[1], sub)
 
     # -- schedule ---------------------------------------------------------------------
+    def check_working_time(self) -> None:
+        """CF225: business days or hours, or `within: business_hours`, without a
+        `calendar:` in crmflow.yaml. Without a crmflow.yaml lint cannot know the
+        deployment's calendar, and says nothing."""
+        from crmflow.workdays import calendar_of
+
+        config = self.config
+        if config is None or config.path is None or calendar_of(config.timezone) is not None:
+            return
+        places: list[tuple[YamlPath, Any]] = [
+            (("trigger", "offset"), (self.data.get("trigger") or {}).get("offset")),
+            (("cooldown",), self.data.get("cooldown")),
+        ]
+        for i, spec in enumerate(self.data.get("actions") or []):
+            if not isinstance(spec, dict) or self.skips(("actions", i)):
+                continue
+            places.append((("actions", i, "delay"), spec.get("delay")))
+            wait = spec.get("wait")
+            if isinstance(wait, dict):
+                places.append((("actions", i, "wait", "for"), wait.get("for")))
+            if spec.get("within") == "business_hours":
+                self.add(
+                    "CF225",
+                    f"within: business_hours needs a calendar: in {config.path}",
+                    ("actions", i, "within"),
+                )
+        for path, text in places:
+            if not isinstance(text, str):
+                continue
+            try:
+                span = durations.parse(text, signed=True)
+            except ValueError:
+                continue  # its own finding
+            if span.working_time:
+                self.add(
+                    "CF225",
+                    f"{text} counts working time, which needs a calendar: in {config.path}",
+                    path,
+                )
+
     def check_schedule(self) -> None:
         trigger = self.data["trigger"]
         if "schedule" in trigger:
@@ -642,6 +682,7 @@ def document_findings(
             checker.check_operands,
             checker.check_fields,
             checker.check_actions,
+            checker.check_working_time,
         )
         return checker.findings
     checker.check_schedule()
@@ -649,6 +690,7 @@ def document_findings(
     if full:
         checker.check_fields()
         checker.check_actions()
+        checker.check_working_time()
     return checker.findings
 
 

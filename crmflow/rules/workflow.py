@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
 from typing import Any
 
 from crmflow.durations import Duration
@@ -29,6 +30,17 @@ class Action:
     until: Condition | None = None
     on_met: str = "continue"
     on_timeout: str = "continue"
+    within: str | None = None  # "business_hours": due at the next working moment
+
+    def due_from(self, base: datetime, tz: tzinfo) -> datetime:
+        """When the action is due for something that happened at `base`: its delay on,
+        then (with `within`) at the next working moment of the zone's calendar."""
+        due = self.delay.add_to(base, tz) if self.delay is not None else base
+        if self.within == "business_hours":
+            from crmflow.workdays import next_working_moment
+
+            due = next_working_moment(due, tz)
+        return due
 
 
 @dataclass(frozen=True, eq=False)
