@@ -204,6 +204,30 @@ class WebhookSettings:
             return None
 
 
+@dataclass(frozen=True)
+class SmsSettings:
+    """Where text messages go (`sms:`): an HTTP gateway, its token from the environment,
+    and the request body as a mapping of templates (`to`, `text`, `from`, `key`)."""
+
+    gateway: str | None
+    token_env: str | None
+    sender: str | None  # `from`
+    body: dict[str, Any] | None  # None: {"from", "to", "text", "reference"}
+    format: str  # json or form
+    timeout: Duration
+
+    @classmethod
+    def read(cls, section: _Section) -> SmsSettings:
+        return cls(
+            gateway=section.get("gateway"),
+            token_env=section.get("token_env"),
+            sender=section.get("from"),
+            body=section.get("body"),
+            format=section.get("format", "json"),
+            timeout=section.duration("timeout", "10s"),
+        )
+
+
 # SQLite creates a database file on first connect: a misspelt path would become an empty
 # CRM in which nothing ever changes, so every command refuses a CRM file that is not there.
 MISSING_CRM_FILE = (
@@ -236,6 +260,7 @@ class Config:
     retry: RetrySettings = field(default_factory=lambda: RetrySettings.read(_Section({})))
     email: EmailSettings = field(default_factory=lambda: EmailSettings.read(_Section({})))
     webhooks: WebhookSettings = field(default_factory=lambda: WebhookSettings.read(_Section({})))
+    sms: SmsSettings = field(default_factory=lambda: SmsSettings.read(_Section({})))
     # How the CRM writes text timestamps (strftime, UTC); None: ISO 8601 with Z.
     timestamp_format: str | None = None
     # The CRM's user roles, when the file lists them (lint checks role:NAME against them).
@@ -262,7 +287,10 @@ class Config:
         fails every e-mail, so either is a configuration error at start, not a surprise
         at the first send.
         """
-        named = [("webhooks.secret_env", self.webhooks.secret_env)]
+        named = [
+            ("webhooks.secret_env", self.webhooks.secret_env),
+            ("sms.token_env", self.sms.token_env),
+        ]
         if self.email.transport == "smtp":
             named.append(("email.password_env", self.email.password_env))
         for key, variable in named:
@@ -406,6 +434,7 @@ def load_config(path: Path | None = None, *, required: bool = False) -> Config:
         retry=RetrySettings.read(top.section("retry")),
         email=EmailSettings.read(top.section("email")),
         webhooks=WebhookSettings.read(top.section("webhooks")),
+        sms=SmsSettings.read(top.section("sms")),
         timestamp_format=raw.get("timestamp_format"),
         roles=tuple(raw["roles"]) if "roles" in raw else None,
     )

@@ -43,6 +43,7 @@ SEMANTIC_CODES = {
     "CF223": "wait with until but without on_met",
     "CF224": "template whose constants go over a bound of one rendering",
     "CF225": "business days or hours without a calendar",
+    "CF226": "sms without a gateway in the configuration",
 }
 
 

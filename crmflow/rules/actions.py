@@ -151,6 +151,24 @@ _register(
 
 _register(
     ActionDef(
+        "sms",
+        "text message through the configured gateway (sms: in crmflow.yaml)",
+        _obj(
+            {
+                "to": {
+                    **RECIPIENTS,
+                    "description": "phone numbers (+4930...), user ids, owner, actor, "
+                    "role:NAME (users' phone field)",
+                },
+                "text": {"type": "string", "description": "the message"},
+            },
+            ["to", "text"],
+        ),
+    )
+)
+
+_register(
+    ActionDef(
         "webhook",
         "HTTP call to another system",
         _obj(

@@ -337,6 +337,17 @@ EXAMPLES: dict[tuple[str, str], str] = {
         actions:
           - set_stage: {stage: qualification, allow_backward: true}
     """),
+    ("action", "sms"): _example("""
+        id: task-due-tomorrow
+        entity: task
+        trigger: {date: due_date, offset: -1d, time: "08:00"}
+        conditions:
+          status: {ne: done}
+        actions:
+          - sms:
+              to: [owner]
+              text: "Due tomorrow: {{ task.title }}"
+    """),
     ("action", "webhook"): _example("""
         id: deal-won-to-erp
         entity: deal

@@ -389,6 +389,35 @@ def config_schema() -> dict[str, Any]:
             "history_retention": _config_duration("how long history is kept (default 90d)"),
             "chain_depth": {"type": "integer", "minimum": 1, "maximum": 50},
             "calendar": _CALENDAR,
+            "sms": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["gateway"],
+                "description": "text messages (the sms action) through an HTTP gateway",
+                "properties": {
+                    "gateway": {
+                        "type": "string",
+                        "pattern": "^https?://",
+                        "description": "the gateway's URL; each message is one POST",
+                    },
+                    "token_env": {
+                        "type": "string",
+                        "description": "environment variable with the gateway's token, sent "
+                        "as Authorization: Bearer",
+                    },
+                    "from": {"type": "string", "description": "the sender number or name"},
+                    "body": {
+                        "type": "object",
+                        "description": "the request body: a mapping whose strings are templates "
+                        "over to, text, from and key (default: from, to, text, reference)",
+                    },
+                    "format": {
+                        "enum": ["json", "form"],
+                        "description": "how the body is sent (default json)",
+                    },
+                    "timeout": _config_duration("request timeout (default 10s)"),
+                },
+            },
             "roles": {
                 "type": "array",
                 "items": {"type": "string", "minLength": 1},

@@ -457,6 +457,14 @@ class _Checker:
                 self.check_recipients(params.get("to"), (*path, "to"))
             elif kind == "webhook":
                 self.check_webhook(params["url"], (*path, "url"))
+            elif kind == "sms" and self.config is not None and self.config.path is not None:
+                if not self.config.sms.gateway:
+                    self.add(
+                        "CF226",
+                        f"sms needs a gateway: sms: {{gateway: URL}} in {self.config.path}",
+                        path,
+                        key=True,
+                    )
             elif kind == "wait" and "until" in params and "on_met" not in params:
                 self.add(
                     "CF223",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from crmflow.engine.effects import messages, records, webhooks
+from crmflow.engine.effects import messages, records, sms, webhooks
 from crmflow.engine.effects.base import Job, Outcome
 
 Effect = Callable[[Job], Outcome]
@@ -40,5 +40,6 @@ EFFECTS: dict[str, Effect] = _Effects(
         "delete": records.delete,
         "generate_code": records.generate_code,
         "webhook": webhooks.webhook,
+        "sms": sms.sms,
     }
 )
