@@ -52,7 +52,7 @@ def crmflow_engine(ruleset: list[Rule]) -> Run:
 
 
 class RawRun:
-    """crmflow over raw events (mappings as decoded from JSON), building each `Event`."""
+    """crmflow over raw events (mappings as decoded from JSON), through `matching_raw`."""
 
     def __init__(self, documents: list[dict[str, Any]]) -> None:
         from crmflow.config import Config
@@ -67,11 +67,9 @@ class RawRun:
         self.evaluator = Evaluator(rules, UTC)
 
     def __call__(self, stream: list[dict[str, Any]]) -> list[list[str]]:
-        matching = self.evaluator.matching
-        return [
-            matching(Event(d["entity"], d["event"], d["record"], d.get("previous")), NOW)
-            for d in stream
-        ]
+        # The mappings as they are: `matching_raw` makes no Event of them.
+        matching = self.evaluator.matching_raw
+        return [matching(d, NOW) for d in stream]
 
     def bucket(self, d: dict[str, Any]) -> bool:
         """Whether any workflow takes the event's (entity, event)."""
@@ -79,7 +77,7 @@ class RawRun:
 
 
 def crmflow_raw_engine(documents: list[dict[str, Any]]) -> RawRun:
-    """crmflow through its library API, from raw events: load_ruleset + Evaluator.matching."""
+    """crmflow through its library API, from raw events: load_ruleset + matching_raw."""
     return RawRun(documents)
 
 

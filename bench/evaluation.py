@@ -93,9 +93,9 @@ def measure_shapes(
 ) -> list[dict[str, Any]]:
     """Every workload of bench.shapes, records with datetimes and with ISO strings.
 
-    The library API from raw events (an `Event` built per event, inside the timing)
-    against hand-written lambdas over the same mappings; the medians of `repeats`
-    runs taken in turns.
+    The library API from raw events (`Evaluator.matching_raw` on the decoded mappings,
+    no `Event` built) against hand-written lambdas over the same mappings; the medians
+    of `repeats` runs taken in turns.
     """
     rows = []
     for shape in shapes.SHAPES.values():

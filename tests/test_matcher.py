@@ -58,8 +58,26 @@ def _rules(specs: list[tuple[Any, Any]]) -> RuleSet:
 
 
 def _slow(rules: RuleSet, event: Event) -> list[str]:
-    plan = Evaluator(rules, UTC, seed=1).evaluate(event, NOW)
-    return [p.rule for p in plan.rules if p.matched]
+    """The workflows that match, each checked alone by its own closures."""
+    facts = event.facts(event.at or NOW, UTC)
+    return [
+        e.workflow.id
+        for e in rules.entries(event.entity, event.event)
+        if e.reacts
+        and e.workflow.trigger.reject(facts) is None
+        and e.workflow.condition.check(facts)
+    ]
+
+
+def _lone_reason(rules: RuleSet, rule: str, facts: Any) -> str | None:
+    """What one workflow says alone: None when it matches, else its reason."""
+    workflow = rules.by_id[rule]
+    rejected = workflow.trigger.reject(facts)
+    if rejected is not None:
+        return rejected
+    if workflow.condition.check(facts):
+        return None
+    return workflow.condition.explain(facts).reason()
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -329,3 +347,71 @@ class CountingRecord(dict[str, Any]):
     def get(self, key: str, default: Any = None) -> Any:
         self.reads[key] = self.reads.get(key, 0) + 1
         return super().get(key, default)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(st.tuples(triggers, workflow_conditions), min_size=1, max_size=8),
+    st.sampled_from(["created", "updated", "deleted"]),
+    records,
+    st.one_of(st.none(), records),
+    stage_values,
+    stage_values,
+    st.one_of(st.none(), scalars, st.just("bot")),
+)
+def test_compiled_decisions_say_what_each_workflow_says_alone(
+    specs: list[tuple[Any, Any]],
+    kind: str,
+    record: dict[str, Any],
+    previous: dict[str, Any] | None,
+    stage: Any,
+    old_stage: Any,
+    actor: Any,
+) -> None:
+    # One pass decides every workflow and words the reasons of those that do not fire:
+    # the same decision and the same words as each workflow's own check and explanation,
+    # in full plans and in brief ones, and the raw mapping matches as the Event does.
+    rules = _rules(specs)
+    record = dict(record, stage=stage)
+    if previous is not None:
+        previous = dict(previous, stage=old_stage)
+    event = Event("deal", kind, record, previous, actor)
+    facts = event.facts(NOW, UTC)
+    plan = Evaluator(rules, UTC, seed=1).evaluate(event, NOW)
+    entries = rules.entries("deal", kind)
+    for entry, rule in zip(entries, plan.rules, strict=True):
+        said = None if rule.matched else rule.reason
+        if entry.reacts:
+            assert said == _lone_reason(rules, rule.rule, facts)
+        else:
+            assert said == entry.static_reason
+    _, brief = Evaluator(rules, UTC, seed=1).evaluate_brief(event, NOW)
+    assert [d if type(d) is tuple else d.to_json() for d in brief] == [
+        (r.rule, r.reason) if not r.matched else r.to_json() for r in plan.rules
+    ]
+    raw = {"entity": "deal", "event": kind, "record": record, "previous": previous, "actor": actor}
+    evaluator = Evaluator(rules, UTC)
+    assert evaluator.matching_raw(raw, NOW) == evaluator.matching(event, NOW) == _slow(rules, event)
+
+
+def test_brief_plans_reuse_the_static_reasons_of_triggers_that_do_not_take_the_event() -> None:
+    rules = _rules([("created", {"stage": "won"}), ("updated", {"stage": "won"})])
+    event = Event("deal", "created", {"stage": "lost"}, None)
+    at, first = Evaluator(rules, UTC).evaluate_brief(event, NOW)
+    assert at == NOW
+    assert first == [
+        ("w0", "stage eq won: was lost"),
+        ("w1", "trigger on updated: reacts to updated, not created"),
+    ]
+
+
+def test_raw_mappings_match_as_their_events_do() -> None:
+    rules = _rules([("created", {"due": {"before": "-14d"}}), ("updated", {"stage": "won"})])
+    evaluator = Evaluator(rules, UTC)
+    record = {"due": "2026-11-01T00:00:00Z"}
+    raw: dict[str, Any] = {"entity": "deal", "event": "created", "record": record}
+    assert evaluator.matching_raw(raw, NOW) == ["w0"]
+    # `at` is the event's moment, as a datetime or as the ISO string of the JSON.
+    assert evaluator.matching_raw(dict(raw, at="2026-11-10T00:00:00Z"), NOW) == []
+    assert evaluator.matching_raw(dict(raw, at=datetime(2026, 11, 10, tzinfo=UTC)), NOW) == []
+    assert evaluator.matching_raw({"entity": "deal", "event": "deleted", "record": {}}, NOW) == []

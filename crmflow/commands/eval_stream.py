@@ -6,12 +6,18 @@ import io
 import json
 import math
 import sys
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from crmflow.config import Config
 from crmflow.errors import EXIT_ACTION_FAILED, EXIT_BAD_INPUT, EXIT_OK, ConfigError, EventError
 from crmflow.timeutil import parse_instant, system_clock
+
+if TYPE_CHECKING:
+    from crmflow.engine.evaluate import Decision
+    from crmflow.engine.events import Event
 
 
 def run_eval(
@@ -51,6 +57,9 @@ def run_eval(
         executor.notice = lambda text: print(f"crmflow: {text}", file=errors, flush=True)
     evaluator = runtime.evaluator(rules)
     write = _json_writer(sink, explain) if fmt == "json" else _text_writer(sink, explain)
+    brief = None
+    if fmt == "json" and not explain and executor is None:
+        brief = _brief_writer(sink, write)
     status = EXIT_OK
     _decode_leniently(source)
     try:
@@ -60,6 +69,11 @@ def run_eval(
                 status = EXIT_BAD_INPUT
                 continue
             try:
+                if brief is not None:
+                    # A dry run written as JSON: the workflows that do not fire need only
+                    # their id and reason, no plan objects.
+                    brief(item, *evaluator.evaluate_brief(item, fixed_now or system_clock()))
+                    continue
                 plan = evaluator.evaluate(item, fixed_now or system_clock())
             except OverflowError as exc:
                 # A date of the event moved past year 9999 (or before year 1) by a delay,
@@ -146,6 +160,86 @@ def _json_writer(sink: IO[str], explain: bool) -> Any:
         sink.write("\n")
 
     return write
+
+
+def _brief_writer(sink: IO[str], careful: Any) -> Any:
+    """Writes what `Evaluator.evaluate_brief` decided, as `_json_writer` writes the plan.
+
+    A workflow that does not fire is a fragment kept by (id, reason): most events repeat
+    the words of others (a trigger that does not take them, the same value seen). Anything
+    the fast way cannot write exactly (a NaN, a lone surrogate) goes to `careful`, the
+    plan's own writer.
+    """
+    from crmflow.engine.evaluate import Plan, RulePlan
+
+    strict = _strict_encoder()
+    fragments: dict[tuple[str, str], str] = {}
+    heads: dict[tuple[str, str], str] = {}
+
+    prefixes: dict[str, str] = {}
+
+    def unmatched(key: tuple[str, str]) -> str:
+        if len(fragments) >= FRAGMENTS_KEPT:
+            fragments.clear()
+        # A reason seen for the first time (a value it quotes) is the common miss: the
+        # workflow's part of the fragment is kept apart, for the next reason it gives.
+        prefix = prefixes.get(key[0])
+        if prefix is None:
+            prefix = prefixes[key[0]] = f'{{"rule": {strict(key[0])}, "matched": false, "reason": '
+        text = fragments[key] = f"{prefix}{strict(key[1])}}}"
+        return text
+
+    def head_of(event: Event) -> str:
+        """`{"event": {"entity": …, "event": …, "id": ` as `strict` writes it."""
+        key = (event.entity, event.event)
+        text = heads.get(key)
+        if text is None:
+            text = heads[key] = (
+                f'{{"event": {{"entity": {strict(key[0])}, "event": {strict(key[1])}, "id": '
+            )
+        return text
+
+    def write(event: Event, at: datetime, decisions: list[Decision]) -> None:
+        get = fragments.get
+        try:
+            ident = event.id
+            rules = ", ".join(
+                [
+                    (get(d) or unmatched(d)) if type(d) is tuple else strict(d.to_json())  # type: ignore[union-attr]
+                    for d in decisions
+                ]
+            )
+            text = (
+                f"{head_of(event)}{ident if type(ident) is int else strict(ident)}}}, "
+                f'"rules": [{rules}]}}\n'
+            )
+            text.encode("utf-8")
+        except (ValueError, UnicodeEncodeError):
+            # A NaN, an infinity or a lone surrogate: the careful way.
+            plans = [RulePlan(d[0], False, d[1]) if type(d) is tuple else d for d in decisions]
+            careful(Plan(event, at, plans))  # type: ignore[arg-type]
+            return
+        sink.write(text)
+
+    return write
+
+
+def _strict_encoder() -> Callable[[Any], str]:
+    """What `JSONEncoder(ensure_ascii=False, allow_nan=False, default=str).encode` writes.
+
+    The C encoder made once: `encode` makes a new one for every call, which costs more
+    than writing a plan's few small values.
+    """
+    encode = json.JSONEncoder(ensure_ascii=False, allow_nan=False, default=str).encode
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # an interpreter without the C accelerator
+        return encode
+    chunks = make(None, str, json.encoder.encode_basestring, None, ": ", ", ", False, False, False)
+
+    def strict(data: Any) -> str:
+        return "".join(chunks(data, 0))
+
+    return strict
 
 
 def _finite(data: Any) -> Any:

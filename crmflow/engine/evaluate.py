@@ -7,19 +7,30 @@ random generator handed in, so the same input gives the same plan.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Container
+from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
+from functools import lru_cache
 from typing import Any, Protocol
 
-from crmflow.engine.events import Event
-from crmflow.engine.matcher import NO_MATCH, Match, compile_bucket
-from crmflow.rules.conditions import Facts, Related, Trace
+from crmflow.engine.events import Event, parse_event
+from crmflow.engine.matcher import (
+    NO_MATCH,
+    Decide,
+    MakeFacts,
+    Match,
+    compile_bucket,
+    compile_decisions,
+)
+from crmflow.rules.conditions import Facts, FieldClause, Related, Trace
 from crmflow.rules.ruleset import RuleSet
-from crmflow.rules.templates import Record, TemplateFailure, render_tree
+from crmflow.rules.templates import Record, TemplateFailure, iter_templates, render_tree
 from crmflow.rules.workflow import Action, Workflow
 from crmflow.timeutil import DateOutOfRange, format_utc
 from crmflow.values import same
+
+# Due times repeat (every action of a stream at one `now`): each is worded once.
+_utc_text = lru_cache(maxsize=4096)(format_utc)
 
 
 @dataclass(slots=True)
@@ -39,7 +50,7 @@ class PlannedAction:
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
             "type": self.type,
-            "due": format_utc(self.due) if self.due else None,
+            "due": _utc_text(self.due) if self.due else None,
         }
         if self.error is not None:
             data["error"] = self.error
@@ -100,6 +111,11 @@ class Plan:
     @property
     def matched(self) -> list[RulePlan]:
         return [r for r in self.rules if r.matched]
+
+
+# A workflow's part of a plan: planned in full, or (id, reason) for one that does not fire
+# where the caller asked for no more (`Evaluator.evaluate_brief`).
+Decision = RulePlan | tuple[str, str]
 
 
 class CooldownBook(Protocol):
@@ -167,9 +183,13 @@ class DryRun:
         self.rng = rng
 
     def perform(self, run: ActionRun) -> dict[str, Any] | None:
-        if run.action.type == "wait":
+        return self.output(run.action, run.params)
+
+    def output(self, action: Action, params: Any) -> dict[str, Any] | None:
+        """What the action would output, from its rendered parameters."""
+        if action.type == "wait":
             return None
-        return run.action.definition.dry_output(run.params, self.rng)
+        return action.definition.dry_output(params, self.rng)
 
 
 def template_context(
@@ -219,13 +239,20 @@ class Evaluator:
         self.tz = tz
         # Bucket matchers compiled for this time zone, built on first use (most never are).
         self._matchers: dict[tuple[str, str], Match] = {}
+        self._deciders: dict[tuple[str, str], Decide] = {}
+        # Per workflow, its change clauses (kept at trigger time for delayed re-checks).
+        self._changes: dict[str, tuple[FieldClause, ...]] = {}
+        # Per action (by id: actions live as long as the rule set), whether it renders.
+        self._templates: dict[int, bool] = {}
         self.rng: random.Random = random.Random(seed) if seed is not None else random.SystemRandom()
         self.cooldowns: CooldownBook = cooldowns if cooldowns is not None else Cooldowns()
         self.related = related
         self.performer: Performer = performer or DryRun(self.rng)
+        self._dry = self.performer if type(self.performer) is DryRun else None
         self.explain = explain
         # Bound once: the matcher is handed it for every event.
         self._make = self._facts
+        self._make_raw = self._facts_raw
         self._stateless = not rules.needs_state
 
     def _facts(self, event: Event, at: datetime) -> Facts:
@@ -238,50 +265,108 @@ class Evaluator:
         `only` limits it to the named workflows (the others are left out of the plan).
         """
         at = event.at or now
-        facts = self._facts(event, at)
-        # Which workflows match, from the bucket's compiled matcher: the others only need
-        # their reason, not a second check. `--explain` wants every trace: no shortcut.
-        quick = None if self.explain else self._quick(event, at, facts)
-        plans = []
-        context: dict[str, Any] | None = None
-        for entry in self.rules.entries(event.entity, event.event):
+        return Plan(event, at, self._decide(event, at, now, only, brief=False))  # type: ignore[arg-type]
+
+    def evaluate_brief(self, event: Event, now: datetime) -> tuple[datetime, list[Decision]]:
+        """What `evaluate` plans, each workflow that does not fire as (id, reason) only.
+
+        For writers that need no more of those (a dry run's JSON): no RulePlan is built
+        for them. Returns the moment the event was judged at, and the decisions.
+        """
+        at = event.at or now
+        return at, self._decide(event, at, now, None, brief=True)
+
+    def _decide(
+        self,
+        event: Event,
+        at: datetime,
+        now: datetime,
+        only: Container[str] | None,
+        *,
+        brief: bool,
+    ) -> list[Decision]:
+        entries = self.rules.entries(event.entity, event.event)
+        if not entries:
+            return []
+        facts: Facts | None = None
+
+        def make(_event: Event, _at: datetime) -> Facts:
+            # One Facts per event, made at first need: a clause the generated code calls
+            # and the workflows planned below see the same ones.
+            nonlocal facts
+            if facts is None:
+                facts = self._facts(event, at)
+            return facts
+
+        # Which workflows match and why the others do not, from the bucket's compiled
+        # decisions. `--explain` wants every trace: no shortcut.
+        if self.explain:
+            decided = [None if e.reacts else (e.workflow.id, e.static_reason) for e in entries]
+        else:
+            decided = self.decisions(event.entity, event.event)(event, at, make)
+        tick_for = event.rule if event.event == "tick" else None
+        if brief and only is None and tick_for is None:
+            # The common case: the decisions are the plan, but for the workflows that fire.
+            if None in decided:
+                context: list[dict[str, Any]] = []
+                for n, said in enumerate(decided):
+                    if said is None:
+                        decided[n] = self._plan(entries[n].workflow, event, at, now, make, context)
+            return decided  # type: ignore[return-value]
+        plans: list[Decision] = []
+        context = []
+        for entry, said in zip(entries, decided, strict=True):
             workflow = entry.workflow
             if only is not None and workflow.id not in only:
                 continue
-            if not entry.reacts:
-                plans.append(RulePlan(workflow.id, False, entry.static_reason, workflow=workflow))
-                continue
-            if event.rule is not None and event.event == "tick" and event.rule != workflow.id:
-                plans.append(
-                    RulePlan(workflow.id, False, f"tick for {event.rule}", workflow=workflow)
-                )
-                continue
-            if quick is not None and workflow.id not in quick and not workflow.depends_on_state:
-                reason = workflow.trigger.reject(facts)
-                if reason is None:
-                    reason = workflow.condition.reason(facts)
-                plans.append(RulePlan(workflow.id, False, reason, workflow=workflow))
-                continue
-            plan = self._match(workflow, facts, event, at)
-            if plan.matched:
-                # Recorded here, not in _match: `matching` judges without firing anything.
-                if workflow.cooldown is not None:
-                    self.cooldowns.fired(workflow.id, event.entity, event.id, at)
-                if context is None:
-                    context = self._context(event, at, facts.related)
-                self._plan_actions(workflow, plan, event, facts, context, plan.start or at, now)
-            plans.append(plan)
-        return Plan(event, at, plans)
+            if entry.reacts and tick_for is not None and tick_for != workflow.id:
+                said = (workflow.id, f"tick for {tick_for}")
+            if said is None:
+                plans.append(self._plan(workflow, event, at, now, make, context))
+            elif brief:
+                plans.append(said)
+            else:
+                plans.append(RulePlan(workflow.id, False, said[1], workflow=workflow))
+        return plans
 
-    def _quick(self, event: Event, at: datetime, facts: Facts) -> set[str]:
-        """Ids the bucket's matcher finds (it leaves date triggers and cooldowns unjudged)."""
-        match = self._matchers.get((event.entity, event.event)) or self.matcher(
-            event.entity, event.event
-        )
-        if match is NO_MATCH:
-            return set()
-        # The event's Facts are made once: a clause the matcher calls sees the same ones.
-        return set(match(event, at, lambda _event, _at: facts))
+    def _plan(
+        self,
+        workflow: Workflow,
+        event: Event,
+        at: datetime,
+        now: datetime,
+        make: MakeFacts,
+        context: list[dict[str, Any]],
+    ) -> RulePlan:
+        """The workflow judged in full, and its actions planned when it fires.
+
+        `context` holds the templates' context once a workflow of the event made it.
+        """
+        facts = make(event, at)
+        # Without --explain a workflow reaching here passed its compiled decision, unless
+        # its match depends on state: its trigger and conditions need no second check.
+        judged = not self.explain and not workflow.depends_on_state
+        plan = self._match(workflow, facts, event, at, judged=judged)
+        if plan.matched:
+            # Recorded here, not in _match: `matching` judges without firing anything.
+            if workflow.cooldown is not None:
+                self.cooldowns.fired(workflow.id, event.entity, event.id, at)
+
+            def shared() -> dict[str, Any]:
+                if not context:
+                    context.append(self._context(event, at, facts.related))
+                return context[0]
+
+            self._plan_actions(workflow, plan, event, facts, shared, plan.start or at, now)
+        return plan
+
+    def decisions(self, entity: str, event: str) -> Decide:
+        """Every workflow of (entity, event) decided together (crmflow.engine.matcher)."""
+        decide = self._deciders.get((entity, event))
+        if decide is None:
+            decide = compile_decisions(self.rules.entries(entity, event), self.tz, event)
+            self._deciders[entity, event] = decide
+        return decide
 
     def matcher(self, entity: str, event: str) -> Match:
         """The workflows taking (entity, event), compiled together (crmflow.engine.matcher)."""
@@ -306,9 +391,35 @@ class Evaluator:
         if match is NO_MATCH:
             return []
         at = event.at or now
-        matched = match(event, at, self._make)
+        matched = match(event.record, event.previous, event, at, self._make)
         if self._stateless:
             return matched
+        return self._kept(matched, event, at)
+
+    def matching_raw(self, data: Mapping[str, Any], now: datetime) -> list[str]:
+        """`matching` for an event as decoded from JSON, without making an `Event` of it.
+
+        `data` is trusted, as `parse_event` would accept it (`entity`, `event`, `record`,
+        optionally `previous`, `actor`, `chain`, `at` as a datetime or an ISO string, the
+        string read by `parse_event`). For callers that hold mappings: no Event per call.
+        """
+        key = (data["entity"], data["event"])
+        match = self._matchers.get(key) or self.matcher(*key)
+        if match is NO_MATCH:
+            return []
+        if self._stateless:
+            at = data.get("at")
+            if at is None:
+                return match(data["record"], data.get("previous"), data, now, self._make_raw)
+            if type(at) is datetime:
+                return match(data["record"], data.get("previous"), data, at, self._make_raw)
+        return self.matching(_event_of(data), now)
+
+    def _facts_raw(self, data: Mapping[str, Any], at: datetime) -> Facts:
+        return self._facts(_event_of(data), at)
+
+    def _kept(self, matched: list[str], event: Event, at: datetime) -> list[str]:
+        """The matched workflows without those a date trigger or a cooldown holds back."""
         # Date triggers and cooldowns: the matcher passed them on unjudged.
         facts = None
         kept = []
@@ -321,7 +432,12 @@ class Evaluator:
             kept.append(rule)
         return kept
 
-    def _match(self, workflow: Workflow, facts: Facts, event: Event, at: datetime) -> RulePlan:
+    def _match(
+        self, workflow: Workflow, facts: Facts, event: Event, at: datetime, *, judged: bool = False
+    ) -> RulePlan:
+        """The workflow judged against the event; `judged`: its trigger and conditions hold."""
+        if judged:
+            return self._fires(workflow, facts, event, None, None)
         trigger = workflow.trigger
         reason = trigger.reject(facts)
         if reason is not None:
@@ -369,10 +485,33 @@ class Evaluator:
             return RulePlan(workflow.id, False, condition.reason(facts), workflow=workflow)
         else:
             trace = None
-        kept = {c.uid: c.check(facts) for c in condition.change_clauses()} or None
+        return self._fires(workflow, facts, event, trace, start)
+
+    def _fires(
+        self,
+        workflow: Workflow,
+        facts: Facts,
+        event: Event,
+        trace: Trace | None,
+        start: datetime | None,
+    ) -> RulePlan:
+        """The plan of a workflow whose trigger and conditions hold, unless the gate stops it."""
+        changes = self._changes.get(workflow.id)
+        if changes is None:
+            changes = self._changes[workflow.id] = tuple(workflow.condition.change_clauses())
+        kept = {c.uid: c.check(facts) for c in changes} if changes else None
         if self.gate is not None and (stopped := self.gate(workflow, event)) is not None:
             return RulePlan(workflow.id, False, stopped, workflow=workflow, gated=True)
         return RulePlan(workflow.id, True, trace=trace, workflow=workflow, kept=kept, start=start)
+
+    def _templated(self, action: Action) -> bool:
+        """Whether the action's parameters hold a template."""
+        found = self._templates.get(id(action))
+        if found is None:
+            found = self._templates[id(action)] = (
+                next(iter_templates(action.params), None) is not None
+            )
+        return found
 
     def _context(self, event: Event, at: datetime, related: Related | None) -> dict[str, Any]:
         return template_context(event, at, self.tz, related)
@@ -383,14 +522,13 @@ class Evaluator:
         plan: RulePlan,
         event: Event,
         facts: Facts,
-        shared: dict[str, Any],
+        shared: Callable[[], dict[str, Any]],
         start: datetime,
         now: datetime,
     ) -> None:
+        """Plans the workflow's actions; `shared` makes the templates' context of the event."""
         steps: dict[str, Any] = {}
-        context = dict(shared)
-        context["rule"] = {"id": workflow.id, "name": workflow.title}
-        context["steps"] = Record(steps)
+        context: dict[str, Any] | None = None
         base: datetime | None = start
         waited = False
         for action in workflow.actions:
@@ -426,18 +564,48 @@ class Evaluator:
                     continue
                 waited = True
             else:
+                if context is None and self._templated(action):
+                    # Made for the first action that renders a template: most render none.
+                    context = dict(shared())
+                    context["rule"] = {"id": workflow.id, "name": workflow.title}
+                    context["steps"] = Record(steps)
                 try:
-                    params = render_tree(action.params, context)
+                    # Parameters without templates never look at the context.
+                    params = render_tree(action.params, context or _NO_CONTEXT)
                 except TemplateFailure as exc:
                     planned.error = str(exc)
                     if action.id:
                         steps[action.id] = {}
                     continue
             planned.params = params
-            run = ActionRun(workflow, action, planned, params, event, facts, plan, steps, now)
-            planned.output = self.performer.perform(run)
+            if self._dry is not None:
+                # A dry run needs no more than the action and its parameters.
+                planned.output = self._dry.output(action, params)
+            else:
+                run = ActionRun(workflow, action, planned, params, event, facts, plan, steps, now)
+                planned.output = self.performer.perform(run)
             if action.id:
                 steps[action.id] = planned.output or {}
+
+
+_NO_CONTEXT: dict[str, Any] = {}
+
+
+def _event_of(data: Mapping[str, Any]) -> Event:
+    """The Event of a trusted raw mapping; an `at` that is a string is read as parse_event does."""
+    at = data.get("at")
+    if type(at) is str:
+        return parse_event(dict(data))
+    return Event(
+        data["entity"],
+        data["event"],
+        data["record"],
+        data.get("previous"),
+        data.get("actor"),
+        at,
+        data.get("rule"),
+        chain=data.get("chain"),
+    )
 
 
 def _after(base: datetime, action: Action, tz: tzinfo) -> datetime:

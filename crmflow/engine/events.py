@@ -137,7 +137,21 @@ def read_events(stream: IO[str], model: EntityModel | None = None) -> Iterator[E
     """
     reader = _Reader(model)
     feed, parts, may_close = reader.feed, reader.parts, _MAY_CLOSE_RE.match
+    decode, item = _STRICT.raw_decode, reader._item
     for line in stream:
+        if not parts and reader.array is None and line[:1] == "{":
+            # The common case, one NDJSON event on its line: decoded once, nothing kept.
+            # Anything else (incomplete, broken, surrounded) goes the way `feed` knows.
+            stripped = line.rstrip()
+            try:
+                data, end = decode(stripped)
+            except (ValueError, RecursionError):
+                pass
+            else:
+                if end == len(stripped):
+                    reader.line_no += 1
+                    yield item(data, stripped, reader.line_no)
+                    continue
         if parts and may_close(line) is None and reader.size + len(line) < reader.retry_at:
             # Most lines inside a pretty-printed value close nothing: kept, nothing else.
             parts.append(line)
@@ -348,12 +362,29 @@ class _Reader:
         self.counted = len(self.parts)
 
     def _item(self, data: Any, text: str, line_no: int) -> Event | EventError:
-        if _SURROGATE_HINT_RE.search(text) and _holds_lone_surrogate(data):
+        if _may_hold_surrogate(text) and _holds_lone_surrogate(data):
             return _located(
                 EventError("invalid JSON: a string holds a lone surrogate or bytes not UTF-8"),
                 line_no,
             )
         return _event_or_error(data, line_no, self.model)
+
+
+def _may_hold_surrogate(text: str) -> bool:
+    """Whether `text` holds a surrogate code point, raw or escaped (a quick look first).
+
+    Text that UTF-8 encodes holds no raw one, and an escaped one starts with `\\u`: most
+    events have neither, and both looks run in C without a regex's step per character.
+    """
+    if "\\u" in text and _SURROGATE_HINT_RE.search(text):
+        return True
+    if text.isascii():
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _brackets(line: str) -> int:

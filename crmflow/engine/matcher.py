@@ -37,13 +37,17 @@ from typing import Any, NamedTuple
 from crmflow import durations
 from crmflow.engine.events import Event
 from crmflow.rules.conditions import ALWAYS, AllOf, AnyOf, Condition, Facts, FieldClause, Not
+from crmflow.rules.ruleset import Entry
 from crmflow.rules.workflow import Workflow
 from crmflow.timeutil import parse_temporal, to_instant
-from crmflow.values import as_temporal, is_number, same, temporal
+from crmflow.values import as_temporal, display, is_number, same, temporal
 
-MakeFacts = Callable[[Event, datetime], Facts]
-# (event, the moment it is judged at, how to make its Facts) -> ids of matched workflows
-Match = Callable[[Event, datetime, MakeFacts], list[str]]
+MakeFacts = Callable[[Any, datetime], Facts]
+# (record, previous, the event, the moment it is judged at, how to make its Facts) -> ids
+# of matched workflows. The event (an Event, or the mapping it was decoded from) is only
+# handed to `make`: the record and previous values come apart, so a caller holding the
+# raw mapping needs no Event.
+Match = Callable[[dict[str, Any], Any, Any, datetime, MakeFacts], list[str]]
 # Generated code builds the Facts only when a clause without an inline form needs them.
 FACTS = "(facts if facts is not None else (facts := make(event, now)))"
 
@@ -67,7 +71,9 @@ _FIRST_USE = re.compile("\0(v[0-9]+)\0")
 COST_CONSTANT, COST_EQUAL, COST_NUMBER, COST_TEXT, COST_DATE, COST_CALL = 0, 1, 2, 3, 4, 10
 
 
-def NO_MATCH(event: Event, now: datetime, make: MakeFacts) -> list[str]:
+def NO_MATCH(
+    record: dict[str, Any], previous: Any, event: Any, now: datetime, make: MakeFacts
+) -> list[str]:
     """The matcher of a bucket no workflow takes."""
     return []
 
@@ -363,19 +369,7 @@ def compile_bucket(workflows: Sequence[Workflow], tz: tzinfo, kind: str | None =
     """
     if not workflows:
         return NO_MATCH
-    src = _Source(tz, kind)
-    src.names.update(
-        UNSET=_UNSET,
-        DEFER=_DEFER,
-        FAST=_FAST_NUMBERS,
-        SIMPLE=_SIMPLE,
-        DATETIME=datetime,
-        is_number=is_number,
-        same=same,
-        dig=dig,
-        instant=instants_in(tz),
-        KEPT=instants_in(tz).kept,
-    )
+    src = _namespace(tz, kind)
     # Identical clauses, told apart by what they test rather than by which workflow has
     # them, so a costly one runs once per event.
     canonical: dict[tuple[str, str, str], FieldClause] = {}
@@ -423,6 +417,32 @@ def compile_bucket(workflows: Sequence[Workflow], tz: tzinfo, kind: str | None =
     )
 
 
+def _namespace(tz: tzinfo, kind: str | None) -> _Source:
+    """A fresh source for one bucket, with the helpers generated code calls."""
+    src = _Source(tz, kind)
+    src.names.update(
+        UNSET=_UNSET,
+        DEFER=_DEFER,
+        FAST=_FAST_NUMBERS,
+        SIMPLE=_SIMPLE,
+        DATETIME=datetime,
+        is_number=is_number,
+        same=same,
+        dig=dig,
+        display=display,
+        CHANGED=change_reason,
+        KIND=_kind_of,
+        instant=instants_in(tz),
+        KEPT=instants_in(tz).kept,
+    )
+    return src
+
+
+def _kind_of(event: Any) -> str:
+    """The kind of an event, an Event or the mapping it was decoded from."""
+    return event["event"] if type(event) is dict else event.event  # type: ignore[no-any-return]
+
+
 def _dispatch_field(keys: list[dict[str, str]]) -> str | None:
     """The field whose required value spares the most workflows, if any spares some.
 
@@ -444,11 +464,13 @@ def _dispatch_field(keys: list[dict[str, str]]) -> str | None:
 
 
 def _dispatcher(field_name: str, table: dict[str, Any], rest: Any) -> Match:
-    def match(event: Event, now: datetime, make: MakeFacts) -> list[str]:
-        value = event.record.get(field_name)
+    def match(
+        record: dict[str, Any], previous: Any, event: Any, now: datetime, make: MakeFacts
+    ) -> list[str]:
+        value = record.get(field_name)
         if type(value) is str:
-            return table.get(value, rest)(event, now, make, value)  # type: ignore[no-any-return]
-        return rest(event, now, make, value)  # type: ignore[no-any-return]
+            return table.get(value, rest)(record, previous, event, now, make, value)  # type: ignore[no-any-return]
+        return rest(record, previous, event, now, make, value)  # type: ignore[no-any-return]
 
     # For inspection (tests, `crmflow eval --explain` some day): what the bucket turned into.
     match.dispatch = field_name  # type: ignore[attr-defined]
@@ -476,58 +498,82 @@ def _canonical(
     return condition
 
 
+class _Reads:
+    """How generated text of one function reads its fields: the `\0v3\0` markers replaced.
+
+    A field is read by a statement before the first block whose first test reads it
+    (every event gets there); before that, a test that may read it reads it lazily,
+    through a variable that starts unset. Reading a field is pure, so reading it early
+    never changes an answer.
+    """
+
+    def __init__(self, src: _Source, given: str | None, texts: Sequence[str]) -> None:
+        self.src = src
+        self.read = {given} if given else set()
+        self.lazy: set[str] = set()
+        # A field one test of the function reads needs no check whether it was read.
+        counts = Counter(var for text in texts for var in _FIRST_USE.findall(text))
+        self.once = {var for var, n in counts.items() if n == 1}
+
+    def lead(self, var: str | None) -> list[str]:
+        """The statement reading `var` before a block, when nothing read it yet."""
+        if var is None or var in self.read:
+            return []
+        self.read.add(var)
+        return [f"    {var} = {self.src.reads[var]}"]
+
+    def sub(self, text: str) -> str:
+        return _FIRST_USE.sub(self._use, text)
+
+    def _use(self, m: re.Match[str]) -> str:
+        var = m.group(1)
+        if var in self.read:
+            return var
+        if var in self.once:
+            return f"({var} := {self.src.reads[var]})"
+        self.lazy.add(var)
+        return f"({var} if {var} is not UNSET else ({var} := {self.src.reads[var]}))"
+
+    def head(self, signature: str, text: str, *, given: bool = False) -> list[str]:
+        """The function's first lines: its signature and the variables `text` uses.
+
+        `given`: the record and previous values are the parameters `r` and `p`.
+        """
+        src = self.src
+        head = [f"def {signature}:"]
+        if not given:
+            head.append("    r = event.record")
+        if "facts" in text:
+            head.append("    facts = None")
+        head.extend(f"    {var} = UNSET" for var in sorted(self.lazy))
+        head.extend(f"    {var} = UNSET" for var in src.instants.values() if var in text)
+        head.extend(f"    {var} = UNSET" for var in src.memo.values() if var in text)
+        if src.change and "hc" in text:
+            if not given:
+                head.append("    p = event.previous")
+            known = src.kind is not None
+            kind = "" if known else " and KIND(event) == 'updated'"
+            head.append(f"    hc = p is not None{kind}")
+        return head
+
+
 def _function(
     name: str, members: Sequence[int], given: str | None, blocks: list[_Block], src: _Source
 ) -> list[str]:
-    """One generated function over the blocks `members`, in workflow order.
-
-    A field is read by a statement before the first workflow whose first clause reads
-    it (every event gets there); before that, a clause that may read it reads it lazily,
-    through a variable that starts unset.
-    """
-    read = {given} if given else set()
-    lazy: set[str] = set()
+    """One generated function over the blocks `members`, in workflow order."""
     live = [blocks[i] for i in members if not blocks[i].never]
-    # A field one clause of the function reads needs no check whether it was read.
-    once = {
-        var
-        for var, n in Counter(
-            var for block in live for t in block.tests for var in _FIRST_USE.findall(t.text)
-        ).items()
-        if n == 1
-    }
-
-    def use(m: re.Match[str]) -> str:
-        var = m.group(1)
-        if var in read:
-            return var
-        if var in once:
-            return f"({var} := {src.reads[var]})"
-        lazy.add(var)
-        return f"({var} if {var} is not UNSET else ({var} := {src.reads[var]}))"
-
+    reads = _Reads(src, given, [t.text for block in live for t in block.tests])
     body: list[str] = []
     for block in live:
-        lead = block.tests[0].lead if block.tests else None
-        if lead is not None and lead not in read:
-            body.append(f"    {lead} = {src.reads[lead]}")
-            read.add(lead)
+        body.extend(reads.lead(block.tests[0].lead if block.tests else None))
         if block.tests:
-            test = _FIRST_USE.sub(use, " and ".join(t.text for t in block.tests))
+            test = reads.sub(" and ".join(t.text for t in block.tests))
             body.append(f"    if {test}:\n        {block.append}")
         else:
             body.append(f"    {block.append}")
     text = "\n".join(body)
-    head = [f"def {name}(event, now, make{', ' + given if given else ''}):", "    r = event.record"]
-    if "facts" in text:
-        head.append("    facts = None")
-    head.extend(f"    {var} = UNSET" for var in sorted(lazy))
-    head.extend(f"    {var} = UNSET" for var in src.instants.values() if var in text)
-    head.extend(f"    {var} = UNSET" for var in src.memo.values() if var in text)
-    if src.change and "hc" in text:
-        head.append("    p = event.previous")
-        known = src.kind is not None
-        head.append("    hc = p is not None" + ("" if known else " and event.event == 'updated'"))
+    signature = f"{name}(r, p, event, now, make{', ' + given if given else ''})"
+    head = reads.head(signature, text, given=True)
     return [*head, "    out = []", text, "    return out"]
 
 
@@ -540,3 +586,104 @@ def _build(
     namespace = src.names
     exec(compile("\n".join(lines), "<crmflow matcher>", "exec"), namespace)
     return {name: namespace[name] for name, _, _ in groups}
+
+
+# (event, the moment it is judged at, how to make its Facts) -> for each entry of the
+# bucket: None when it matches (or its match depends on state), else (its id, why not).
+Decide = Callable[[Event, datetime, MakeFacts], list[tuple[str, str] | None]]
+
+
+def NO_DECISIONS(event: Event, now: datetime, make: MakeFacts) -> list[tuple[str, str] | None]:
+    """The decisions of a bucket without entries."""
+    return []
+
+
+def compile_decisions(entries: Sequence[Entry], tz: tzinfo, kind: str | None = None) -> Decide:
+    """One function deciding every entry of a bucket: None, or (id, the reason it does not match).
+
+    The reason is what `trigger.reject` and then `condition.reason` say (a plan carries
+    one for every workflow that does not fire), found in one pass: the conjuncts of each
+    workflow run in the order it states them, so the first that fails is the one its
+    reason names, and that reason is worded from the field as the record holds it, without
+    a second evaluation. Fields are read once per event, as in `compile_bucket`. An entry
+    whose trigger does not take the event says its static reason; one whose match depends
+    on state (a date trigger, a cooldown) says None, left to the evaluator.
+    """
+    if not entries:
+        return NO_DECISIONS
+    src = _namespace(tz, kind)
+    canonical: dict[tuple[str, str, str], FieldClause] = {}
+    uses: Counter[int] = Counter()
+    conditions = [_canonical(e.workflow.condition, canonical, uses) for e in entries]
+    src.shared = {key for key, n in uses.items() if n > 1}
+    # Per entry: (lead, [(test that fails, reason)]) or the static answer's text.
+    plans: list[tuple[str | None, list[tuple[str, str]]] | str] = []
+    for entry, condition in zip(entries, conditions, strict=True):
+        workflow = entry.workflow
+        if not entry.reacts:
+            plans.append(src.bind((workflow.id, entry.static_reason)))
+            continue
+        if workflow.depends_on_state:
+            plans.append("None")
+            continue
+        steps: list[tuple[str, str]] = []
+        trigger = workflow.trigger
+        if trigger.ignore_actors or trigger.fields:
+            steps.append((f"(x := {src.bind(trigger.reject)}({FACTS})) is not None", "x"))
+        lead = None
+        for n, part in enumerate(_conjuncts(condition) if condition is not ALWAYS else ()):
+            test = _expr(part, src)
+            if n == 0 and not steps:
+                lead = test.lead
+            steps.append((f"not {test.text}", _reason(part, src)))
+        plans.append((lead, steps))
+
+    reads = _Reads(src, None, [t for p in plans if type(p) is tuple for t, _ in p[1]])
+    body: list[str] = []
+    for entry, plan in zip(entries, plans, strict=True):
+        if type(plan) is str:
+            body.append(f"    out.append({plan})")
+            continue
+        lead, steps = plan  # type: ignore[misc]
+        if not steps:
+            body.append("    out.append(None)")
+            continue
+        body.extend(reads.lead(lead))
+        ident = src.bind(entry.workflow.id, "w")
+        for n, (fails, reason) in enumerate(steps):
+            body.append(f"    {'if' if n == 0 else 'elif'} {reads.sub(fails)}:")
+            body.append(f"        out.append(({ident}, {reason}))")
+        body.append("    else:\n        out.append(None)")
+    text = "\n".join(body)
+    lines = [*reads.head("decide(event, now, make)", text), "    out = []", text, "    return out"]
+    exec(compile("\n".join(lines), "<crmflow decisions>", "exec"), src.names)
+    return src.names["decide"]  # type: ignore[no-any-return]
+
+
+def _reason(part: Condition, src: _Source) -> str:
+    """Generated text of `part.reason(facts)`, for a part known to fail."""
+    if (
+        not isinstance(part, FieldClause)
+        or part.other is not None
+        or "." in part.path
+        or src.kind is None
+    ):
+        return f"{src.bind(part.reason)}({FACTS})"
+    name = src.bind(part.path, "k")
+    if part.definition.kind == "value":
+        # What FieldClause.reason says, from the field as the record holds it.
+        return f"{src.bind(f'{part.label}: was ')} + display(r.get({name}))"
+    if src.never_changes:
+        # FieldClause.explain's words for an event that is no update.
+        return src.bind(f"{part.label}: a {src.kind} event")
+    return f"CHANGED({src.bind(part.label)}, event.previous, r, {name})"
+
+
+def change_reason(label: str, previous: dict[str, Any] | None, record: Any, name: str) -> str:
+    """What FieldClause.explain says of a change clause that failed on an update."""
+    if previous is None:
+        return f"{label}: no previous values"
+    old, new = previous.get(name), record.get(name)
+    if old != new:
+        return f"{label}: {display(old)} -> {display(new)}"
+    return f"{label}: was {display(new)}, unchanged"
