@@ -179,9 +179,9 @@ def table(r: dict[str, Any]) -> str:
     b = r["daemon"]["burst"]
     add(
         f"SQLite: burst of {b['changes']:,} changed deals to their inbox rows",
-        f"poll interval {b['poll_interval_s']} s",
+        f"committed code: {b.get('before_records_per_s', '?')} records/s",
         f"last after {b['lag_last_s']} s ({b['records_per_s']} records/s)",
-        "-",
+        f"{b.get('ratio', '-')}x (poll interval {b['poll_interval_s']} s)",
     )
     q = r["daemon"]["pending"]
     add(
@@ -208,9 +208,9 @@ def table(r: dict[str, Any]) -> str:
         c = pg["burst"]
         add(
             f"PostgreSQL: burst of {c['changes']:,} changed deals to their inbox rows",
-            f"poll interval {c['poll_interval_s']} s",
+            f"committed code: {c.get('before_records_per_s', '?')} records/s",
             f"last after {c['lag_last_s']} s ({c['records_per_s']} records/s)",
-            "-",
+            f"{c.get('ratio', '-')}x (poll interval {c['poll_interval_s']} s)",
         )
     return "\n".join(rows) + "\n"
 

@@ -100,8 +100,7 @@ def measure(actions: int = 600, updates: int = 10_000) -> dict[str, Any]:
     port = int(receiver.server_address[1])
     try:
         rates = {n: actions_per_second(admin, n, actions, port) for n in (1, 2, 3)}
-        url = _database(admin)
-        lag = daemon.burst(updates, url, url)
+        lag = daemon.burst_before_after(updates, lambda: (_database(admin),) * 2)
     finally:
         receiver.shutdown()
         server.stop()

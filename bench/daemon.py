@@ -71,9 +71,14 @@ def _wait_for(
 
 
 def burst(
-    changes: int = 10_000, crm_url: str | None = None, state_url: str | None = None
+    changes: int = 10_000,
+    crm_url: str | None = None,
+    state_url: str | None = None,
+    *,
+    code: Path | None = None,
 ) -> dict[str, Any]:
-    """A burst of `changes` updated deals to their inbox rows (SQLite files by default)."""
+    """A burst of `changes` updated deals to their inbox rows (SQLite files by default);
+    `code`: run another crmflow package (daemons.committed_code)."""
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         crm_url = crm_url or f"sqlite:///{folder / 'crm.db'}"
@@ -91,7 +96,7 @@ def burst(
                 ),
                 [{"id": 900_000 + i} for i in range(changes)],
             )
-        procs = daemons.start(folder)
+        procs = daemons.start(folder, code=code)
         try:
             # The baseline is taken once every deal has its snapshot.
             _wait_for(
@@ -229,11 +234,28 @@ def _peak_kib(pid: int) -> int:
     return 0
 
 
+def burst_before_after(
+    changes: int = 10_000, urls: Callable[[], tuple[str | None, str | None]] | None = None
+) -> dict[str, Any]:
+    """`burst` with this code, and with the committed code beside it (same machine, same
+    minute): `urls` gives fresh (CRM, state) URLs for each run (SQLite files: None)."""
+    fresh = urls or (lambda: (None, None))
+    after = burst(changes, *fresh())
+    with tempfile.TemporaryDirectory() as tmp:
+        code = daemons.committed_code(Path(tmp))
+        before = burst(changes, *fresh(), code=code) if code is not None else None
+    if before is not None:
+        after["before_records_per_s"] = before["records_per_s"]
+        after["before_lag_last_s"] = before["lag_last_s"]
+        after["ratio"] = round(after["records_per_s"] / before["records_per_s"], 2)
+    return after
+
+
 def measure() -> dict[str, Any]:
-    return {"burst": burst(), "pending": pending()}
+    return {"burst": burst_before_after(), "pending": pending()}
 
 
 if __name__ == "__main__":
-    parts = {"burst": burst, "pending": pending}
+    parts = {"burst": burst_before_after, "pending": pending}
     chosen = sys.argv[1:] or list(parts)
     print(json.dumps({name: parts[name]() for name in chosen}, indent=2))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -13,6 +14,19 @@ from crmflow.crm.demo import create_demo_crm
 from tests.crmkit import write_rules
 
 BIN = str(Path(sys.executable).parent / "crmflow")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def committed_code(into: Path) -> Path | None:
+    """The committed `crmflow` package (git HEAD) extracted under `into`, to measure the
+    code before the working tree's changes; None outside a git checkout."""
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", "HEAD", "crmflow"], capture_output=True
+    )
+    if archive.returncode != 0:
+        return None
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    return into
 
 
 def project(
@@ -35,8 +49,16 @@ def project(
     write_rules(folder / "rules", {"w.yaml": rules})
 
 
-def start(folder: Path, count: int = 1) -> list[subprocess.Popen[bytes]]:
-    """`count` daemons in `folder`, returned once each has logged that it runs."""
+def start(
+    folder: Path, count: int = 1, *, code: Path | None = None
+) -> list[subprocess.Popen[bytes]]:
+    """`count` daemons in `folder`, returned once each has logged that it runs.
+
+    `code`: a folder holding another `crmflow` package to run instead of this one (the
+    committed code, for a before/after figure)."""
+    env = None
+    if code is not None:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(code), str(ROOT)])}
     procs, logs = [], [folder / f"d{n}.log" for n in range(count)]
     # Only what this start writes counts: a restarted daemon's log holds the last run.
     offsets = [log.stat().st_size if log.exists() else 0 for log in logs]
@@ -48,6 +70,7 @@ def start(folder: Path, count: int = 1) -> list[subprocess.Popen[bytes]]:
                     cwd=folder,
                     stdout=out,
                     stderr=subprocess.STDOUT,
+                    env=env,
                 )
             )
     deadline = time.monotonic() + 120

@@ -300,11 +300,19 @@ class Capture:
 
     def commit(self, change: Change) -> None:
         """Remember a processed change (call after its actions ran or were stored)."""
-        rid = str(change.record_id)
-        if change.kind == "deleted":
-            self.state.drop_snapshots(change.entity, [rid])
-        else:
-            self.state.save_snapshots(change.entity, [(rid, change.version, change.record)])
+        self.commit_all([change])
+
+    def commit_all(self, changes: list[Change]) -> None:
+        """Remember processed changes of one entity, in order: the last of a record wins."""
+        if not changes:
+            return
+        entity = changes[0].entity
+        latest = {str(c.record_id): c for c in changes}
+        gone = [rid for rid, c in latest.items() if c.kind == "deleted"]
+        kept = [(rid, c.version, c.record) for rid, c in latest.items() if c.kind != "deleted"]
+        if gone:
+            self.state.drop_snapshots(entity, gone)
+        self.state.save_snapshots(entity, kept)
 
     def advance(self, entity: str) -> None:
         """Move the watermark past what the last poll read (after its changes committed)."""

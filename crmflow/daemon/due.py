@@ -7,6 +7,7 @@ a case (crmflow.daemon.rehearsal), so the two cannot disagree.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -46,10 +47,17 @@ class DueActions:
     owner: str
     lease: float
 
-    def run(self, now: datetime, rules: RuleSet, evaluator: Evaluator) -> int:
-        """Carry out every row due at `now`, soonest first; how many there were."""
+    def run(
+        self, now: datetime, rules: RuleSet, evaluator: Evaluator, budget: float | None = None
+    ) -> int:
+        """Carry out every row due at `now`, soonest first; how many there were.
+
+        With a `budget` (seconds), no more rows are claimed once it is spent: the rest
+        waits for the next tick, so a long queue of due actions does not hold up polls
+        and the leadership check (the loop ticks again at once while rows are due)."""
         count = 0
-        while True:
+        started = time.monotonic()
+        while budget is None or time.monotonic() - started < budget:
             rows = self.state.claim_due(now, self.owner, self.lease, limit=50)
             if not rows:
                 return count
@@ -59,6 +67,7 @@ class DueActions:
                     self.fire(row, now, rules, evaluator)
                 except CrmflowError as exc:
                     self.finish(row, PendingStatus.FAILED, str(exc))
+        return count
 
     def fire(self, row: PendingAction, now: datetime, rules: RuleSet, evaluator: Evaluator) -> None:
         if row.action_type == "schedule":

@@ -26,6 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from crmflow.config import Config
 from crmflow.crm import rights
 from crmflow.crm.database import CRM
+from crmflow.daemon.batches import Batches
 from crmflow.daemon.capture import Capture, Change, baseline_change
 from crmflow.daemon.chains import ChainGuard
 from crmflow.daemon.dates import Dates
@@ -34,7 +35,7 @@ from crmflow.daemon.faults import Faults, Gone, is_fault, label
 from crmflow.daemon.leadership import Leadership
 from crmflow.daemon.log import Log
 from crmflow.daemon.schedules import Schedules
-from crmflow.daemon.sweep import Sweep, describe_late
+from crmflow.daemon.sweep import Sweep
 from crmflow.daemon.waits import Waits
 from crmflow.engine.evaluate import Evaluator, Plan
 from crmflow.engine.runtime import build_runtime
@@ -54,6 +55,9 @@ HEARTBEAT_EVERY = 5.0
 # how long a claim on an action lasts, minutes by default, and a daemon killed a minute
 # ago should not be shown as running.
 HEARTBEAT_TIMEOUT = 30.0
+# The least time a tick spends carrying out due actions before it polls again (the poll
+# interval when that is longer).
+DUE_BUDGET = 1.0
 
 
 @dataclass
@@ -129,6 +133,12 @@ class Daemon:
             self._finish,
         )
         self.dates = Dates(self.capture, self.executor, self.log)
+        self.batches = Batches(
+            self.state,
+            self.capture,
+            self.log,
+            lambda change, now: self.handle(change, now, take_chain=False),
+        )
         self.lease = settings.lease.seconds
         self.host = socket.gethostname()
         self.id = f"{self.host}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -309,30 +319,11 @@ class Daemon:
     def _take(
         self, entity: str, changes: list[Change], now: datetime, summary: TickSummary
     ) -> bool:
-        """Evaluate each change in order; True when one begun by a stopped daemon was
-        finished instead (the watermark then stays, so the row is read again)."""
-        unfinished = self.state.unfinished(entity, [str(c.record_id) for c in changes])
-        recovered = False
-        for change in changes:
-            begun = unfinished.get(str(change.record_id))
-            if begun is not None and begun["version"] != change.version:
-                # A daemon died while handling this change; the row has moved on since
-                # (perhaps by that daemon's own writes). Finish the change as it was,
-                # with its own version and keys; the rest shows up in the next poll.
-                self._finish_begun(Change.from_stored(begun), now)
-                recovered = True
-                continue
-            if change.late:
-                line = describe_late(change, now)
-                self.log.warn(line)
-                self.state.record(
-                    "found_late", entity=change.entity, record_id=change.record_id, detail=line
-                )
-            self.state.begin_change(change.entity, change.record_id, change.to_stored())
-            self.handle(change, now, take_chain=begun is None)
-            self.capture.commit(change)
-            self.state.end_change(change.entity, change.record_id)
-            summary.changes += 1
+        """Evaluate the changes in order, in batches (daemon/batches.py); True when one
+        begun by a stopped daemon was finished instead (the watermark then stays, so the
+        row is read again)."""
+        handled, recovered = self.batches.take(entity, changes, now)
+        summary.changes += handled
         return recovered
 
     def _check_crm_file(self, now: datetime) -> None:
@@ -357,15 +348,6 @@ class Daemon:
         )
         for entity in self.capture.entities:
             self.sweep.restart(entity, now)
-
-    def _finish_begun(self, change: Change, now: datetime) -> None:
-        self.log.note(
-            f"finishing {change.entity} {change.record_id} {change.kind}, begun by a "
-            "daemon that stopped"
-        )
-        self.handle(change, now, take_chain=False)
-        self.capture.commit(change)
-        self.state.end_change(change.entity, change.record_id)
 
     def handle(self, change: Change, now: datetime, *, take_chain: bool = True) -> Plan:
         if take_chain:
@@ -395,7 +377,9 @@ class Daemon:
         self.dates.ensure(self.rules, self.evaluator, self.clock())
 
     def run_due(self, now: datetime) -> int:
-        return self.due.run(now, self.rules, self.evaluator)
+        # About one poll interval's worth of due actions per tick: polls keep their pace.
+        budget = max(self.poll_interval, DUE_BUDGET)
+        return self.due.run(now, self.rules, self.evaluator, budget)
 
     def _finish(
         self, row: PendingAction, status: PendingStatus, reason: str | None, history: bool = False
@@ -518,6 +502,8 @@ class Daemon:
                     self.faults.cleared()
                 if next_due is not None:
                     delay = (next_due - self.clock()).total_seconds()
+                    if delay <= 0:
+                        wake.set()  # rows left over by the tick's budget: tick again now
                     if 0 < delay < self.poll_interval:
                         scheduler.add_job(
                             wake.set,

@@ -8,7 +8,7 @@ A wait is a pending row; the actions after it are `waiting` rows that point at i
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import Any
 
@@ -28,9 +28,21 @@ class Waits:
     log: Log
     tz: tzinfo
     related: Callable[[], Any]
+    # The entities whose workflows wait with `until`, worked out once per rule set.
+    _until: tuple[RuleSet, frozenset[str]] | None = field(default=None, init=False)
+
+    def _waiting_entities(self, rules: RuleSet) -> frozenset[str]:
+        if self._until is None or self._until[0] is not rules:
+            entities = frozenset(
+                w.entity for w in rules.workflows if any(a.until is not None for a in w.actions)
+            )
+            self._until = (rules, entities)
+        return self._until[1]
 
     def check(self, rules: RuleSet, event: Event, now: datetime) -> None:
         """End (as met) each pending wait on the event's record whose `until` now holds."""
+        if event.entity not in self._waiting_entities(rules):
+            return  # no workflow of this entity waits with `until`: no row to look up
         for row in self.state.find_pending(
             entity=event.entity,
             record_id=event.id,

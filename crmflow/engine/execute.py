@@ -42,6 +42,10 @@ def _no_longer_holds(workflow: Workflow, action: Action, facts: Facts) -> str | 
     return None
 
 
+# Action types whose effect is a write to the CRM database or nothing outside crmflow:
+# they never wait on another host.
+IN_DATABASE = frozenset({"create", "update", "set_stage", "delete", "generate_code", "warn"})
+
 # How long an effect already made waits for its record while the state database is
 # unavailable, before the tick gives up (and the effect may be repeated, under its key).
 RECORD_PATIENCE = 120.0
@@ -151,6 +155,13 @@ class Executor:
 
             effects = EFFECTS
         job = Job(self.services, workflow, action, event, params, key, now)
+        # An effect that waits on another host (a webhook, a mail server) goes with the
+        # daemon's unit of work committed before it and its record committed right after:
+        # a SQLite state is not held locked while the host answers, and the window in
+        # which a kill would repeat the send stays as narrow as without units.
+        remote = self.state is not None and action.type not in IN_DATABASE
+        if remote:
+            self._durably(self._checkpoint)
         try:
             outcome = effects[action.type](job)
         except Transient as exc:
@@ -171,7 +182,13 @@ class Executor:
             chain = [*(event.chain or []), [workflow.id, event.entity, event.id]]
             for entity, record_id in outcome.touched:
                 self._durably(lambda e=entity, r=record_id: state.note_write(e, r, key, chain))
+        if remote:
+            self._durably(self._checkpoint)
         return outcome
+
+    def _checkpoint(self) -> None:
+        if self.state is not None:
+            self.state.checkpoint()
 
     def _durably(self, write: Callable[[], Any]) -> Any:
         """A state write that records an effect already made (sent, written).

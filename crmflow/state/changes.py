@@ -22,7 +22,7 @@ class ChangeStore(Tables):
     def snapshots(self, entity: str, ids: list[str]) -> dict[str, tuple[str, dict[str, Any]]]:
         """id -> (version, data) for those of `ids` crmflow has seen."""
         found: dict[str, tuple[str, dict[str, Any]]] = {}
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             for start in range(0, len(ids), 500):
                 chunk = ids[start : start + 500]
                 query = select(snapshots.c.record_id, snapshots.c.version, snapshots.c.data).where(
@@ -33,7 +33,7 @@ class ChangeStore(Tables):
         return found
 
     def snapshot_ids(self, entity: str) -> set[str]:
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             query = select(snapshots.c.record_id).where(snapshots.c.entity == entity)
             return {row[0] for row in conn.execute(query)}
 
@@ -41,7 +41,7 @@ class ChangeStore(Tables):
         """Upsert (id, version, data) rows, in one transaction."""
         if not rows:
             return
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             ids = [r[0] for r in rows]
             for start in range(0, len(ids), 500):
                 conn.execute(
@@ -64,7 +64,7 @@ class ChangeStore(Tables):
             )
 
     def drop_snapshots(self, entity: str, ids: list[str]) -> None:
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             for start in range(0, len(ids), 500):
                 conn.execute(
                     snapshots.delete().where(
@@ -74,7 +74,7 @@ class ChangeStore(Tables):
                 )
 
     def watermark(self, entity: str) -> tuple[str | None, float | None]:
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             row = conn.execute(
                 select(watermarks.c.value, watermarks.c.scanned_at).where(
                     watermarks.c.entity == entity
@@ -85,7 +85,7 @@ class ChangeStore(Tables):
     def set_watermark(
         self, entity: str, value: str | None = None, scanned_at: float | None = None
     ) -> None:
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             row = conn.execute(
                 select(watermarks.c.value).where(watermarks.c.entity == entity)
             ).first()
@@ -105,31 +105,47 @@ class ChangeStore(Tables):
                     update(watermarks).where(watermarks.c.entity == entity).values(**values)
                 )
 
-    def begin_change(self, entity: str, record_id: Any, change: dict[str, Any]) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(
-                inflight.delete().where(
-                    inflight.c.entity == entity, inflight.c.record_id == str(record_id)
+    def begin_changes(self, entity: str, changes: list[tuple[str, dict[str, Any]]]) -> None:
+        """Mark changes (record id, the change as JSON) as being handled, in one transaction."""
+        if not changes:
+            return
+        ids = [rid for rid, _ in changes]
+        with self._begin() as conn:
+            for start in range(0, len(ids), 500):
+                conn.execute(
+                    inflight.delete().where(
+                        inflight.c.entity == entity,
+                        inflight.c.record_id.in_(ids[start : start + 500]),
+                    )
                 )
-            )
             conn.execute(
-                insert(inflight).values(
-                    entity=entity, record_id=str(record_id), change=json.dumps(change, default=str)
-                )
+                insert(inflight),
+                [
+                    {"entity": entity, "record_id": rid, "change": json.dumps(data, default=str)}
+                    for rid, data in changes
+                ],
             )
 
-    def end_change(self, entity: str, record_id: Any) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(
-                inflight.delete().where(
-                    inflight.c.entity == entity, inflight.c.record_id == str(record_id)
+    def begin_change(self, entity: str, record_id: Any, change: dict[str, Any]) -> None:
+        self.begin_changes(entity, [(str(record_id), change)])
+
+    def end_changes(self, entity: str, ids: list[str]) -> None:
+        with self._begin() as conn:
+            for start in range(0, len(ids), 500):
+                conn.execute(
+                    inflight.delete().where(
+                        inflight.c.entity == entity,
+                        inflight.c.record_id.in_(ids[start : start + 500]),
+                    )
                 )
-            )
+
+    def end_change(self, entity: str, record_id: Any) -> None:
+        self.end_changes(entity, [str(record_id)])
 
     def unfinished(self, entity: str, ids: list[str]) -> dict[str, dict[str, Any]]:
         """Changes of these records that a daemon began and did not finish."""
         found: dict[str, dict[str, Any]] = {}
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             for start in range(0, len(ids), 500):
                 query = select(inflight.c.record_id, inflight.c.change).where(
                     inflight.c.entity == entity, inflight.c.record_id.in_(ids[start : start + 500])
@@ -140,31 +156,40 @@ class ChangeStore(Tables):
 
     # -- crmflow's own writes (chains) ------------------------------------------------
     def note_write(self, entity: str, record_id: Any, key: str, chain: list[Any]) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(
-                insert(writes).values(
-                    entity=entity,
-                    record_id=str(record_id),
-                    key=key,
-                    chain=json.dumps(chain),
-                    at=epoch(self.clock()),
-                )
-            )
+        row = {
+            "entity": entity,
+            "record_id": str(record_id),
+            "key": key,
+            "chain": json.dumps(chain),
+            "at": epoch(self.clock()),
+        }
+        if self._queue(writes, row):
+            return
+        with self._begin() as conn:
+            conn.execute(insert(writes), [row])
 
     def take_write(self, entity: str, record_id: Any) -> list[Any] | None:
         """The chain of crmflow's oldest unclaimed write to this record (claiming it)."""
-        with self.engine.begin() as conn:
-            row = conn.execute(
-                select(writes.c.id, writes.c.chain)
-                .where(writes.c.entity == entity, writes.c.record_id == str(record_id))
-                .order_by(writes.c.id)
-                .limit(1)
-            ).first()
-            if row is None:
-                return None
-            conn.execute(
-                writes.delete().where(
-                    writes.c.entity == entity, writes.c.record_id == str(record_id)
+        return self.take_writes(entity, [str(record_id)]).get(str(record_id))
+
+    def take_writes(self, entity: str, ids: list[str]) -> dict[str, list[Any]]:
+        """For each of these records with one, the chain of crmflow's oldest unclaimed
+        write to it; every write to them is claimed."""
+        chains: dict[str, list[Any]] = {}
+        with self._begin() as conn:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                rows = conn.execute(
+                    select(writes.c.record_id, writes.c.chain)
+                    .where(writes.c.entity == entity, writes.c.record_id.in_(chunk))
+                    .order_by(writes.c.id)
+                ).all()
+                if not rows:
+                    continue
+                for record_id, chain in rows:
+                    chains.setdefault(record_id, list(json.loads(chain)))
+                found = sorted({record_id for record_id, _ in rows})
+                conn.execute(
+                    writes.delete().where(writes.c.entity == entity, writes.c.record_id.in_(found))
                 )
-            )
-            return list(json.loads(row[1]))
+        return chains

@@ -54,21 +54,22 @@ class HistoryStore(Tables):
         """One decision or outcome; `output` is what the action gave later steps."""
         # default=str: an odd value from a driver (a Decimal id) must not lose the record.
         stored = None if output is None else json.dumps(output, default=str)
-        with self.engine.begin() as conn:
-            conn.execute(
-                insert(history).values(
-                    at=epoch(self.clock()),
-                    workflow=workflow,
-                    entity=entity,
-                    record_id=None if record_id is None else str(record_id),
-                    action_index=action_index,
-                    action_type=action_type,
-                    key=key,
-                    outcome=outcome,
-                    detail=detail,
-                    output=stored,
-                )
-            )
+        row = {
+            "at": epoch(self.clock()),
+            "workflow": workflow,
+            "entity": entity,
+            "record_id": None if record_id is None else str(record_id),
+            "action_index": action_index,
+            "action_type": action_type,
+            "key": key,
+            "outcome": outcome,
+            "detail": detail,
+            "output": stored,
+        }
+        if self._queue(history, row):
+            return
+        with self._begin() as conn:
+            conn.execute(insert(history), [row])
 
     def record_pending(self, outcome: str, row: PendingAction, detail: str = "") -> None:
         """A history entry about a pending action."""
@@ -85,13 +86,16 @@ class HistoryStore(Tables):
 
     def done_action(self, key: str) -> DoneAction | None:
         """The action with this idempotency key as it was carried out, if it was."""
+        queued = self._queued_done(key)
+        if queued is not None:
+            return DoneAction(datetime.fromtimestamp(queued["at"], UTC), _output(queued["output"]))
         query = (
             select(history.c.at, history.c.output)
             .where(history.c.key == key, history.c.outcome == "done")
             .order_by(history.c.id)
             .limit(1)
         )
-        with self.engine.connect() as conn:
+        with self._connect(flush=False) as conn:
             row = conn.execute(query).first()
         if row is None:
             return None
@@ -121,7 +125,7 @@ class HistoryStore(Tables):
             query = query.where(history.c.entity == entity, history.c.record_id == record_id)
         if since is not None:
             query = query.where(history.c.at >= since.timestamp())
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             for row in conn.execute(query):
                 item = dict(row._mapping)
                 item["at"] = datetime.fromtimestamp(item["at"], UTC)
@@ -132,7 +136,7 @@ class HistoryStore(Tables):
         query = select(func.count()).select_from(table)
         for column, value in where.items():
             query = query.where(table.c[column] == value)
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             return int(conn.execute(query).scalar_one())
 
     def failures_since(self, moment: datetime) -> int:
@@ -142,17 +146,17 @@ class HistoryStore(Tables):
             .select_from(history)
             .where(history.c.outcome == "failed", history.c.at >= moment.timestamp())
         )
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             return int(conn.execute(query).scalar_one())
 
     def prune_history(self, before: datetime) -> int:
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             result = conn.execute(history.delete().where(history.c.at < epoch(before)))
             return int(result.rowcount or 0)
 
     # -- cooldowns --------------------------------------------------------------------
     def last_fired(self, workflow: str, entity: str, record_id: Any) -> datetime | None:
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             value = conn.execute(
                 select(cooldowns.c.fired_at).where(
                     cooldowns.c.workflow == workflow,
@@ -163,7 +167,7 @@ class HistoryStore(Tables):
         return datetime.fromtimestamp(value, UTC) if value is not None else None
 
     def fired(self, workflow: str, entity: str, record_id: Any, at: datetime) -> None:
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             found = conn.execute(
                 update(cooldowns)
                 .where(

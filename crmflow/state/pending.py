@@ -13,6 +13,8 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 from crmflow.state.tables import Tables, epoch, pending
@@ -90,26 +92,33 @@ class PendingStore(Tables):
     ) -> int | None:
         """Store an action for later; None when the same key is already stored."""
         now = epoch(self.clock())
+        row = {
+            "key": key,
+            "workflow": workflow,
+            "workflow_version": workflow_version,
+            "entity": entity,
+            "record_id": None if record_id is None else str(record_id),
+            "action_index": action_index,
+            "action_type": action_type,
+            "due_at": None if due is None else epoch(due),
+            "status": status,
+            "attempts": 0,
+            "wait_id": wait_id,
+            "context": json.dumps(context, default=str),
+            "created_at": now,
+            "updated_at": now,
+        }
+        with self._begin() as conn:
+            if conn.dialect.name in ("sqlite", "postgresql"):
+                # A key stored before is no error: inside a unit of work a failed insert
+                # would end PostgreSQL's transaction, and with it the unit's other writes.
+                upsert = sqlite_insert if conn.dialect.name == "sqlite" else pg_insert
+                query = upsert(pending).values(row).on_conflict_do_nothing()
+                stored = conn.execute(query.returning(pending.c.id)).scalar()
+                return None if stored is None else int(stored)
         try:
-            with self.engine.begin() as conn:
-                result = conn.execute(
-                    insert(pending).values(
-                        key=key,
-                        workflow=workflow,
-                        workflow_version=workflow_version,
-                        entity=entity,
-                        record_id=None if record_id is None else str(record_id),
-                        action_index=action_index,
-                        action_type=action_type,
-                        due_at=None if due is None else epoch(due),
-                        status=status,
-                        attempts=0,
-                        wait_id=wait_id,
-                        context=json.dumps(context, default=str),
-                        created_at=now,
-                        updated_at=now,
-                    )
-                )
+            with self._begin() as conn:
+                result = conn.execute(insert(pending).values(row))
                 return int(result.inserted_primary_key[0])
         except IntegrityError:
             return None
@@ -118,24 +127,24 @@ class PendingStore(Tables):
         query = select(pending).order_by(pending.c.due_at, pending.c.id)
         if status is not None:
             query = query.where(pending.c.status == status)
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             return [_pending(row) for row in conn.execute(query)]
 
     def status_counts(self) -> dict[str, int]:
         """How many pending-action rows hold each status."""
         query = select(pending.c.status, func.count()).group_by(pending.c.status)
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             return {str(status): int(count) for status, count in conn.execute(query)}
 
     def next_due(self) -> datetime | None:
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             value = conn.execute(
                 select(func.min(pending.c.due_at)).where(pending.c.status == PendingStatus.PENDING)
             ).scalar()
         return datetime.fromtimestamp(value, UTC) if value is not None else None
 
     def get_pending(self, action_id: int) -> PendingAction | None:
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             row = conn.execute(select(pending).where(pending.c.id == action_id)).first()
         return _pending(row) if row is not None else None
 
@@ -157,7 +166,7 @@ class PendingStore(Tables):
             query = query.where(pending.c.record_id == str(record_id))
         if action_type is not None:
             query = query.where(pending.c.action_type == action_type)
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             return [_pending(row) for row in conn.execute(query.order_by(pending.c.id))]
 
     def update_pending(self, action_id: int, **values: Any) -> None:
@@ -166,7 +175,7 @@ class PendingStore(Tables):
         if "context" in values and not isinstance(values["context"], str):
             values["context"] = json.dumps(values["context"], default=str)
         values["updated_at"] = epoch(self.clock())
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             conn.execute(update(pending).where(pending.c.id == action_id).values(**values))
 
     def claim_due(
@@ -178,7 +187,7 @@ class PendingStore(Tables):
         the state never claim the same row; on SQLite there is one daemon.
         """
         moment = epoch(now)
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             query = (
                 select(pending.c.id)
                 .where(
@@ -219,6 +228,6 @@ class PendingStore(Tables):
         query = update(pending).where(pending.c.status == PendingStatus.RUNNING)
         if owner is not None:
             query = query.where(pending.c.owner == owner)
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             result = conn.execute(query.values(status=PendingStatus.PENDING))
             return int(result.rowcount or 0)

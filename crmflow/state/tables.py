@@ -32,6 +32,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from crmflow.drivers import engine_for
 from crmflow.errors import ConfigError
+from crmflow.state.units import Units
 from crmflow.timeutil import Clock
 
 SCHEMA_VERSION = 4
@@ -169,8 +170,9 @@ MIGRATIONS: dict[int, list[tuple[str, str, str]]] = {
 MIGRATION_LOCK = int.from_bytes(b"crmflow:m", "big") % (2**63)
 
 
-class Tables:
-    """What every store shares: the open database and the clock that stamps its rows."""
+class Tables(Units):
+    """What every store shares: the open database, the clock that stamps its rows, and
+    the unit of work its writes may join (units.py)."""
 
     engine: Engine
     clock: Clock

@@ -1,0 +1,123 @@
+"""A poll's changes handled in batches, a few state transactions per batch, crash-safe.
+
+Each batch takes two steps:
+
+1. In one transaction, its changes are marked as in hand (crmflow_inflight, each with
+   its version and the chain crmflow's own write gave it), before any action runs.
+2. In a unit of work (state/units.py): everything the changes decide (history,
+   cooldowns, pending rows, crmflow's own writes), then their snapshots and the removal
+   of their marks. The unit may be committed part-way (before an action waits on
+   another host, or when the batch runs long), never out of this order.
+
+So whenever the daemon is killed, each change is either fully recorded (mark gone,
+snapshot saved) or still marked: the next poll finds the mark and handles the change
+again as stored, with its version and therefore its idempotency keys. Actions recorded
+as done are skipped; CRM writes already applied are recognised by crmflow_applied;
+a webhook or e-mail whose record was lost goes again under the same key.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from crmflow.daemon.capture import Capture, Change
+from crmflow.daemon.log import Log
+from crmflow.daemon.sweep import describe_late
+from crmflow.state.store import State
+
+# Changes per batch: the state's commits shrink with it, the work redone after a kill grows.
+BATCH_CHANGES = 200
+# A batch's open unit is committed after this long: a SQLite state keeps other writers
+# (the heartbeat thread, `crmflow pause`) waiting while a transaction is open.
+BATCH_SECONDS = 0.5
+
+
+@dataclass
+class Batches:
+    state: State
+    capture: Capture
+    log: Log
+    # Evaluates one change and carries out or stores its actions (Daemon.handle).
+    handle: Callable[[Change, datetime], Any]
+    size: int = BATCH_CHANGES
+
+    def take(self, entity: str, changes: list[Change], now: datetime) -> tuple[int, bool]:
+        """Handle `changes` of `entity` in order: (how many, whether one begun by a
+        stopped daemon was finished instead of the row's newer version, so the
+        watermark must stay and the row be read again)."""
+        if not changes:
+            return 0, False
+        unfinished = self.state.unfinished(entity, [str(c.record_id) for c in changes])
+        recovered = False
+        for part in self._split(changes):
+            batch, moved_on = self._resume(part, unfinished)
+            recovered = recovered or moved_on
+            self._run(entity, batch, now)
+        return len(changes), recovered
+
+    def _split(self, changes: list[Change]) -> list[list[Change]]:
+        """Batches of up to `size` changes, none holding two of one record (the changelog
+        of `change_capture: triggers` may give a record's insert and its delete)."""
+        parts: list[list[Change]] = [[]]
+        ids: set[str] = set()
+        for change in changes:
+            rid = str(change.record_id)
+            if len(parts[-1]) >= self.size or rid in ids:
+                parts.append([])
+                ids.clear()
+            parts[-1].append(change)
+            ids.add(rid)
+        return parts
+
+    def _resume(
+        self, changes: list[Change], unfinished: dict[str, dict[str, Any]]
+    ) -> tuple[list[tuple[Change, bool]], bool]:
+        """Each change paired with whether it is new; a change a stopped daemon began
+        is taken as it was stored (its version, its chain)."""
+        batch: list[tuple[Change, bool]] = []
+        moved_on = False
+        for change in changes:
+            # Taken once: a later change of the same record in this poll is a new one.
+            begun = unfinished.pop(str(change.record_id), None)
+            if begun is None:
+                batch.append((change, True))
+                continue
+            stored = Change.from_stored(begun)
+            if stored.version != change.version:
+                # The row has moved on since (perhaps by that daemon's own writes):
+                # finish the change as it was; the rest shows up in the next poll.
+                moved_on = True
+                self.log.note(
+                    f"finishing {stored.entity} {stored.record_id} {stored.kind}, begun by "
+                    "a daemon that stopped"
+                )
+            batch.append((stored, False))
+        return batch, moved_on
+
+    def _run(self, entity: str, batch: list[tuple[Change, bool]], now: datetime) -> None:
+        fresh = [change for change, new in batch if new]
+        with self.state.unit():
+            chains = self.state.take_writes(entity, [str(c.record_id) for c in fresh])
+            for change in fresh:
+                change.chain = chains.get(str(change.record_id))
+                if change.late:
+                    line = describe_late(change, now)
+                    self.log.warn(line)
+                    self.state.record(
+                        "found_late", entity=entity, record_id=change.record_id, detail=line
+                    )
+            self.state.begin_changes(entity, [(str(c.record_id), c.to_stored()) for c in fresh])
+        changes = [change for change, _ in batch]
+        with self.state.unit():
+            since = time.monotonic()
+            for change in changes:
+                self.handle(change, now)
+                if time.monotonic() - since > BATCH_SECONDS:
+                    self.state.checkpoint()
+                    since = time.monotonic()
+            self.capture.commit_all(changes)
+            self.state.end_changes(entity, [str(c.record_id) for c in changes])

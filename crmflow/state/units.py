@@ -1,0 +1,123 @@
+"""Units of work: many state writes of one thread in one transaction.
+
+Outside a unit every store method is its own transaction, as a shell command or a test
+wants. The daemon opens a unit around a batch of changes, so their history rows,
+snapshots, pending rows and handled marks cost one commit instead of several each. A
+unit may be committed part-way (`checkpoint`): what it holds so far is durable, and the
+daemon's crash guarantees do not depend on where a unit ends (see daemon/batches.py).
+
+History and chain rows are the bulk of a batch's writes; inside a unit they are queued
+and inserted together (one statement for many rows) before anything reads those tables
+and when the unit commits.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, Table, insert
+from sqlalchemy.engine import Engine
+
+
+@dataclass
+class _Unit:
+    conn: Connection
+    # Rows to insert, by table, in the order they were recorded.
+    queued: dict[Table, list[dict[str, Any]]] = field(default_factory=dict)
+    # Rows queued for the history with outcome "done", by key: `done_action` must see
+    # an action recorded earlier in the same unit.
+    done: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+class Units:
+    """The per-thread unit of work every store shares (State mixes it in)."""
+
+    engine: Engine
+
+    def _units(self) -> threading.local:
+        local = self.__dict__.get("_unit_local")
+        if local is None:
+            local = self.__dict__.setdefault("_unit_local", threading.local())
+        return local
+
+    def _open_unit(self) -> _Unit | None:
+        unit: _Unit | None = getattr(self._units(), "unit", None)
+        return unit
+
+    @contextmanager
+    def unit(self) -> Iterator[None]:
+        """This thread's state writes in one transaction, committed when the block ends
+        (rolled back if it raises). A unit opened inside another joins it."""
+        if self._open_unit() is not None:
+            yield
+            return
+        conn = self.engine.connect()
+        unit = _Unit(conn)
+        self._units().unit = unit
+        try:
+            conn.begin()
+            yield
+            self._flush(unit)
+            conn.commit()
+        finally:
+            self._units().unit = None
+            # A connection closed inside a transaction rolls it back.
+            conn.close()
+
+    def checkpoint(self) -> None:
+        """Commit what the open unit holds so far and go on in a new transaction (nothing
+        without a unit). Called before the daemon waits on another host, so that a
+        SQLite state is not kept locked meanwhile."""
+        unit = self._open_unit()
+        if unit is None:
+            return
+        self._flush(unit)
+        unit.conn.commit()
+        unit.conn.begin()
+
+    def _queue(self, table: Table, row: dict[str, Any]) -> bool:
+        """Queue an insert into the open unit; False without one (insert it now)."""
+        unit = self._open_unit()
+        if unit is None:
+            return False
+        unit.queued.setdefault(table, []).append(row)
+        if row.get("outcome") == "done" and row.get("key"):
+            unit.done.setdefault(row["key"], row)
+        return True
+
+    def _flush(self, unit: _Unit) -> None:
+        # Table by table, each dropped from the queue once inserted: a flush cut off by a
+        # fault and tried again inserts no row twice.
+        while unit.queued:
+            table = next(iter(unit.queued))
+            unit.conn.execute(insert(table), unit.queued[table])
+            del unit.queued[table]
+        unit.done.clear()
+
+    def _begin(self) -> AbstractContextManager[Connection]:
+        """A connection in a transaction: the unit's, or a new one committed on exit."""
+        unit = self._open_unit()
+        if unit is None:
+            return self.engine.begin()
+        self._flush(unit)
+        return nullcontext(unit.conn)
+
+    def _connect(self, *, flush: bool = True) -> AbstractContextManager[Connection]:
+        """A connection to read with: the unit's (it sees the unit's writes), or a new one.
+
+        `flush=False` for a reader that looks at the queued rows itself."""
+        unit = self._open_unit()
+        if unit is None:
+            return self.engine.connect()
+        if flush:
+            self._flush(unit)
+        return nullcontext(unit.conn)
+
+    def _queued_done(self, key: str) -> dict[str, Any] | None:
+        """A "done" history row of `key` queued in the open unit, if there is one."""
+        unit = self._open_unit()
+        return None if unit is None else unit.done.get(key)

@@ -1,0 +1,126 @@
+"""A poll's changes in batches: one state transaction per batch, and nothing lost or done
+twice when the daemon dies inside one."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from crmflow.daemon.loop import Daemon
+from tests.daemonkit import Rig, make_rig
+
+ON_DEAL_UPDATE = """
+id: watch
+entity: deal
+trigger: {on: updated, fields: [probability]}
+actions:
+  - create: {entity: activity, values: {kind: comment, subject: "watch {{ deal.id }}",
+             related_entity: note, related_id: "{{ deal.id }}"}}
+"""
+DEALS = 30
+BATCH = 8
+
+
+class Killed(BaseException):
+    """Stands for SIGKILL: no fault handling, no clean-up beyond what the OS does."""
+
+
+@pytest.fixture
+def rig(tmp_path: Path, database: str) -> Iterator[Rig]:
+    rig = make_rig(tmp_path, database)
+    rig.rules({"w.yaml": ON_DEAL_UPDATE})
+    rig.write(
+        "INSERT INTO deals (id, name, probability, updated_at) VALUES "
+        + ", ".join(f"({700 + n}, 'd{n}', 1, {{stamp}})" for n in range(DEALS))
+    )
+    yield rig
+    rig.close()
+
+
+def _burst(rig: Rig) -> None:
+    rig.clock.advance(seconds=1)
+    rig.write("UPDATE deals SET probability = 42, updated_at = {stamp} WHERE id >= 700")
+
+
+def _per_deal(rig: Rig, query: str) -> dict[str, int]:
+    return {str(r[0]): int(r[1]) for r in rig.sql(query)}
+
+
+def _done_keys(rig: Rig) -> list[Any]:
+    return rig.state(
+        "SELECT key, count(*) FROM crmflow_history WHERE workflow = 'watch' "
+        "AND outcome = 'done' GROUP BY key"
+    )
+
+
+def _start(rig: Rig) -> Daemon:
+    daemon = rig.start()
+    daemon.batches.size = BATCH  # a burst of 30 is 4 batches
+    return daemon
+
+
+def test_a_burst_is_handled_in_batches_each_change_once(rig: Rig) -> None:
+    _start(rig)
+    _burst(rig)
+    assert rig.tick(seconds=1).changes == DEALS
+    activities = _per_deal(
+        rig,
+        "SELECT related_id, count(*) FROM activities WHERE related_entity = 'note' "
+        "GROUP BY related_id",
+    )
+    assert activities == {str(700 + n): 1 for n in range(DEALS)}
+    assert [n for _, n in _done_keys(rig)] == [1] * DEALS
+    assert rig.state("SELECT count(*) FROM crmflow_inflight") == [(0,)]
+    assert rig.tick(seconds=1).changes == 0  # snapshots saved: nothing is seen twice
+
+
+@pytest.mark.parametrize("killed_at", [1, 11, 30])
+def test_a_daemon_killed_inside_a_batch_finishes_it_with_the_same_keys(
+    rig: Rig, killed_at: int
+) -> None:
+    """Killed while handling change `killed_at` (inside the second batch, or the last):
+    the changes of the batches before are recorded, those of its batch are marked in
+    hand; a new daemon handles them again under the same keys, so the CRM writes made
+    before the kill are recognised, not repeated."""
+    daemon = _start(rig)
+    handle, calls = daemon.batches.handle, [0]
+
+    def dying(change: Any, now: Any) -> Any:
+        calls[0] += 1
+        if calls[0] == killed_at:
+            raise Killed
+        return handle(change, now)
+
+    daemon.batches.handle = dying
+    _burst(rig)
+    with pytest.raises(Killed):
+        rig.tick(seconds=1)
+    batch_start = (killed_at - 1) // BATCH * BATCH
+    marked = rig.state("SELECT count(*) FROM crmflow_inflight")[0][0]
+    assert marked == min(BATCH, DEALS - batch_start)
+    # The writes made before the kill reached the CRM; their records went with the batch.
+    assert rig.sql("SELECT count(*) FROM activities WHERE related_entity = 'note'") == [
+        (killed_at - 1,)
+    ]
+
+    _start(rig)  # a new daemon over the same state
+    rig.tick(seconds=1)
+    activities = _per_deal(
+        rig,
+        "SELECT related_id, count(*) FROM activities WHERE related_entity = 'note' "
+        "GROUP BY related_id",
+    )
+    assert activities == {str(700 + n): 1 for n in range(DEALS)}
+    keys = _done_keys(rig)
+    skipped = rig.state(
+        "SELECT count(*) FROM crmflow_history WHERE workflow = 'watch' AND outcome = 'skipped'"
+    )[0][0]
+    # Every change has its action recorded once: done, or (its CRM write made before the
+    # kill) skipped as already applied, under the key the first daemon used.
+    assert len(keys) + skipped == DEALS
+    assert skipped == killed_at - 1 - batch_start
+    assert rig.state("SELECT count(*) FROM crmflow_inflight") == [(0,)]
+    assert rig.tick(seconds=1).changes == 0
