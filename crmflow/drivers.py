@@ -42,6 +42,5 @@ def engine_for(url: str, role: str, **options: Any) -> Engine:
         ) from None
     except ArgumentError:
         raise ConfigError(
-            f"{role}: not a database URL (use sqlite:///FILE or "
-            "postgresql+psycopg://USER@HOST/DB)"
+            f"{role}: not a database URL (use sqlite:///FILE or postgresql+psycopg://USER@HOST/DB)"
         ) from None
