@@ -612,8 +612,7 @@ TEST_SCHEMA: dict[str, Any] = {
                     },
                     "calendar": {
                         **_CALENDAR,
-                        "description": "the working calendar of this case (default: the "
-                        "file's)",
+                        "description": "the working calendar of this case (default: the file's)",
                     },
                     "seed": {"type": "integer", "description": "seed for generated codes"},
                     "event": {"type": "object"},
