@@ -428,6 +428,25 @@ def run(
             "--log-format", help="auto (rich on a terminal, else plain), plain, json, rich."
         ),
     ] = LogFormat.auto,
+    http: Annotated[
+        str | None,
+        typer.Option(
+            "--http",
+            help="Serve /metrics (Prometheus), /healthz, /readyz and read-only pages on "
+            "HOST:PORT, e.g. 127.0.0.1:9464.",
+            show_default=False,
+        ),
+    ] = None,
+    http_token: Annotated[
+        str | None,
+        typer.Option(
+            "--http-token",
+            envvar="CRMFLOW_HTTP_TOKEN",
+            help="Bearer token the pages and /metrics require; needed to serve on any but "
+            "a loopback address (best from $CRMFLOW_HTTP_TOKEN).",
+            show_default=False,
+        ),
+    ] = None,
     config_path: ConfigOption = None,
 ) -> None:
     """Run the daemon: poll the CRM, fire workflows, carry out due actions.
@@ -436,8 +455,8 @@ def run(
     cleanly (work in hand finishes, the rest stays pending); SIGHUP reloads the workflows
     (they also reload when their files change; an invalid set keeps the running one).
 
-    Example: `crmflow run --log-format json`, or `crmflow run --backfill` to see (and
-    confirm) what a first start would fire for the records already there.
+    Example: `crmflow run --log-format json --http 127.0.0.1:9464`, or `crmflow run
+    --backfill` to see (and confirm) what a first start would fire for the records there.
     """
     import signal
     import threading
@@ -446,7 +465,7 @@ def run(
 
     with _guard():
         daemon = _daemon(config_path, log_format.value)
-        with single_daemon(daemon.config.state_url):
+        with single_daemon(daemon.config.state_url), _listening(daemon, http, http_token):
             if backfill:
                 preview = daemon.backfill_preview()
                 for workflow, count in preview.items():
@@ -458,6 +477,27 @@ def run(
             signal.signal(signal.SIGINT, lambda *_: daemon.request_stop(stop))
             signal.signal(signal.SIGHUP, lambda *_: daemon.request_reload(reload))
             daemon.run(stop, reload, backfill=backfill)
+
+
+@contextmanager
+def _listening(daemon: Any, address: str | None, token: str | None) -> Iterator[None]:
+    """`run --http`: the listener for metrics, health and the pages, while the daemon runs."""
+    if address is None:
+        yield
+        return
+    from crmflow.commands.web import WebView, parse_address, serve
+
+    def workflows(entity: str) -> list[str]:
+        return sorted(w.id for w in daemon.rules.workflows if w.entity == entity and w.enabled)
+
+    view = WebView(daemon.state, daemon.metrics, daemon.health, workflows, daemon.clock, token)
+    server = serve(parse_address(address), view)
+    daemon.log.note(f"serving metrics, health and pages on http://{address}")
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @app.command()

@@ -30,7 +30,8 @@ def test_tick_status_history_pending_schedule(cli: Cli, tmp_path: Path) -> None:
     folder = demo(cli, tmp_path)
     first = cli("tick", "--now", format_utc(now), cwd=folder)
     assert first.code == 0, first.err
-    assert "baseline of deal: 8 record(s), nothing fired" in first.out
+    # The daemon's notes are log lines (stderr); the summary is the answer (stdout).
+    assert "baseline of deal: 8 record(s), nothing fired" in first.err
     created = now + timedelta(seconds=5)
     with sqlite3.connect(folder / "crm.db") as conn:
         conn.execute(

@@ -106,7 +106,7 @@ class Batches:
                 change.chain = chains.get(str(change.record_id))
                 if change.late:
                     line = describe_late(change, now)
-                    self.log.warn(line)
+                    self.log.late(line)
                     self.state.record(
                         "found_late", entity=entity, record_id=change.record_id, detail=line
                     )

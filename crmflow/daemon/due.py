@@ -32,7 +32,14 @@ def finish(
     """End a pending row; the log says so when the history does."""
     note = executor.finish(row, status, reason, history=history)
     if note is not None:
-        log.action(row.workflow, row.action_type, note)
+        log.action(
+            row.workflow,
+            row.action_type,
+            note,
+            entity=row.entity,
+            record=row.record_id,
+            key=row.key,
+        )
 
 
 @dataclass
@@ -88,7 +95,14 @@ class DueActions:
             return self.waits.end(row, workflow, met=False, now=now)
         note = self.executor.fire_pending(row, workflow, now)
         if note is not None:
-            self.log.action(row.workflow, row.action_type, note)
+            self.log.action(
+                row.workflow,
+                row.action_type,
+                note,
+                entity=row.entity,
+                record=row.record_id,
+                key=row.key,
+            )
         return None
 
     def finish(

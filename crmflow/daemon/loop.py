@@ -34,6 +34,8 @@ from crmflow.daemon.due import DueActions, finish
 from crmflow.daemon.faults import Faults, Gone, is_fault, label
 from crmflow.daemon.leadership import Leadership
 from crmflow.daemon.log import Log
+from crmflow.daemon.metrics import Health, Metrics
+from crmflow.daemon.notify import Notifier
 from crmflow.daemon.schedules import Schedules
 from crmflow.daemon.sweep import Sweep
 from crmflow.daemon.waits import Waits
@@ -42,7 +44,7 @@ from crmflow.engine.runtime import build_runtime
 from crmflow.errors import ConfigError, CrmflowError
 from crmflow.rules.ruleset import RuleSet, load_ruleset
 from crmflow.state.store import PAUSED, PendingAction, PendingStatus, State
-from crmflow.timeutil import Clock, format_utc, system_clock
+from crmflow.timeutil import Clock, format_utc, parse_instant, system_clock
 
 # A daemon beats (crmflow_daemons.heartbeat_at) every tick and, when a tick runs long (a
 # burst of changes, slow webhooks) or the poll interval is long, from a side thread: a
@@ -81,6 +83,12 @@ class Daemon:
         self.config = config
         self.clock = clock
         self.log = log or Log()
+        # What Prometheus scrapes and /healthz answers (`run --http`), and systemd's
+        # notify socket: every change and action the log reports is counted.
+        self.metrics = Metrics(status=self._status)
+        self.log.observer = self.metrics
+        self.health = Health(config.daemon.poll_interval.seconds)
+        self.notifier = Notifier()
         self.tz = config.timezone
         if config.crm is None:
             raise ConfigError("no CRM is configured (`crm` in crmflow.yaml)")
@@ -284,6 +292,24 @@ class Daemon:
                 failing = False
 
     def tick(self) -> TickSummary:
+        summary = self._tick()
+        # Only a tick that ran to its end counts: a hung or failing daemon goes stale.
+        moment = time.monotonic()
+        self.health.last_tick = moment
+        self.health.leading = self.leadership.leading
+        if self.leadership.leading:
+            self.health.last_poll = moment
+        self.metrics.tick(self.leadership.leading)
+        self.notifier.tick()
+        return summary
+
+    def _status(self) -> dict[str, Any]:
+        """Pending actions by status and the poll's lag, for a scrape."""
+        last = self.state.flag("last_poll")
+        lag = (self.clock() - parse_instant(last)).total_seconds() if last else None
+        return {"pending": self.state.status_counts(), "lag_seconds": lag}
+
+    def _tick(self) -> TickSummary:
         now = self.clock()
         self._paused = None  # `crmflow pause` / `resume` from another process take effect here
         summary = TickSummary(started=now)
@@ -517,6 +543,7 @@ class Daemon:
                 wake.wait()
                 wake.clear()
         finally:
+            self.notifier.stopping()
             # Before close() forgets this daemon: a late beat would register it again.
             beating.set()
             beats.join(timeout=self.heartbeat_timeout)

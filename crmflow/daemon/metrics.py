@@ -128,6 +128,12 @@ class Metrics:
     def action(self, action_type: str, outcome: str) -> None:
         self.actions.labels(action_type, outcome).inc()
 
+    def fault(self) -> None:
+        self.faults.inc()
+
+    def late(self) -> None:
+        self.sweep_findings.inc()
+
     def tick(self, leading: bool) -> None:
         self.ticks.inc()
         self.leader.set(1 if leading else 0)

@@ -46,6 +46,7 @@ class PlannedAction:
     output: dict[str, Any] | None = None
     status: str | None = None  # when carried out: done, failed, skipped, scheduled
     result: str | None = None  # what happened, in words
+    key: str | None = None  # when carried out: its idempotency key (not in the plan's JSON)
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {

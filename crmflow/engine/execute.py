@@ -80,6 +80,7 @@ class Executor:
         self.limits = RateLimits(
             webhook_per_host=services.config.webhooks.per_host_per_minute,
             email_per_minute=services.config.email.per_minute,
+            shared=state.engine if state is not None else None,
         )
         self.paused = paused
         self.failed = 0
@@ -106,6 +107,7 @@ class Executor:
         if outcome is None:  # stored to be tried later
             return None
         planned.status, planned.result = outcome.status, outcome.detail
+        planned.key = key  # for the log: the action's idempotency key
         if outcome.status == "failed":
             self.failed += 1
             run.rule.failed = True
