@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 
-from crmflow.timeutil import DateOutOfRange, localize
+from crmflow.timeutil import DateOutOfRange, NeedsCalendar, localize
 
 _SHORT_RE = re.compile(r"(\d+)\s*(ms|bd|bh|s|m|h|d|w|y)")
 _SHORT_FULL_RE = re.compile(r"(?:\d+\s*(?:ms|bd|bh|s|m|h|d|w|y)\s*)+")
@@ -27,12 +27,6 @@ DURATION_PATTERN = (
     r"|P(?!$)(?:\d+Y)?(?:\d+M)?(?:\d+W)?(?:\d+D)?(?:T(?=\d)(?:\d+H)?(?:\d+M)?(?:\d+(?:\.\d+)?S)?)?)\s*$"
 )
 OFFSET_PATTERN = DURATION_PATTERN.replace(r"^\s*(?:", r"^\s*[+-]?\s*(?:", 1)
-
-
-class NeedsCalendar(DateOutOfRange):
-    """Business days or hours where no working calendar is configured: like a date off
-    the calendar, a due time that cannot be worked out, and handled where those are (the
-    action fails with the reason). Lint says so first (CF225)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +102,9 @@ class Duration:
 
         calendar = calendar_of(tz)
         if calendar is None:
-            raise NeedsCalendar(f"{self}: business days and hours need a calendar: in crmflow.yaml")
+            raise NeedsCalendar(
+                f"{self}: business days and hours need a calendar: in the configuration"
+            )
         local = moment.astimezone(tz).replace(tzinfo=None)
         if self.business_days:
             local = calendar.add_days(local, self.business_days)

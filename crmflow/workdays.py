@@ -141,12 +141,11 @@ class CalendarZone(tzinfo):
 def next_working_moment(moment: datetime, tz: tzinfo) -> datetime:
     """`moment` when it is working time in the zone's calendar, else when work next starts;
     NeedsCalendar without a calendar."""
-    from crmflow.durations import NeedsCalendar
-    from crmflow.timeutil import localize
+    from crmflow.timeutil import NeedsCalendar, localize
 
     calendar = calendar_of(tz)
     if calendar is None:
-        raise NeedsCalendar("within: business_hours needs a calendar: in crmflow.yaml")
+        raise NeedsCalendar("within: business_hours needs a calendar: in the configuration")
     local = moment.astimezone(tz).replace(tzinfo=None)
     return localize(calendar.next_working_moment(local), tz).astimezone(moment.tzinfo)
 

@@ -363,3 +363,35 @@ def test_a_failed_action_exits_3_and_stops_the_rest_of_its_workflow(project: Pro
         "SELECT outcome FROM crmflow_history WHERE workflow = 'broken' ORDER BY id"
     )
     assert [h[0] for h in history] == ["failed", "skipped", "fired"]
+
+
+def test_an_action_that_cannot_be_planned_fails_and_stops_its_workflow(
+    project: Project,
+) -> None:
+    # A template that fails on this record: the action fails, the later ones of the
+    # workflow are not carried out, the others of the event are, and eval exits 3.
+    project.rules(
+        {
+            "w.yaml": """
+                id: w
+                entity: deal
+                trigger: {on: updated}
+                actions:
+                  - warn: "{{ deal.amount / 0 }}"
+                  - warn: "after the failure"
+                """,
+            "x.yaml": """
+                id: x
+                entity: deal
+                trigger: {on: updated}
+                actions: [{warn: "another workflow"}]
+                """,
+        }
+    )
+    code, plans, err = project.eval(deal_event(project, 4, probability=90))
+    assert code == 3, err
+    first, second = actions(plans[0], "w")
+    assert first["status"] == "failed" and "error" in first
+    assert second["status"] == "skipped"
+    assert second["result"] == "an earlier action of this workflow failed"
+    assert actions(plans[0], "x")[0]["status"] == "done"

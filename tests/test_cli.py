@@ -448,7 +448,9 @@ def test_configuration_mistakes_met_at_start_are_one_line(
     create_demo_crm(tmp_path / "crm.db")
     (tmp_path / "crmflow.yaml").write_text(f"crm: sqlite:///crm.db\nrules: rules/\n{extra}")
     result = cli("tick")
-    assert (result.code, result.err) == (2, message), result.out
+    # The daemon's notes before it (log lines on stderr), then the one line of the mistake.
+    assert (result.code, result.err.splitlines()[-1] + "\n") == (2, message), result.err
+    assert sum(line.startswith("crmflow: ") for line in result.err.splitlines()) == 1
 
 
 def test_durations_in_the_configuration_may_be_bare_seconds(tmp_path: Path) -> None:

@@ -36,6 +36,7 @@ def project(folder: Path, web: Web, rules: dict[str, str]) -> DaemonProcess:
         crm: sqlite:///crm.db
         rules: rules/
         timezone: Europe/Berlin
+        calendar: {{country: DE, subdivision: BE}}
         poll_interval: 200ms
         email: {{transport: maildir, path: mail/}}
         webhooks: {{allow: ["{web.base}/*"], timeout: 5s}}

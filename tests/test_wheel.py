@@ -105,7 +105,9 @@ def test_the_wheel_carries_rules_schemas_and_every_module(built: tuple[Path, Pat
         profiles = {
             f"profiles/{p.name}" for p in (ROOT / "crmflow" / "data" / "profiles").glob("*.yaml")
         }
-        assert profiles and data == {"entities.yaml", *profiles, *_shipped()}
+        pages = {f"web/{p.name}" for p in (ROOT / "crmflow" / "data" / "web").glob("*.html")}
+        assert profiles and pages
+        assert data == {"entities.yaml", *profiles, *pages, *_shipped()}
         for name, content in _shipped().items():
             packed = archive.read(f"crmflow/data/{name}")
             assert packed == content, f"crmflow/data/{name} differs from {name}"

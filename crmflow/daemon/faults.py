@@ -121,9 +121,10 @@ class Faults:
             self.delay = FIRST_DELAY
             self.count += 1
             self.log.fault(f"{text}; retrying with backoff, nothing is lost")
-        elif text != self.current:
-            self.log.fault(f"{text} (still retrying)")
         else:
+            # The same fault going on, whatever it says this time (a server that went
+            # away is first "closed the connection", then "connection refused"): one
+            # line per fault, the next when it has cleared.
             self.delay = min(self.delay * 2, MAX_DELAY)
         self.current = text
         return self.delay

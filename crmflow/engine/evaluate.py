@@ -176,6 +176,9 @@ class Performer(Protocol):
     def perform(self, run: ActionRun) -> dict[str, Any] | None:
         """Carry the action out (or not); return its output for `steps.<id>`."""
 
+    def unplanned(self, workflow: Workflow, action: Action, event: Event, reason: str) -> None:
+        """An action that could not even be planned: a failure like any other."""
+
 
 class DryRun:
     """Touches nothing: outputs are what a dry run can know (codes, null ids)."""
@@ -185,6 +188,9 @@ class DryRun:
 
     def perform(self, run: ActionRun) -> dict[str, Any] | None:
         return self.output(run.action, run.params)
+
+    def unplanned(self, workflow: Workflow, action: Action, event: Event, reason: str) -> None:
+        pass  # the plan shows the error: nothing else to do in a dry run
 
     def output(self, action: Action, params: Any) -> dict[str, Any] | None:
         """What the action would output, from its rendered parameters."""
@@ -505,6 +511,19 @@ class Evaluator:
             return RulePlan(workflow.id, False, stopped, workflow=workflow, gated=True)
         return RulePlan(workflow.id, True, trace=trace, workflow=workflow, kept=kept, start=start)
 
+    def _failed(
+        self, plan: RulePlan, planned: PlannedAction, action: Action, event: Event, reason: str
+    ) -> None:
+        """An action that cannot even be planned (a template or a due time that fails):
+        it fails, and, as for one that fails when carried out, the workflow's later
+        actions are not carried out (a dry run still shows them)."""
+        planned.error = reason
+        if self._dry is None:
+            planned.status, planned.result = "failed", reason
+            plan.failed = True
+            assert plan.workflow is not None
+            self.performer.unplanned(plan.workflow, action, event, reason)
+
     def _templated(self, action: Action) -> bool:
         """Whether the action's parameters hold a template."""
         found = self._templates.get(id(action))
@@ -536,13 +555,13 @@ class Evaluator:
             try:
                 due = None if base is None else _after(base, action, self.tz)
             except DateOutOfRange as exc:
-                # Only this action fails (a delay past year 9999); the plan goes on.
+                # This action fails (a delay past year 9999, business days without a
+                # calendar); the others keep their own due times, counted from the event.
                 planned = PlannedAction(action.type, action.index, None, action.id)
-                planned.error = str(exc)
+                self._failed(plan, planned, action, event, str(exc))
                 plan.actions.append(planned)
                 if action.id:
                     steps[action.id] = {}
-                base = None
                 continue
             planned = PlannedAction(action.type, action.index, due, action.id, after_wait=waited)
             plan.actions.append(planned)
@@ -560,8 +579,9 @@ class Evaluator:
                         else action.wait_for.add_to(due, self.tz)
                     )
                 except DateOutOfRange as exc:
-                    planned.error = str(exc)
+                    self._failed(plan, planned, action, event, str(exc))
                     base = None
+                    waited = True  # the actions behind it wait on a wait that failed
                     continue
                 waited = True
             else:
@@ -574,7 +594,7 @@ class Evaluator:
                     # Parameters without templates never look at the context.
                     params = render_tree(action.params, context or _NO_CONTEXT)
                 except TemplateFailure as exc:
-                    planned.error = str(exc)
+                    self._failed(plan, planned, action, event, str(exc))
                     if action.id:
                         steps[action.id] = {}
                     continue

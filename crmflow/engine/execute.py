@@ -495,6 +495,12 @@ class Executor:
             output=output,
         )
 
+    def unplanned(self, workflow: Workflow, action: Action, event: Event, reason: str) -> None:
+        """An action that could not be planned (its template or due time fails): failed,
+        in the history and in the count that makes `eval` exit 3."""
+        self.failed += 1
+        self._history("failed", workflow.id, event, action, None, reason)
+
     def record_plan(self, plan: Plan) -> None:
         """Each workflow's decision on the plan's event (fired or not, and why) into the
         history; a tick meant for one schedule workflow is recorded for that one only."""

@@ -695,10 +695,11 @@ def document_findings(
         return checker.findings
     checker.check_schedule()
     checker.check_operands()
+    # Every load, not only lint: `eval` and `run` refuse what they could not schedule.
+    checker.check_working_time()
     if full:
         checker.check_fields()
         checker.check_actions()
-        checker.check_working_time()
     return checker.findings
 
 
