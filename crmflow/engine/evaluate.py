@@ -19,6 +19,7 @@ from crmflow.engine.matcher import (
     Decide,
     MakeFacts,
     Match,
+    Wording,
     compile_bucket,
     compile_decisions,
 )
@@ -29,6 +30,8 @@ from crmflow.rules.workflow import Action, Workflow
 from crmflow.timeutil import DateOutOfRange, format_utc
 from crmflow.values import same
 
+# Plans of workflows that depend on the moment alone, kept as worded (constant memory).
+PLANS_KEPT = 4096
 # Due times repeat (every action of a stream at one `now`): each is worded once.
 _utc_text = lru_cache(maxsize=4096)(format_utc)
 
@@ -247,6 +250,13 @@ class Evaluator:
         # Bucket matchers compiled for this time zone, built on first use (most never are).
         self._matchers: dict[tuple[str, str], Match] = {}
         self._deciders: dict[tuple[str, str], Decide] = {}
+        # The same, saying what `_words` makes of each reason (one wording at a time).
+        self._worded: dict[tuple[str, str], Decide] = {}
+        self._words: Wording | None = None
+        # Workflows whose plan depends on the moment alone (`_fixed`), and those plans
+        # as `_words` said them, by (workflow, moment).
+        self._fixed_plans: dict[str, bool] = {}
+        self._worded_plans: dict[tuple[str, datetime], Any] = {}
         # Per workflow, its change clauses (kept at trigger time for delayed re-checks).
         self._changes: dict[str, tuple[FieldClause, ...]] = {}
         # Per action (by id: actions live as long as the rule set), whether it renders.
@@ -274,14 +284,18 @@ class Evaluator:
         at = event.at or now
         return Plan(event, at, self._decide(event, at, now, only, brief=False))  # type: ignore[arg-type]
 
-    def evaluate_brief(self, event: Event, now: datetime) -> tuple[datetime, list[Decision]]:
+    def evaluate_brief(
+        self, event: Event, now: datetime, words: Wording | None = None
+    ) -> tuple[datetime, list[Any]]:
         """What `evaluate` plans, each workflow that does not fire as (id, reason) only.
 
         For writers that need no more of those (a dry run's JSON): no RulePlan is built
-        for them. Returns the moment the event was judged at, and the decisions.
+        for them. With `words`, such a workflow is what `words` makes of (id, reason),
+        worded where the reason is found. Returns the moment the event was judged at, and
+        the decisions.
         """
         at = event.at or now
-        return at, self._decide(event, at, now, None, brief=True)
+        return at, self._decide(event, at, now, None, brief=True, words=words)
 
     def _decide(
         self,
@@ -291,7 +305,8 @@ class Evaluator:
         only: Container[str] | None,
         *,
         brief: bool,
-    ) -> list[Decision]:
+        words: Wording | None = None,
+    ) -> list[Any]:
         entries = self.rules.entries(event.entity, event.event)
         if not entries:
             return []
@@ -308,9 +323,12 @@ class Evaluator:
         # Which workflows match and why the others do not, from the bucket's compiled
         # decisions. `--explain` wants every trace: no shortcut.
         if self.explain:
-            decided = [None if e.reacts else (e.workflow.id, e.static_reason) for e in entries]
+            decided = [
+                None if e.reacts else _worded(words, e.workflow.id, e.static_reason)
+                for e in entries
+            ]
         else:
-            decided = self.decisions(event.entity, event.event)(event, at, make)
+            decided = self.decisions(event.entity, event.event, words)(event, at, make)
         tick_for = event.rule if event.event == "tick" else None
         if brief and only is None and tick_for is None:
             # The common case: the decisions are the plan, but for the workflows that fire.
@@ -318,7 +336,11 @@ class Evaluator:
                 context: list[dict[str, Any]] = []
                 for n, said in enumerate(decided):
                     if said is None:
-                        decided[n] = self._plan(entries[n].workflow, event, at, now, make, context)
+                        workflow = entries[n].workflow
+                        if words is not None and self._fixed(workflow):
+                            decided[n] = self._worded_plan(workflow, event, at, now, make, words)
+                        else:
+                            decided[n] = self._plan(workflow, event, at, now, make, context)
             return decided  # type: ignore[return-value]
         plans: list[Decision] = []
         context = []
@@ -327,7 +349,7 @@ class Evaluator:
             if only is not None and workflow.id not in only:
                 continue
             if entry.reacts and tick_for is not None and tick_for != workflow.id:
-                said = (workflow.id, f"tick for {tick_for}")
+                said = _worded(words, workflow.id, f"tick for {tick_for}")
             if said is None:
                 plans.append(self._plan(workflow, event, at, now, make, context))
             elif brief:
@@ -367,12 +389,64 @@ class Evaluator:
             self._plan_actions(workflow, plan, event, facts, shared, plan.start or at, now)
         return plan
 
-    def decisions(self, entity: str, event: str) -> Decide:
+    def _fixed(self, workflow: Workflow) -> bool:
+        """Whether the workflow's dry-run plan, once it fires, depends on the moment alone.
+
+        So it is when nothing of the event reaches it (no templates, no action `if`), it
+        keeps no state (no cooldown, no date trigger, no gate) and planning it draws no
+        random numbers and calls no other package (built-in actions but generate_code).
+        """
+        found = self._fixed_plans.get(workflow.id)
+        if found is None:
+            found = self._fixed_plans[workflow.id] = (
+                self._dry is not None
+                and self.gate is None
+                and not self.explain
+                and not workflow.depends_on_state
+                and workflow.cooldown is None
+                and all(
+                    a.condition is None
+                    and a.type != "generate_code"
+                    and a.definition.run is None
+                    and (a.type == "wait" or not self._templated(a))
+                    for a in workflow.actions
+                )
+            )
+        return found
+
+    def _worded_plan(
+        self,
+        workflow: Workflow,
+        event: Event,
+        at: datetime,
+        now: datetime,
+        make: MakeFacts,
+        words: Wording,
+    ) -> Any:
+        """What `words` makes of the plan of a `_fixed` workflow, planned once per moment."""
+        key = (workflow.id, at)
+        said = self._worded_plans.get(key)
+        if said is None:
+            said = words.planned(self._plan(workflow, event, at, now, make, []))
+            if len(self._worded_plans) >= PLANS_KEPT:
+                self._worded_plans.clear()
+            self._worded_plans[key] = said
+        return said
+
+    def decisions(self, entity: str, event: str, words: Wording | None = None) -> Decide:
         """Every workflow of (entity, event) decided together (crmflow.engine.matcher)."""
-        decide = self._deciders.get((entity, event))
+        if words is None:
+            kept = self._deciders
+        else:
+            if words is not self._words:
+                self._worded.clear()
+                self._worded_plans.clear()
+                self._words = words
+            kept = self._worded
+        decide = kept.get((entity, event))
         if decide is None:
-            decide = compile_decisions(self.rules.entries(entity, event), self.tz, event)
-            self._deciders[entity, event] = decide
+            decide = compile_decisions(self.rules.entries(entity, event), self.tz, event, words)
+            kept[entity, event] = decide
         return decide
 
     def matcher(self, entity: str, event: str) -> Match:
@@ -610,6 +684,11 @@ class Evaluator:
 
 
 _NO_CONTEXT: dict[str, Any] = {}
+
+
+def _worded(words: Wording | None, rule: str, reason: str) -> Any:
+    """(rule, reason), or what `words` makes of it."""
+    return (rule, reason) if words is None else words.said(rule)(reason)
 
 
 def _event_of(data: Mapping[str, Any]) -> Event:

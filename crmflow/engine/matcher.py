@@ -32,7 +32,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from crmflow import durations
 from crmflow.engine.events import Event
@@ -64,6 +64,8 @@ _UNSET = object()
 _DEFER = object()
 _FAST_NUMBERS = frozenset({int, float})
 _SIMPLE = frozenset({str, int, float})
+# Values whose type tells them apart as dictionary keys (1 and 1.0 and True do not).
+_KEYED = frozenset({str, int})
 # Where generated text reads a field for the first time in a clause: `\0v3\0`.
 _FIRST_USE = re.compile("\0(v[0-9]+)\0")
 
@@ -431,6 +433,7 @@ def _namespace(tz: tzinfo, kind: str | None) -> _Source:
         dig=dig,
         display=display,
         CHANGED=change_reason,
+        KEYED=_KEYED,
         KIND=_kind_of,
         instant=instants_in(tz),
         KEPT=instants_in(tz).kept,
@@ -589,16 +592,59 @@ def _build(
 
 
 # (event, the moment it is judged at, how to make its Facts) -> for each entry of the
-# bucket: None when it matches (or its match depends on state), else (its id, why not).
-Decide = Callable[[Event, datetime, MakeFacts], list[tuple[str, str] | None]]
+# bucket: None when it matches (or its match depends on state), else (its id, why not),
+# or what a `Wording` makes of those.
+Decide = Callable[[Event, datetime, MakeFacts], list[Any]]
 
 
-def NO_DECISIONS(event: Event, now: datetime, make: MakeFacts) -> list[tuple[str, str] | None]:
+class ValueWords(Protocol):
+    """How a `Wording` words "LABEL: was VALUE" for one clause of one workflow."""
+
+    # What it said of string values so far: generated code looks there before calling.
+    kept: dict[str, Any]
+
+    def __call__(self, value: Any) -> Any: ...
+
+
+class Wording(Protocol):
+    """What decisions say of a workflow that does not fire, instead of (id, reason).
+
+    A writer that turns each reason into text of its own (a line of JSON) has it made
+    where the reason is found: a reason that repeats is then worded once, not rebuilt and
+    looked up per event. Whatever it returns stands for (id, reason) and is never None.
+    """
+
+    def fixed(self, rule: str, reason: str) -> Any:
+        """The words for a reason known when the bucket is compiled."""
+
+    def seen(self, rule: str, label: str) -> ValueWords:
+        """The words for `f"{label}: was {display(value)}"`, by the value.
+
+        `kept` holds what it said of str and int values (never of bool or float: 1, 1.0
+        and True are one key to a dict, not one value to a reason).
+        """
+
+    def changed(self, rule: str, label: str, name: str) -> Callable[[Any, Any], Any]:
+        """The words for `change_reason(label, previous, record, name)`, by (previous, record)."""
+
+    def said(self, rule: str) -> Callable[[str], Any]:
+        """The words for any other reason, by its text."""
+
+    def planned(self, plan: Any) -> Any:
+        """The words for a workflow's plan (a RulePlan), or the plan itself."""
+
+
+def NO_DECISIONS(event: Event, now: datetime, make: MakeFacts) -> list[Any]:
     """The decisions of a bucket without entries."""
     return []
 
 
-def compile_decisions(entries: Sequence[Entry], tz: tzinfo, kind: str | None = None) -> Decide:
+def compile_decisions(
+    entries: Sequence[Entry],
+    tz: tzinfo,
+    kind: str | None = None,
+    words: Wording | None = None,
+) -> Decide:
     """One function deciding every entry of a bucket: None, or (id, the reason it does not match).
 
     The reason is what `trigger.reject` and then `condition.reason` say (a plan carries
@@ -607,7 +653,8 @@ def compile_decisions(entries: Sequence[Entry], tz: tzinfo, kind: str | None = N
     reason names, and that reason is worded from the field as the record holds it, without
     a second evaluation. Fields are read once per event, as in `compile_bucket`. An entry
     whose trigger does not take the event says its static reason; one whose match depends
-    on state (a date trigger, a cooldown) says None, left to the evaluator.
+    on state (a date trigger, a cooldown) says None, left to the evaluator. With `words`,
+    what it makes of (id, reason) stands in the list instead.
     """
     if not entries:
         return NO_DECISIONS
@@ -621,7 +668,8 @@ def compile_decisions(entries: Sequence[Entry], tz: tzinfo, kind: str | None = N
     for entry, condition in zip(entries, conditions, strict=True):
         workflow = entry.workflow
         if not entry.reacts:
-            plans.append(src.bind((workflow.id, entry.static_reason)))
+            said = (workflow.id, entry.static_reason)
+            plans.append(src.bind(said if words is None else words.fixed(*said)))
             continue
         if workflow.depends_on_state:
             plans.append("None")
@@ -629,18 +677,23 @@ def compile_decisions(entries: Sequence[Entry], tz: tzinfo, kind: str | None = N
         steps: list[tuple[str, str]] = []
         trigger = workflow.trigger
         if trigger.ignore_actors or trigger.fields:
-            steps.append((f"(x := {src.bind(trigger.reject)}({FACTS})) is not None", "x"))
+            steps.append(
+                (
+                    f"(x := {src.bind(trigger.reject)}({FACTS})) is not None",
+                    _said(workflow.id, "x", src, words),
+                )
+            )
         lead = None
         for n, part in enumerate(_conjuncts(condition) if condition is not ALWAYS else ()):
             test = _expr(part, src)
             if n == 0 and not steps:
                 lead = test.lead
-            steps.append((f"not {test.text}", _reason(part, src)))
+            steps.append((f"not {test.text}", _worded(workflow.id, part, src, words)))
         plans.append((lead, steps))
 
     reads = _Reads(src, None, [t for p in plans if type(p) is tuple for t, _ in p[1]])
     body: list[str] = []
-    for entry, plan in zip(entries, plans, strict=True):
+    for plan in plans:
         if type(plan) is str:
             body.append(f"    out.append({plan})")
             continue
@@ -649,15 +702,43 @@ def compile_decisions(entries: Sequence[Entry], tz: tzinfo, kind: str | None = N
             body.append("    out.append(None)")
             continue
         body.extend(reads.lead(lead))
-        ident = src.bind(entry.workflow.id, "w")
-        for n, (fails, reason) in enumerate(steps):
+        for n, (fails, said) in enumerate(steps):
             body.append(f"    {'if' if n == 0 else 'elif'} {reads.sub(fails)}:")
-            body.append(f"        out.append(({ident}, {reason}))")
+            body.append(f"        out.append({said})")
         body.append("    else:\n        out.append(None)")
     text = "\n".join(body)
     lines = [*reads.head("decide(event, now, make)", text), "    out = []", text, "    return out"]
     exec(compile("\n".join(lines), "<crmflow decisions>", "exec"), src.names)
     return src.names["decide"]  # type: ignore[no-any-return]
+
+
+def _said(rule: str, reason: str, src: _Source, words: Wording | None) -> str:
+    """Generated text of what decisions say for `rule` failing for the text `reason`."""
+    if words is None:
+        return f"({src.bind(rule, 'w')}, {reason})"
+    return f"{src.bind(words.said(rule))}({reason})"
+
+
+def _worded(rule: str, part: Condition, src: _Source, words: Wording | None) -> str:
+    """Generated text of what decisions say for `rule` when `part` is known to fail."""
+    if (
+        words is None
+        or not isinstance(part, FieldClause)
+        or part.other is not None
+        or "." in part.path
+        or src.kind is None
+    ):
+        return _said(rule, _reason(part, src), src, words)
+    if part.definition.kind != "value":
+        if src.never_changes:
+            return _said(rule, _reason(part, src), src, words)
+        changed = words.changed(rule, part.label, part.path)
+        return f"{src.bind(changed)}(event.previous, r)"
+    # A string or int value (the common case) is looked up before anything is worded or
+    # called.
+    seen = words.seen(rule, part.label)
+    name, kept = src.bind(part.path, "k"), src.bind(seen.kept)
+    return f"({kept}.get(o) if type(o := r.get({name})) in KEYED else None) or {src.bind(seen)}(o)"
 
 
 def _reason(part: Condition, src: _Source) -> str:
