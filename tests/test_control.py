@@ -77,7 +77,12 @@ def test_tick_status_history_pending_schedule(cli: Cli, tmp_path: Path) -> None:
     cancelled = cli("pending", "cancel", str(follow_up["id"]), cwd=folder)
     assert cancelled.code == 0 and cancelled.out.startswith(f"cancelled {follow_up['id']}")
     assert cli("pending", "cancel", str(follow_up["id"]), cwd=folder).code == 2
-    assert cli("pending", "retry", str(follow_up["id"]), cwd=folder).code == 0
+    # A cancelled action retried goes back to when it was due, not now.
+    retried = cli("pending", "retry", str(follow_up["id"]), cwd=folder)
+    assert retried.code == 0
+    assert retried.out.strip().endswith(f"is pending again, due {follow_up['due']}")
+    again = json.loads(cli("pending", "show", str(follow_up["id"]), "-f", "json", cwd=folder).out)
+    assert (again["status"], again["due"]) == ("pending", follow_up["due"])
     assert cli("pending", "cancel", cwd=folder).code == 2
     shown = json.loads(cli("pending", "show", str(follow_up["id"]), "-f", "json", cwd=folder).out)
     assert shown["key"].startswith("cf_") and shown["context"]["event"]["record"]["id"] == 99

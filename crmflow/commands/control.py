@@ -146,6 +146,16 @@ def retry(state: State, action_id: int, now: datetime) -> str:
         raise ConfigError(
             f"action {action_id} is {row.status}; only failed or cancelled actions can be retried"
         )
-    state.update_pending(action_id, status=PendingStatus.PENDING, due_at=now, attempts=0)
+    # A failed action is tried now; a cancelled one goes back to when it was due (an
+    # anniversary e-mail cancelled by mistake must not go out weeks early).
+    due = now
+    if row.status == PendingStatus.CANCELLED and row.due_at is not None and row.due_at > now:
+        due = row.due_at
+    state.update_pending(
+        action_id, status=PendingStatus.PENDING, due_at=due, attempts=0, last_error=None
+    )
     state.record_pending("retried", row, "retry requested by hand")
-    return f"{action_id} ({row.workflow}: {row.action_type}) is due again"
+    what = f"{action_id} ({row.workflow}: {row.action_type})"
+    if due > now:
+        return f"{what} is pending again, due {format_utc(due)}"
+    return f"{what} is due again"
