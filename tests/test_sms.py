@@ -102,12 +102,15 @@ def test_a_busy_gateway_is_retried_and_a_refusal_is_not(tmp_path: Path, gateway:
     assert "retrying" in result.stderr
     assert [b["to"] for b in gateway.json_bodies("/send")][-1] == "+4915112345678"
     gateway.hits.clear()
-    gateway.script["/send"] = [(400, {}, b'{"error": "bad number"}')]
+    gateway.script["/send"] = [(400, {}, b'{"error": "bad number"}'), (200, {}, b"{}")]
     refused = evaluate(tmp_path, {"id": 10, "name": "+4915112345678", "amount": 5})
     assert refused.returncode == 3
-    assert len(gateway.hits) == 1  # refused at the first number, never retried
+    # Both numbers are tried (one refusal keeps no one else from the message), and the
+    # refusal is not retried.
+    assert len(gateway.hits) == 2
     action = json.loads(refused.stdout)["rules"][0]["actions"][0]
     assert "HTTP 400" in action["result"] and "bad number" in action["result"]
+    assert "(text message to +4915112345678)" in action["result"]
 
 
 def test_a_form_body_shaped_by_the_configuration(tmp_path: Path, gateway: Web) -> None:

@@ -359,6 +359,7 @@ def sample_data(now: datetime) -> dict[str, list[dict[str, Any]]]:
             {
                 "name": "Lena Fischer",
                 "email": "lena.fischer@demo-crm.example",
+                "phone": "+49 30 5550 1001",
                 "role": "sales",
                 "active": True,
             },
@@ -368,6 +369,7 @@ def sample_data(now: datetime) -> dict[str, list[dict[str, Any]]]:
             {
                 "name": "Jonas Weber",
                 "email": "jonas.weber@demo-crm.example",
+                "phone": "+49 30 5550 1002",
                 "role": "sales",
                 "active": True,
             },
@@ -377,6 +379,7 @@ def sample_data(now: datetime) -> dict[str, list[dict[str, Any]]]:
             {
                 "name": "Priya Shah",
                 "email": "priya.shah@demo-crm.example",
+                "phone": "+49 30 5550 1003",
                 "role": "management",
                 "active": True,
             },
@@ -386,6 +389,7 @@ def sample_data(now: datetime) -> dict[str, list[dict[str, Any]]]:
             {
                 "name": "Marco Rossi",
                 "email": "marco.rossi@demo-crm.example",
+                "phone": "+49 30 5550 1004",
                 "role": "management",
                 "active": True,
             },
@@ -395,6 +399,7 @@ def sample_data(now: datetime) -> dict[str, list[dict[str, Any]]]:
             {
                 "name": "Aisha Khan",
                 "email": "aisha.khan@demo-crm.example",
+                "phone": "+49 30 5550 1005",
                 "role": "support",
                 "active": True,
             },
@@ -404,6 +409,7 @@ def sample_data(now: datetime) -> dict[str, list[dict[str, Any]]]:
             {
                 "name": "Tom Becker",
                 "email": "tom.becker@demo-crm.example",
+                "phone": "+49 30 5550 1006",
                 "role": "project_manager",
                 "active": True,
             },

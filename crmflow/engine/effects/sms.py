@@ -48,9 +48,15 @@ def sms(job: Job) -> Outcome:
     if others:
         found = resolve_recipients(job, others)
         for user in found.users.values():
-            number = phone(str(user.get("phone") or ""))
+            written = str(user.get("phone") or "")
+            number = phone(written)
             if number:
                 numbers.append(number)
+            elif written:
+                missing.append(
+                    f"user {user.get('id')} (phone {written!r} is not in international "
+                    "form, +country code)"
+                )
             else:
                 missing.append(f"user {user.get('id')} (no phone number)")
         missing += found.missing
@@ -60,9 +66,26 @@ def sms(job: Job) -> Outcome:
     note = f"; not reached: {', '.join(missing)}" if missing else ""
     if not numbers:
         return Outcome("skipped", f"no phone numbers{note}")
+    # Every number is tried, whatever another one met: one refusal does not keep the
+    # others from their message. A retry sends each again with its own key (the same
+    # as before), which a gateway that honours Idempotency-Key sends once.
+    sent: list[str] = []
+    refused: list[str] = []
+    busy: Transient | None = None
     for index, number in enumerate(numbers):
-        _send(job, number, text, f"{job.key}:sms:{index}")
-    return Outcome("done", f"text message to {', '.join(numbers)}{note}")
+        try:
+            _send(job, number, text, f"{job.key}:sms:{index}")
+            sent.append(number)
+        except ActionError as exc:
+            refused.append(str(exc))
+        except Transient as exc:
+            busy = busy or exc
+    done = f"text message to {', '.join(sent)}" if sent else "no text message sent"
+    if refused:
+        raise ActionError(f"{'; '.join(refused)} ({done}){note}")
+    if busy is not None:
+        raise Transient(f"{busy} ({done})", busy.retry_after)
+    return Outcome("done", f"{done}{note}")
 
 
 def _send(job: Job, number: str, text: str, key: str) -> None:
