@@ -3,15 +3,20 @@
 Tables and columns come from the entity model (adapted by crmflow.yaml's `entities`),
 are checked against the database's own catalogue, and every value is a bound parameter.
 A write made by an action commits in one transaction with its idempotency key in
-`crmflow_applied`, so doing it again is recognised and skipped.
+`crmflow_applied`, so doing it again is recognised and skipped. Inside a batch
+(`CRM.batch`) the writes of one thread share a transaction, each in a savepoint of its
+own, and are committed together: one commit (one sync of the CRM's file) for many.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -25,6 +30,7 @@ from sqlalchemy import (
     Table,
     Text,
     Uuid,
+    bindparam,
     delete,
     func,
     insert,
@@ -40,6 +46,7 @@ from sqlalchemy.exc import (
     NoSuchTableError,
     SQLAlchemyError,
 )
+from sqlalchemy.sql.elements import ClauseElement
 
 from crmflow.config import MISSING_CRM_FILE, sqlite_file
 from crmflow.crm.failures import CrmUnavailable, short, temporary, write_failed
@@ -77,6 +84,31 @@ def plain(value: Any) -> Any:
     return value
 
 
+class BatchLost(CrmUnavailable):
+    """A batch's transaction failed: every write it held is gone.
+
+    Raised by each later write and commit of that batch, so that nothing recording those
+    writes as made (the state database's unit of work) can commit after it.
+    """
+
+
+@dataclass
+class _Batch:
+    """One thread's open batch: a connection in a transaction, opened with the first write."""
+
+    conn: Connection | None = None
+    # Writes made in its open transaction (a failure before the first loses nothing).
+    writes: int = 0
+    # Why its writes were lost, once they were: the batch then refuses to go on.
+    lost: BaseException | None = None
+
+    def refuse_if_lost(self) -> None:
+        if self.lost is not None:
+            raise BatchLost(
+                f"CRM unavailable, the batch's writes were rolled back: {short(self.lost)}"
+            ) from self.lost
+
+
 class CRM:
     """One CRM database."""
 
@@ -105,6 +137,8 @@ class CRM:
         self._lookups: dict[str, Any] = {}
         self._metadata = MetaData()
         self._applied: Table | None = None
+        self._batches = threading.local()
+        self._inserts: dict[str, Any] = {}
         # Whether writes are exactly once (crmflow_applied exists); None while the
         # database could not be asked (locked, unreachable): `ensure_applied` asks again.
         self.exactly_once: bool | None = False
@@ -135,6 +169,9 @@ class CRM:
             Column("record_id", String(80)),
             Column("result", Text),  # JSON output of the action (a new record's id)
         )
+        # Built once: every write asks and records its key (SQLAlchemy compiles them once).
+        self._seen = select(self._applied.c.result).where(self._applied.c.key == bindparam("key"))
+        self._record_key = insert(self._applied)
         try:
             with self.engine.begin() as conn:
                 if self.engine.dialect.name == "postgresql":
@@ -197,6 +234,96 @@ class CRM:
             raise ActionError(f"{entity}.{field}: the table {table.name} has no column {column!r}")
         return table.c[column]
 
+    # -- batches ----------------------------------------------------------------------
+    def _open_batch(self) -> _Batch | None:
+        batch: _Batch | None = getattr(self._batches, "batch", None)
+        return batch
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """This thread's writes (`once`) in one transaction, committed when the block ends
+        and at each `commit_batch`; rolled back if the block raises. A batch opened inside
+        another joins it.
+
+        Whoever records the writes as made elsewhere (the daemon's state database) must
+        commit the batch first (`commit_batch`), or a record could outlive its write. On
+        an SQLite CRM the open transaction holds the file's write lock: the CRM
+        application's own writers wait for it (their busy timeout), so batches are
+        committed often (daemon/batches.py)."""
+        if self._open_batch() is not None:
+            yield
+            return
+        batch = _Batch()
+        self._batches.batch = batch
+        try:
+            yield
+            self._commit(batch)
+        finally:
+            self._batches.batch = None
+            if batch.conn is not None:
+                # A connection closed inside a transaction rolls it back.
+                batch.conn.close()
+
+    def commit_batch(self) -> None:
+        """Commit the writes of this thread's open batch so far (nothing without one).
+
+        BatchLost when they could not be committed, now or earlier in the batch."""
+        batch = self._open_batch()
+        if batch is not None:
+            self._commit(batch)
+
+    def _commit(self, batch: _Batch) -> None:
+        batch.refuse_if_lost()
+        conn = batch.conn
+        if conn is None or not conn.in_transaction():
+            return
+        try:
+            conn.commit()
+        except SQLAlchemyError as exc:
+            self._lose(batch, exc)
+            batch.refuse_if_lost()
+        batch.writes = 0
+
+    def _lose(self, batch: _Batch, exc: BaseException) -> None:
+        """The batch's transaction is gone (or in doubt): its connection is dropped, and
+        if it held writes, the batch is lost."""
+        if batch.writes:
+            batch.lost = exc
+        batch.writes = 0
+        if batch.conn is not None:
+            batch.conn.invalidate()
+            batch.conn.close()
+            batch.conn = None
+
+    def _batch_conn(self, batch: _Batch) -> Connection:
+        """The batch's connection in its transaction, opened and begun as needed."""
+        batch.refuse_if_lost()
+        if batch.conn is None:
+            batch.conn = self.engine.connect()
+        if not batch.conn.in_transaction():
+            batch.conn.begin()
+            if self.engine.dialect.name == "sqlite":
+                # Python's sqlite3 begins a transaction only before an INSERT, UPDATE or
+                # DELETE: a SAVEPOINT outside one would start its own, and releasing it
+                # would commit. An explicit BEGIN makes savepoints nest in the batch.
+                batch.conn.exec_driver_sql("BEGIN")
+        return batch.conn
+
+    @contextmanager
+    def _reading(self) -> Iterator[Connection]:
+        """A connection to read with. Inside a batch that holds writes, the batch's own
+        (in a savepoint, so a failed read cannot spoil the writes): what this thread wrote
+        and has not committed yet is seen, as it would be without a batch. Otherwise a
+        pooled connection, closed after."""
+        batch = self._open_batch()
+        if batch is None or batch.conn is None or not batch.writes:
+            with self.engine.connect() as conn:
+                yield conn
+            return
+        conn = self._batch_conn(batch)
+        with _savepoint(conn, "crmflow_read", release=True):
+            yield conn
+
     # -- reading ----------------------------------------------------------------------
     def _record(self, entity: str, row: Any) -> dict[str, Any]:
         definition = self.entity(entity)
@@ -220,7 +347,7 @@ class CRM:
             if table is None:
                 table = self._joins[lookup.table] = self._reflect(lookup.table)
             names: dict[Any, str] = {}
-            with self.engine.connect() as conn:
+            with self._reading() as conn:
                 for stage_id, name in conn.execute(
                     select(table.c[lookup.id], table.c[lookup.name])
                 ):
@@ -275,7 +402,7 @@ class CRM:
         if conn is not None:
             row = conn.execute(query).first()
         else:
-            with self.engine.connect() as c:
+            with self._reading() as c:
                 row = c.execute(query).first()
         return self._record(entity, row) if row is not None else None
 
@@ -294,7 +421,7 @@ class CRM:
         live = None if include_deleted else self._live(entity)
         if live is not None:
             query = query.where(live)
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             return [self._record(entity, row) for row in conn.execute(query)]
 
     def find(
@@ -310,7 +437,7 @@ class CRM:
         query = query.order_by(table.c.id)
         if limit is not None:
             query = query.limit(limit)
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             return [self._record(entity, row) for row in conn.execute(query)]
 
     def children(self, relation: Relation, parent: dict[str, Any]) -> list[dict[str, Any]]:
@@ -338,7 +465,7 @@ class CRM:
         )
         for column, value in link.where:
             query = query.where(table.c[column] == self._bind(table.c[column], value))
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             found = conn.execute(query.limit(1)).first()
         return plain(found[0]) if found is not None else None
 
@@ -441,7 +568,8 @@ class CRM:
         entity: str = "",
         record_id: Any = None,
     ) -> tuple[bool, Any]:
-        """Run `work` in one transaction with `key` recorded.
+        """Run `work` in one transaction with `key` recorded (inside a batch: in a
+        savepoint of the batch's transaction, so a refused write rolls back alone).
 
         Returns (True, result) when it ran, (False, earlier result) when this key was
         applied before: a repeat is recognised and skipped. CrmUnavailable when the CRM
@@ -450,37 +578,30 @@ class CRM:
         if self.read_only:
             raise ActionError("the CRM is open read-only (dry run)")
         self.ensure_applied()  # a CRM unreachable at start: its key table comes first
+        batch = self._open_batch()
         try:
-            with self.engine.begin() as conn:
-                if self._applied is not None:
-                    seen = conn.execute(
-                        select(self._applied.c.result).where(self._applied.c.key == key)
-                    ).first()
-                    if seen is not None:
-                        return False, _loads(seen[0])
-                result = work(conn)
-                if self._applied is not None:
-                    conn.execute(
-                        insert(self._applied).values(
-                            key=key,
-                            applied_at=iso_utc(self.clock()),
-                            workflow=workflow,
-                            entity=entity,
-                            record_id=None if record_id is None else str(record_id),
-                            result=json.dumps(result, default=str),
-                        )
-                    )
-                return True, result
+            if batch is None:
+                with self.engine.begin() as conn:
+                    return self._apply(conn, key, work, workflow, entity, record_id)
+            conn = self._batch_conn(batch)
+            with _savepoint(conn, "crmflow_write", release=False):
+                ran, result = self._apply(conn, key, work, workflow, entity, record_id)
+            batch.writes += ran
+            return ran, result
         except IntegrityError as exc:
             refused = exc
         except SQLAlchemyError as exc:
+            if batch is not None:
+                # Whether the batch's earlier writes survived is not known for every
+                # driver and failure: they count as lost, and the batch is done again.
+                self._lose(batch, exc)
             raise write_failed(exc) from None
         if self._applied is None:
             raise ActionError(f"the CRM refused the write: {short(refused)}")
         # Another process may have applied the same key between our check and our insert:
         # then its result (a created record's id) is this action's output too.
         try:
-            with self.engine.connect() as conn:
+            with self._reading() as conn:
                 earlier = conn.execute(
                     select(self._applied.c.result).where(self._applied.c.key == key)
                 ).first()
@@ -490,10 +611,38 @@ class CRM:
             return False, _loads(earlier[0])
         raise ActionError(f"the CRM refused the write: {short(refused)}")
 
+    def _apply(
+        self,
+        conn: Connection,
+        key: str,
+        work: Callable[[Connection], Any],
+        workflow: str,
+        entity: str,
+        record_id: Any,
+    ) -> tuple[bool, Any]:
+        if self._applied is not None:
+            seen = conn.execute(self._seen, {"key": key}).first()
+            if seen is not None:
+                return False, _loads(seen[0])
+        result = work(conn)
+        if self._applied is not None:
+            conn.execute(
+                self._record_key,
+                {
+                    "key": key,
+                    "applied_at": iso_utc(self.clock()),
+                    "workflow": workflow,
+                    "entity": entity,
+                    "record_id": None if record_id is None else str(record_id),
+                    "result": json.dumps(result, default=str),
+                },
+            )
+        return True, result
+
     def was_applied(self, key: str) -> bool:
         if self._applied is None:
             return False
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             query = select(self._applied.c.key).where(self._applied.c.key == key)
             return conn.execute(query).first() is not None
 
@@ -509,7 +658,7 @@ class CRM:
             return set()
         lowered = [a.lower() for a in addresses]
         query = select(email).where(func.lower(email).in_(lowered), flag.is_(True))
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             found = {str(row[0]).lower() for row in conn.execute(query)}
         return {a for a in addresses if a.lower() in found}
 
@@ -526,7 +675,15 @@ class CRM:
                 if isinstance(value, dict):
                     value = self._lookup(conn, value["lookup"])
                 row[column] = self._bind(table.c[column], value)
-        result = conn.execute(insert(table).values(**row))
+        if any(isinstance(value, ClauseElement) for value in row.values()):
+            result = conn.execute(insert(table).values(**row))
+        else:
+            # Plain values as parameters of one statement per table: compiled once for
+            # each set of columns, not built and compiled anew for each record.
+            statement = self._inserts.get(entity)
+            if statement is None:
+                statement = self._inserts[entity] = insert(table)
+            result = conn.execute(statement, row)
         key = result.inserted_primary_key
         new_id = key[0] if key and key[0] is not None else stamped.get("id")
         return plain(new_id)
@@ -711,6 +868,27 @@ def _engine(url: str, read_only: bool) -> Engine:
     # pre_ping: after a database server restarts, pooled connections are dead; each is
     # tested when taken and replaced, instead of failing the first statement.
     return engine_for(url, "crm", pool_pre_ping=path is None)
+
+
+@contextmanager
+def _savepoint(conn: Connection, name: str, *, release: bool) -> Iterator[None]:
+    """A savepoint in `conn`'s transaction, rolled back to if the block raises.
+
+    Plain SQL: a write's savepoint is on the hot path, and SQLAlchemy's begin_nested
+    compiles each statement; the outer transaction stays SQLAlchemy's. A write's
+    savepoint is not released when it succeeds (`release=False`): the batch's commit
+    ends them all, which saves a round trip per write on PostgreSQL. Rolling back goes
+    to the latest savepoint of `name`, so reads (which a write may make) use another.
+    """
+    conn.exec_driver_sql(f"SAVEPOINT {name}")
+    try:
+        yield
+    except BaseException:
+        conn.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {name}")
+        conn.exec_driver_sql(f"RELEASE SAVEPOINT {name}")
+        raise
+    if release:
+        conn.exec_driver_sql(f"RELEASE SAVEPOINT {name}")
 
 
 def _id(table: Table, value: Any) -> Any:

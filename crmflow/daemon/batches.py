@@ -7,13 +7,17 @@ Each batch takes two steps:
 2. In a unit of work (state/units.py): everything the changes decide (history,
    cooldowns, pending rows, crmflow's own writes), then their snapshots and the removal
    of their marks. The unit may be committed part-way (before an action waits on
-   another host, or when the batch runs long), never out of this order.
+   another host, or when the batch runs long), never out of this order. The CRM writes
+   the changes' actions make go into one CRM transaction (`CRM.batch`), committed
+   before each commit of the unit: a record of a write is never durable before the
+   write itself.
 
 So whenever the daemon is killed, each change is either fully recorded (mark gone,
 snapshot saved) or still marked: the next poll finds the mark and handles the change
 again as stored, with its version and therefore its idempotency keys. Actions recorded
-as done are skipped; CRM writes already applied are recognised by crmflow_applied;
-a webhook or e-mail whose record was lost goes again under the same key.
+as done are skipped; CRM writes already applied are recognised by crmflow_applied
+(those of the killed batch's open CRM transaction were rolled back with it); a
+webhook or e-mail whose record was lost goes again under the same key.
 """
 
 from __future__ import annotations
@@ -31,8 +35,9 @@ from crmflow.state.store import State
 
 # Changes per batch: the state's commits shrink with it, the work redone after a kill grows.
 BATCH_CHANGES = 200
-# A batch's open unit is committed after this long: a SQLite state keeps other writers
-# (the heartbeat thread, `crmflow pause`) waiting while a transaction is open.
+# A batch's open unit (and its CRM transaction) is committed after this long: a SQLite
+# state keeps other writers (the heartbeat thread, `crmflow pause`) waiting while a
+# transaction is open, and a SQLite CRM keeps the CRM application's writers waiting.
 BATCH_SECONDS = 0.5
 
 
@@ -112,7 +117,11 @@ class Batches:
                     )
             self.state.begin_changes(entity, [(str(c.record_id), c.to_stored()) for c in fresh])
         changes = [change for change, _ in batch]
-        with self.state.unit():
+        crm = self.capture.crm
+        # The CRM batch ends (commits) before the unit does, and every checkpoint of the
+        # unit commits it first.
+        with self.state.unit(), crm.batch():
+            self.state.commit_first(crm.commit_batch)
             since = time.monotonic()
             for change in changes:
                 self.handle(change, now)

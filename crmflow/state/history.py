@@ -13,10 +13,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Table, func, insert, select, update
+from sqlalchemy import Table, bindparam, func, insert, select, update
 
 from crmflow.state.pending import PendingAction
 from crmflow.state.tables import Tables, cooldowns, epoch, history
+
+# Asked once per action a daemon carries out: built once, so SQLAlchemy compiles it once.
+_DONE = (
+    select(history.c.at, history.c.output)
+    .where(history.c.key == bindparam("key"), history.c.outcome == "done")
+    .order_by(history.c.id)
+    .limit(1)
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,14 +97,8 @@ class HistoryStore(Tables):
         queued = self._queued_done(key)
         if queued is not None:
             return DoneAction(datetime.fromtimestamp(queued["at"], UTC), _output(queued["output"]))
-        query = (
-            select(history.c.at, history.c.output)
-            .where(history.c.key == key, history.c.outcome == "done")
-            .order_by(history.c.id)
-            .limit(1)
-        )
         with self._connect(flush=False) as conn:
-            row = conn.execute(query).first()
+            row = conn.execute(_DONE, {"key": key}).first()
         if row is None:
             return None
         return DoneAction(datetime.fromtimestamp(row.at, UTC), _output(row.output))

@@ -6,6 +6,10 @@ snapshots, pending rows and handled marks cost one commit instead of several eac
 unit may be committed part-way (`checkpoint`): what it holds so far is durable, and the
 daemon's crash guarantees do not depend on where a unit ends (see daemon/batches.py).
 
+A unit may have to wait for another transaction to commit first (`commit_first`): the
+daemon's batch of CRM writes, which must be durable before the records saying they
+were made (otherwise a kill could keep a "done" whose write was lost).
+
 History and chain rows are the bulk of a batch's writes; inside a unit they are queued
 and inserted together (one statement for many rows) before anything reads those tables
 and when the unit commits.
@@ -14,7 +18,7 @@ and when the unit commits.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +35,12 @@ class _Unit:
     # Rows queued for the history with outcome "done", by key: `done_action` must see
     # an action recorded earlier in the same unit.
     done: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Called before each commit, in order; one that raises keeps the unit uncommitted.
+    before_commit: list[Callable[[], None]] = field(default_factory=list)
+
+    def commit_others(self) -> None:
+        for first in self.before_commit:
+            first()
 
 
 class Units:
@@ -61,6 +71,7 @@ class Units:
         try:
             conn.begin()
             yield
+            unit.commit_others()
             self._flush(unit)
             conn.commit()
         finally:
@@ -75,9 +86,17 @@ class Units:
         unit = self._open_unit()
         if unit is None:
             return
+        unit.commit_others()
         self._flush(unit)
         unit.conn.commit()
         unit.conn.begin()
+
+    def commit_first(self, commit: Callable[[], None]) -> None:
+        """Have the open unit call `commit` before each of its commits (a checkpoint,
+        its end). Without a unit there is nothing to wait for."""
+        unit = self._open_unit()
+        if unit is not None:
+            unit.before_commit.append(commit)
 
     def _queue(self, table: Table, row: dict[str, Any]) -> bool:
         """Queue an insert into the open unit; False without one (insert it now)."""
