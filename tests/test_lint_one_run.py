@@ -42,16 +42,17 @@ def test_schema_and_semantic_findings_come_in_one_run(cli: Cli, rules_dir: Rules
     assert finding_lines(result) == [
         "5:16 CF220",  # operand type, beside the schema errors below
         "6:3 CF203",  # field typo
+        "8:19 CF221",  # actions[0]: its recipient, though one of its keys is refused
+        "8:35 CF203",  # and its template
         "8:56 CF101",  # schema: the unknown key of actions[0]
-        "9:51 CF104",  # schema: the method
+        "9:51 CF104",  # schema: the method of actions[1]
         "10:23 CF203",  # a field typo in an action the schema accepts
         "11:19 CF221",  # recipient
         "11:35 CF203",  # template field
     ]
-    # Nothing is said of the parts the schema refused: actions[0]'s recipient and
-    # template (ownr, deal.nam) would only repeat that the action is wrong.
-    assert "'nam'" not in result.out
-    assert result.out.count("CF221") == 1
+    # Nothing is said of the part the schema refused itself: the unknown key and the
+    # method are named once, by the schema.
+    assert result.out.count("colour") == 1 and result.out.count("PUTT") == 1
 
 
 def test_a_document_the_schema_refuses_at_its_root_is_still_checked(
@@ -128,3 +129,30 @@ def test_a_duration_the_schema_cannot_judge_is_one_of_the_collected_mistakes(
     result = cli("lint", "rules")
     assert result.code == 2
     assert len(result.err.splitlines()) == 2, result.err
+
+
+def test_a_refused_clause_or_key_hides_nothing_beside_it(cli: Cli, rules_dir: Rules) -> None:
+    rules_dir(
+        {
+            "w.yaml": """\
+id: w
+entity: deal
+trigger: {on: updated}
+conditions:
+  probability: {between: 3}
+  amount: {gt: "lots"}
+  nosuchfield: 5
+actions:
+  - notify: {to: [ownr], subject: "{{ deal.nme }}", urgent: true}
+"""
+        }
+    )
+    result = cli("lint", "rules")
+    assert finding_lines(result) == [
+        "5:17 CF101",  # the unknown operator
+        "6:16 CF220",  # the clause beside it
+        "7:3 CF203",
+        "9:19 CF221",  # the action whose one key is unknown
+        "9:35 CF203",
+        "9:53 CF101",  # the unknown key
+    ]

@@ -106,9 +106,9 @@ def check_each(
 
 def _refused_paths(doc: Document) -> list[tuple[str | int, ...]]:
     """Where the schema refuses a document, as raw paths (the parts to leave out)."""
-    from crmflow.rules.validate import workflow_validator
+    from crmflow.rules.validate import reduced_paths
 
-    return [tuple(e.absolute_path) for e in workflow_validator().iter_errors(doc.data)]
+    return reduced_paths(doc)
 
 
 @dataclass(frozen=True, slots=True)

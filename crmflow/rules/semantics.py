@@ -185,11 +185,6 @@ def recipient_problem(target: Any) -> str | None:
     )
 
 
-def _related(a: YamlPath, b: YamlPath) -> bool:
-    """One path lies inside the other (or they are the same)."""
-    return a[: len(b)] == b or b[: len(a)] == a
-
-
 def role_problem(target: Any, roles: Sequence[str] | None) -> str | None:
     """Why `role:NAME` names no role the configuration lists (None without a list)."""
     if roles is None or not isinstance(target, str) or not target.startswith("role:"):
@@ -221,7 +216,13 @@ class _Checker:
         self.findings: list[Finding] = []
 
     def skips(self, path: YamlPath) -> bool:
-        return bool(self.refused) and any(_related(path, p) for p in self.refused)  # type: ignore[union-attr]
+        """Whether `path` lies in a part the schema refused (what is said of it would
+        only repeat that finding)."""
+        return bool(self.refused) and any(path[: len(p)] == p for p in self.refused)  # type: ignore[union-attr]
+
+    def touches(self, path: YamlPath) -> bool:
+        """Whether the schema refused `path` or any part inside it."""
+        return bool(self.refused) and any(p[: len(path)] == path for p in self.refused)  # type: ignore[union-attr]
 
     def run(self, *checks: Callable[[], None]) -> None:
         for check in checks:
@@ -292,7 +293,7 @@ class _Checker:
             )
             return
         trigger = self.data.get("trigger")
-        if not isinstance(trigger, dict) or self.skips(("trigger",)):
+        if not isinstance(trigger, dict) or self.touches(("trigger",)):
             # Refused or missing (its finding says so): the field checks still hold,
             # what depends on the trigger is left out.
             trigger = {}
@@ -438,74 +439,85 @@ class _Checker:
                 if isinstance(spec, dict) and isinstance(spec.get("id"), str):
                     ids.setdefault(spec["id"], i)
                 continue
-            kind = action_type(spec)
-            params = normalise_params(ACTIONS[kind], spec[kind])
-            path: YamlPath = ("actions", i, kind)
-            if "id" in spec:
-                if spec["id"] in ids:
+            if self.refused is None:
+                self._check_action(i, spec, ids, entity, known_entity)
+                continue
+            try:
+                self._check_action(i, spec, ids, entity, known_entity)
+            except (KeyError, IndexError, TypeError, AttributeError, ValueError):
+                # A part of this action the schema refused left a check without what it
+                # reads; the schema finding names the cause, the next action is checked.
+                continue
+
+    def _check_action(
+        self, i: int, spec: Any, ids: dict[str, int], entity: str, known_entity: bool
+    ) -> None:
+        kind = action_type(spec)
+        params = normalise_params(ACTIONS[kind], spec[kind])
+        path: YamlPath = ("actions", i, kind)
+        if "id" in spec:
+            if spec["id"] in ids:
+                self.add(
+                    "CF215",
+                    f"action id {spec['id']!r} is used twice (first by actions[{ids[spec['id']]}])",
+                    ("actions", i, "id"),
+                )
+            else:
+                ids[spec["id"]] = i
+        if ACTIONS[kind].templated:
+            self.check_templates(params, path, entity if known_entity else None, ids, i)
+        if kind == "notify":
+            self.check_recipients(params.get("to"), (*path, "to"))
+        elif kind == "webhook":
+            self.check_webhook(params["url"], (*path, "url"))
+        elif kind == "sms" and self.config is not None and self.config.path is not None:
+            if not self.config.sms.gateway:
+                self.add(
+                    "CF226",
+                    f"sms needs a gateway: sms: {{gateway: URL}} in {self.config.path}",
+                    path,
+                    key=True,
+                )
+        elif kind == "wait" and "until" in params and "on_met" not in params:
+            self.add(
+                "CF223",
+                "wait: until without on_met: when until holds, the actions after the "
+                "wait go on (on_met defaults to continue); write on_met: continue to "
+                "say so, or on_met: stop to end the workflow there",
+                (*path, "until"),
+                key=True,
+                severity="warning",
+            )
+        if not known_entity:
+            return
+        if kind == "create":
+            target = params["entity"]
+            if isinstance(target, str) and "{" not in target:
+                if target not in self.model:
                     self.add(
-                        "CF215",
-                        f"action id {spec['id']!r} is used twice "
-                        f"(first by actions[{ids[spec['id']]}])",
-                        ("actions", i, "id"),
+                        "CF202",
+                        f"create: unknown entity {target!r}{suggest(target, self.model.names())}",
+                        (*path, "entity"),
                     )
                 else:
-                    ids[spec["id"]] = i
-            if ACTIONS[kind].templated:
-                self.check_templates(params, path, entity if known_entity else None, ids, i)
-            if kind == "notify":
-                self.check_recipients(params.get("to"), (*path, "to"))
-            elif kind == "webhook":
-                self.check_webhook(params["url"], (*path, "url"))
-            elif kind == "sms" and self.config is not None and self.config.path is not None:
-                if not self.config.sms.gateway:
+                    self.check_values(target, params["values"], (*path, "values"))
+        elif kind == "update":
+            target_entity = entity
+            if "target" in params:
+                info = self.field(entity, params["target"], (*path, "target"))
+                if info is None:
+                    return
+                if info.relation is None:
                     self.add(
-                        "CF226",
-                        f"sms needs a gateway: sms: {{gateway: URL}} in {self.config.path}",
-                        path,
-                        key=True,
+                        "CF204",
+                        f"update.target: {params['target']} is a field, not a relation",
+                        (*path, "target"),
                     )
-            elif kind == "wait" and "until" in params and "on_met" not in params:
-                self.add(
-                    "CF223",
-                    "wait: until without on_met: when until holds, the actions after the "
-                    "wait go on (on_met defaults to continue); write on_met: continue to "
-                    "say so, or on_met: stop to end the workflow there",
-                    (*path, "until"),
-                    key=True,
-                    severity="warning",
-                )
-            if not known_entity:
-                continue
-            if kind == "create":
-                target = params["entity"]
-                if isinstance(target, str) and "{" not in target:
-                    if target not in self.model:
-                        self.add(
-                            "CF202",
-                            f"create: unknown entity {target!r}"
-                            f"{suggest(target, self.model.names())}",
-                            (*path, "entity"),
-                        )
-                    else:
-                        self.check_values(target, params["values"], (*path, "values"))
-            elif kind == "update":
-                target_entity = entity
-                if "target" in params:
-                    info = self.field(entity, params["target"], (*path, "target"))
-                    if info is None:
-                        continue
-                    if info.relation is None:
-                        self.add(
-                            "CF204",
-                            f"update.target: {params['target']} is a field, not a relation",
-                            (*path, "target"),
-                        )
-                        continue
-                    target_entity = info.entity
-                self.check_values(target_entity, params["values"], (*path, "values"))
-            elif kind == "set_stage":
-                self.check_stage(entity, params, path)
+                    return
+                target_entity = info.entity
+            self.check_values(target_entity, params["values"], (*path, "values"))
+        elif kind == "set_stage":
+            self.check_stage(entity, params, path)
 
     def check_recipients(self, targets: Any, path: YamlPath) -> None:
         """CF221: literal notify.to items that resolve_recipients refuses at run time, and

@@ -319,6 +319,13 @@ def _branch_words(branches: list[Any]) -> str:
     return " or ".join(words) or "another form"
 
 
+def reduced_paths(doc: Document) -> list[tuple[Any, ...]]:
+    """Where the schema refuses a workflow, as precisely as the findings say it: the
+    parts lint leaves out of its semantic checks."""
+    validator = workflow_validator()
+    return [issue.path for error in validator.iter_errors(doc.data) for issue in _reduce(error)]
+
+
 def schema_findings(
     doc: Document, validator: Validator | None = None, workflow: str | None = None
 ) -> list[Finding]:
