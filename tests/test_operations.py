@@ -130,6 +130,9 @@ def test_metrics_health_and_notify_of_a_running_daemon(
     assert failed["workflow"] == "won" and failed["action"] == "webhook"
     assert failed["entity"] == "deal" and str(failed["record"]) == "1"
     assert "webhooks.allow" in failed["error"]
+    change = next(line for line in lines if line["event"] == "change")
+    assert (change["entity"], str(change["record"]), change["change"]) == ("deal", "1", "updated")
+    assert {line["event"] for line in lines} <= {"change", "action", "fault", "note", "warn"}
     done = next(line for line in lines if line.get("outcome") == "done")
     assert done["action"] == "warn" and done["key"].startswith("cf_")
 

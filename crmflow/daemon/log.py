@@ -27,6 +27,8 @@ OUTCOMES = frozenset(
     {"done", "failed", "skipped", "cancelled", "scheduled", "planned", "retried", "waiting"}
 )
 _LEVELS = {"note": "info", "event": "info", "action": "info", "warn": "warning", "fault": "error"}
+# What a JSON line's `event` says: a change judged is a "change".
+_EVENTS = {"event": "change"}
 # syslog priorities journald reads from a `<N>` prefix.
 _PRIORITY = {"info": 6, "warning": 4, "error": 3}
 
@@ -72,7 +74,7 @@ class Log:
         # log viewer, and no line break forges a log line.
         text = printable(text).replace("\n", "\\n")
         if self.fmt == "json":
-            record = {"at": format_utc(now), "level": level, "event": kind, "kind": kind}
+            record = {"at": format_utc(now), "level": level, "event": _EVENTS.get(kind, kind)}
             record.update((k, v) for k, v in fields.items() if v is not None)
             record["message"] = text
             self.stream.write(json.dumps(record, default=str) + "\n")
@@ -151,7 +153,6 @@ class Log:
             f"{event.entity} {event.id} {event.event}: {names}",
             entity=event.entity,
             record=event.id,
-            record_id=event.id,
             change=event.event,
             matched=[r.rule for r in matched],
         )
