@@ -38,17 +38,27 @@ class WorkCalendar:
         except ValueError:
             raise ValueError(f"hours: {hours!r} is not a span such as 09:00-17:00") from None
         if first >= last:
-            raise ValueError(f"hours: {hours!r} ends before it starts")
+            raise ValueError(
+                f"hours: {hours!r} does not end after it starts (working hours within one "
+                "day; overnight spans are not supported)"
+            )
         days = spec.get("weekdays", list(WEEKDAYS[:5]))
         country = spec.get("country")
         holidays = None
         if country:
             import holidays as holiday_data
 
-            try:
-                holidays = holiday_data.country_holidays(country, subdiv=spec.get("subdivision"))
-            except NotImplementedError:
-                raise ValueError(f"country: no public holidays are known for {country!r}") from None
+            subdivision = spec.get("subdivision")
+            known = holiday_data.list_supported_countries()
+            if country not in known:
+                raise ValueError(f"country: no public holidays are known for {country!r}")
+            if subdivision is not None and subdivision not in known[country]:
+                raise ValueError(
+                    f"subdivision: {country} has no subdivision {subdivision!r} "
+                    f"(known: {', '.join(known[country][:12])}"
+                    f"{', ...' if len(known[country]) > 12 else ''})"
+                )
+            holidays = holiday_data.country_holidays(country, subdiv=subdivision)
         return cls(
             country,
             spec.get("subdivision"),

@@ -96,8 +96,19 @@ def test_eval_without_a_calendar_fails_the_action_not_the_stream(
 @pytest.mark.parametrize(
     ("calendar", "message"),
     [
-        ("{hours: '17:00-09:00'}", "crmflow.yaml:1:11: CF104 calendar: hours: '17:00-09:00' ends"),
+        (
+            "{hours: '17:00-09:00'}",
+            "crmflow.yaml:1:11: CF104 calendar: hours: '17:00-09:00' does not end after it starts",
+        ),
         ("{country: XX}", "crmflow.yaml:1:11: CF104 calendar: country: no public holidays"),
+        (
+            "{country: DE, subdivision: ZZ}",
+            "crmflow.yaml:1:11: CF104 calendar: subdivision: DE has no subdivision 'ZZ' (known: BB",
+        ),
+        (
+            "{country: de}",
+            "crmflow.yaml:1:21: CF104 calendar.country: 'de' is not valid: expected a ",
+        ),
         ("{weekdays: [monday]}", "crmflow.yaml:1:23: CF104 calendar.weekdays[0]:"),
     ],
 )

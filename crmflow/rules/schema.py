@@ -169,6 +169,8 @@ def workflow_schema() -> dict[str, Any]:
     }
 
 
+CALENDAR_COUNTRY = "^[A-Z]{2}$"
+CALENDAR_HOURS = "^\\d{2}:\\d{2}-\\d{2}:\\d{2}$"
 # Working time (crmflow.workdays): in crmflow.yaml, and in a test file for its cases.
 _CALENDAR: dict[str, Any] = {
     "type": "object",

@@ -230,14 +230,17 @@ def _reduce(error: ValidationError) -> list[_Issue]:
 
 def _pattern_words(pattern: str, schema: dict[str, Any]) -> str:
     from crmflow import durations
-    from crmflow.rules.schema import ID_PATTERN
+    from crmflow.rules.schema import CALENDAR_COUNTRY, CALENDAR_HOURS, ID_PATTERN
     from crmflow.rules.triggers import TIME_PATTERN
 
     known = {
-        durations.DURATION_PATTERN: "a duration such as 30s, 15m, 2h, 14d, 2w, 1y or P14D",
+        durations.DURATION_PATTERN: "a duration such as 30s, 15m, 2h, 14d, 2w, 1y, 3bd, 4bh "
+        "or P14D",
         durations.OFFSET_PATTERN: "a signed offset such as -7d, +2h or 1y",
         ID_PATTERN: "lowercase letters, digits, - and _ (starting with a letter or digit)",
         TIME_PATTERN: "a time of day as HH:MM",
+        CALENDAR_COUNTRY: "a two-letter country code such as DE or US",
+        CALENDAR_HOURS: "working hours as HH:MM-HH:MM, e.g. 09:00-17:00",
     }
     return known.get(pattern) or schema.get("description") or f"the pattern {pattern}"
 
