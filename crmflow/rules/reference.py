@@ -441,6 +441,8 @@ DURATION_FORMS: tuple[tuple[str, str], ...] = (
     ("`14d`", "calendar days in the configured time zone (23 or 25 hours across DST)"),
     ("`2w`", "calendar weeks (7 days)"),
     ("`1y`", "calendar years (12 months)"),
+    ("`3bd`", "business days: weekdays that are no public holiday, same time of day (`calendar:`)"),
+    ("`4bh`", "business hours: working time only (`calendar:` hours)"),
     ("`1h30m`", "units combined"),
     ("`P14D`, `PT2H`, `P1Y2M`", "ISO 8601"),
     ("`-7d`, `+2h`", "a signed offset, where a time may lie before or after (`offset`, …)"),
