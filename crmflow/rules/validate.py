@@ -183,10 +183,17 @@ def _reduce(error: ValidationError) -> list[_Issue]:
         known = list(schema.get("properties", {}))
         what = _kind_of_mapping(schema)
         extra = [k for k in value if k not in known]
-        return [
-            _Issue((*path, k), "CF101", f"{here}unknown {what} {k!r}{suggest(k, known)}", key=True)
-            for k in extra
-        ]
+        issues = []
+        for k in extra:
+            hint = suggest(k, known)
+            if not hint and what == "action type or key":
+                # Not a typo of anything known: perhaps an action from a package that is
+                # not installed here (crmflow.actions entry points).
+                hint = " (an action of a package that is not installed here?)"
+            issues.append(
+                _Issue((*path, k), "CF101", f"{here}unknown {what} {k!r}{hint}", key=True)
+            )
+        return issues
     if kind == "required":
         missing = [k for k in error.validator_value if isinstance(value, dict) and k not in value]
         return [_Issue(path, "CF102", f"{here}missing required key {k!r}") for k in missing]
@@ -342,7 +349,11 @@ def schema_findings(
     findings = []
     issues = [issue for error in validator.iter_errors(doc.data) for issue in _reduce(error)]
     # "needs one of" is noise next to a misspelt key that was probably the one meant.
-    misspelt = {i.path[:-1] for i in issues if i.code == "CF101" and "did you mean" in i.message}
+    misspelt = {
+        i.path[:-1]
+        for i in issues
+        if i.code == "CF101" and ("did you mean" in i.message or "action type or key" in i.message)
+    }
     for issue in issues:
         if issue.code == "CF102" and "needs one of" in issue.message and issue.path in misspelt:
             continue
