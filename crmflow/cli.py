@@ -490,7 +490,15 @@ def _listening(daemon: Any, address: str | None, token: str | None) -> Iterator[
     def workflows(entity: str) -> list[str]:
         return sorted(w.id for w in daemon.rules.workflows if w.entity == entity and w.enabled)
 
-    view = WebView(daemon.state, daemon.metrics, daemon.health, workflows, daemon.clock, token)
+    view = WebView(
+        daemon.state,
+        daemon.metrics,
+        daemon.health,
+        workflows,
+        daemon.clock,
+        token,
+        entities=daemon.config.model.names,
+    )
     server = serve(parse_address(address), view)
     daemon.log.note(f"serving metrics, health and pages on http://{address}")
     try:

@@ -73,6 +73,7 @@ def listen(rig: Rig, token: str | None = None, health: Health | None = None) -> 
         ),
         clock=rig.clock,
         token=token,
+        entities=lambda: ["deal", "lead"],
     )
     return serve(("127.0.0.1", 0), view), metrics
 
@@ -146,6 +147,11 @@ def test_the_pages_show_what_the_state_holds(rig: Rig) -> None:
         # CRM data is shown as text, never as markup.
         assert "<script>" not in record and "&lt;script&gt;" in record
         assert get(server, "/history?record=deal")[0] == 400  # one line about entity:id
+        code, page = get(server, "/history?outcome=bogus")
+        assert code == 400 and "no outcome &#39;bogus&#39;" in page
+        code, page = get(server, "/history?since=2x")
+        assert code == 400 and "History: since: " in page
+        assert get(server, "/records/nosuch/1")[0] == 404
         assert get(server, "/nowhere")[0] == 404
     finally:
         server.shutdown()
@@ -159,6 +165,16 @@ def test_a_token_guards_everything_but_the_health_checks(rig: Rig) -> None:
         assert get(server, "/", token="s3cret")[0] == 200
         assert get(server, "/metrics", token="s3cret")[0] == 200
         assert get(server, "/readyz")[0] in (200, 503)
+        # A browser: the token once in the address, then a cookie.
+        port = server.server_address[1]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/?token=s3cret", timeout=10) as r:
+            cookie = r.headers["Set-Cookie"]
+        assert cookie.startswith("crmflow_token=s3cret;") and "HttpOnly" in cookie
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/history")
+        request.add_header("Cookie", cookie.split(";")[0])
+        with urllib.request.urlopen(request, timeout=10) as r:
+            assert r.status == 200
+        assert get(server, "/?token=wrong")[0] == 401
     finally:
         server.shutdown()
 

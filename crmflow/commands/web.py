@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
+from http.cookies import SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -43,6 +44,7 @@ OUTCOMES = (
     "found_late",
     "loop_stopped",
 )
+_COOKIE = "crmflow_token"
 # What the record page lists under "Done": what happened to the record, not decisions.
 _DONE = ("done", "failed", "skipped", "cancelled", "retried")
 
@@ -94,7 +96,9 @@ class WebView:
         workflows: Callable[[str], list[str]],
         clock: Callable[[], datetime],
         token: str | None = None,
+        entities: Callable[[], list[str]] | None = None,
     ) -> None:
+        self.entities = entities
         self.state = state
         self.metrics = metrics
         self.health = health
@@ -102,7 +106,13 @@ class WebView:
         self.clock = clock
         self.token = token
 
-    def handle(self, path: str, query: dict[str, str], authorization: str | None) -> Reply:
+    def handle(
+        self,
+        path: str,
+        query: dict[str, str],
+        authorization: str | None,
+        cookie: str | None = None,
+    ) -> Reply:
         if path == "/healthz":
             problems = self.health.problems()
             text = "; ".join(problems) if problems else "ok"
@@ -113,13 +123,29 @@ class WebView:
             ready = self.health.ready()
             body = b"ready\n" if ready else b"starting\n"
             return Reply(200 if ready else 503, "text/plain; charset=utf-8", body)
-        if not self._allowed(authorization):
+        given = query.pop("token", None)
+        if not self._allowed(authorization, cookie, given):
             return Reply(
                 401,
                 "text/plain; charset=utf-8",
-                b"a bearer token is required\n",
+                b"a bearer token is required (Authorization: Bearer TOKEN; in a browser, "
+                b"open a page once with ?token=TOKEN)\n",
                 (("WWW-Authenticate", 'Bearer realm="crmflow"'),),
             )
+        reply = self._route(path, query)
+        if given is not None and self.token is not None:
+            # A browser cannot send a header: the token given once in the address is
+            # kept in a cookie only this listener reads.
+            cookie_header = f"{_COOKIE}={given}; HttpOnly; SameSite=Strict; Path=/"
+            return Reply(
+                reply.status,
+                reply.content_type,
+                reply.body,
+                (*reply.headers, ("Set-Cookie", cookie_header)),
+            )
+        return reply
+
+    def _route(self, path: str, query: dict[str, str]) -> Reply:
         if path == "/metrics":
             from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -133,12 +159,19 @@ class WebView:
             return self._record(unquote(parts[1]), unquote(parts[2]))
         return Reply(404, "text/plain; charset=utf-8", b"not found\n")
 
-    def _allowed(self, authorization: str | None) -> bool:
+    def _allowed(self, authorization: str | None, cookie: str | None, given: str | None) -> bool:
         if self.token is None:
             return True
-        scheme, _, given = (authorization or "").partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(
-            given.strip().encode(), self.token.encode()
+        scheme, _, bearer = (authorization or "").partition(" ")
+        candidates = [given, bearer.strip() if scheme.lower() == "bearer" else None]
+        if cookie:
+            jar = SimpleCookie()
+            jar.load(cookie)
+            if _COOKIE in jar:
+                candidates.append(jar[_COOKIE].value)
+        return any(
+            c is not None and hmac.compare_digest(c.encode(), self.token.encode())
+            for c in candidates
         )
 
     def _page(self, name: str, title: str, context: dict[str, Any], code: int = 200) -> Reply:
@@ -153,6 +186,10 @@ class WebView:
 
     def _history(self, query: dict[str, str]) -> Reply:
         outcome = query.get("outcome") or None
+        if outcome is not None and outcome not in OUTCOMES:
+            context = {"rows": [], "query": query, "outcomes": OUTCOMES}
+            title = f"History: no outcome {outcome!r} (one of {', '.join(OUTCOMES)})"
+            return self._page("history.html", title, context, 400)
         try:
             rows = history_rows(
                 self.state,
@@ -161,16 +198,22 @@ class WebView:
                 since=query.get("since") or None,
                 now=self.clock(),
                 limit=200,
-                outcomes=[outcome] if outcome in OUTCOMES else None,
+                outcomes=[outcome] if outcome else None,
             )
         except ConfigError as exc:
-            context = {"rows": [], "query": query, "outcomes": OUTCOMES, "error": str(exc)}
-            return self._page("history.html", f"History: {exc.message}", context, 400)
+            # The command line's wording ("--since: ...") read as the form's field.
+            message = exc.message.replace("--", "", 1)
+            context = {"rows": [], "query": query, "outcomes": OUTCOMES}
+            return self._page("history.html", f"History: {message}", context, 400)
         rows.reverse()  # newest first, as people read a log in a browser
         context = {"rows": rows, "query": query, "outcomes": OUTCOMES}
         return self._page("history.html", "History", context)
 
     def _record(self, entity: str, record_id: str) -> Reply:
+        known = self.entities() if self.entities is not None else None
+        if known is not None and entity not in known:
+            body = f"no entity {entity!r} (known: {', '.join(known)})\n"
+            return Reply(404, "text/plain; charset=utf-8", body.encode())
         rows = history_rows(self.state, record=f"{entity}:{record_id}", everything=True, limit=1000)
         latest: dict[str, dict[str, Any]] = {}
         for row in rows:  # oldest first: the last decision of each workflow wins
@@ -212,7 +255,9 @@ def serve(address: tuple[str, int], view: WebView) -> ThreadingHTTPServer:
             parts = urlsplit(self.path)
             query = {k: v[0] for k, v in parse_qs(parts.query).items()}
             try:
-                reply = view.handle(parts.path, query, self.headers.get("Authorization"))
+                reply = view.handle(
+                    parts.path, query, self.headers.get("Authorization"), self.headers.get("Cookie")
+                )
             except Exception as exc:  # a page fails, the daemon goes on
                 message = f"cannot show this page: {type(exc).__name__}: {exc}\n"
                 reply = Reply(500, "text/plain; charset=utf-8", message.encode())
