@@ -455,8 +455,8 @@ def run(
     cleanly (work in hand finishes, the rest stays pending); SIGHUP reloads the workflows
     (they also reload when their files change; an invalid set keeps the running one).
 
-    Example: `crmflow run --log-format json --http 127.0.0.1:9464`, or `crmflow run
-    --backfill` to see (and confirm) what a first start would fire for the records there.
+    Example: `crmflow run --log-format json --http 127.0.0.1:9464`; and
+    `crmflow run --backfill` shows (and asks to confirm) what a first start would fire.
     """
     import signal
     import threading
