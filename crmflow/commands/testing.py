@@ -32,7 +32,7 @@ from crmflow import durations
 from crmflow.config import Config
 from crmflow.engine.evaluate import Evaluator
 from crmflow.engine.events import Event, parse_event
-from crmflow.errors import ConfigError, EventError, Location
+from crmflow.errors import ConfigError, ConfigErrors, EventError, Location
 from crmflow.rules.ruleset import RuleSet, compile_documents
 from crmflow.rules.schema import TEST_SCHEMA
 from crmflow.rules.yamlload import Document, load_file
@@ -81,8 +81,9 @@ def load_test_file(path: Path) -> Document:
     doc = docs[0]
     problems = schema_findings(doc, _validator(), workflow="")
     if problems:
-        first = problems[0]
-        raise ConfigError(first.message, first.location, first.code)
+        # Every mistake of the file at once, one line each.
+        errors = [ConfigError(p.message, p.location, p.code) for p in problems]
+        raise ConfigErrors(errors) if len(errors) > 1 else errors[0]
     return doc
 
 
