@@ -88,6 +88,7 @@ class Outcome(StrEnum):
     cancelled = "cancelled"
     found_late = "found_late"
     loop_stopped = "loop_stopped"
+    shadow = "shadow"
 
 
 def _fail(message: str, code: int) -> typer.Exit:
@@ -399,16 +400,24 @@ class LogFormat(StrEnum):
     rich = "rich"
 
 
-def _daemon(config_path: Path | None, log_format: str = "plain", now: str | None = None) -> Any:
+def _daemon(
+    config_path: Path | None,
+    log_format: str = "plain",
+    now: str | None = None,
+    *,
+    shadow: bool = False,
+) -> Any:
     from crmflow.daemon.log import Log
     from crmflow.daemon.loop import Daemon
     from crmflow.timeutil import clock_from_env, frozen_clock, parse_instant
 
     config = _load_config(config_path, required=True)
+    if shadow:
+        config = config.shadow()
     if log_format == "auto":
         log_format = "rich" if sys.stdout.isatty() else "plain"
     clock = frozen_clock(parse_instant(now)) if now else clock_from_env()
-    return Daemon(config, clock=clock, log=Log(log_format))
+    return Daemon(config, clock=clock, log=Log(log_format), shadow=shadow)
 
 
 @app.command()
@@ -437,6 +446,14 @@ def run(
             show_default=False,
         ),
     ] = None,
+    shadow: Annotated[
+        bool,
+        typer.Option(
+            "--shadow",
+            help="Watch the CRM and record what every action would do, acting on nothing "
+            "(its own state: shadow_state:, else shadow.db beside the state).",
+        ),
+    ] = False,
     http_token: Annotated[
         str | None,
         typer.Option(
@@ -464,7 +481,7 @@ def run(
     from crmflow.daemon.lock import single_daemon
 
     with _guard():
-        daemon = _daemon(config_path, log_format.value)
+        daemon = _daemon(config_path, log_format.value, shadow=shadow)
         with single_daemon(daemon.config.state_url), _listening(daemon, http, http_token):
             if backfill:
                 preview = daemon.backfill_preview()
@@ -530,11 +547,11 @@ def tick(
         print(f"{summary.changes} change(s), {summary.actions} due action(s)")
 
 
-def _state(config_path: Path | None) -> Any:
+def _state(config_path: Path | None, *, shadow: bool = False) -> Any:
     from crmflow.state.store import State
 
     config = _load_config(config_path, required=True)
-    return State(config.state_url)
+    return State((config.shadow() if shadow else config).state_url)
 
 
 @app.command()
@@ -727,6 +744,9 @@ def history(
         bool, typer.Option("--all", help="Include the not_fired decisions of every change.")
     ] = False,
     limit: Annotated[int, typer.Option("--limit", "-n", help="At most this many rows.")] = 200,
+    shadow: Annotated[
+        bool, typer.Option("--shadow", help="The history of the shadow run (run --shadow).")
+    ] = False,
     fmt: Annotated[
         PlanFormat, typer.Option("--format", "-f", help="text or json.")
     ] = PlanFormat.text,
@@ -744,7 +764,7 @@ def history(
 
     with _guard():
         rows = control.history_rows(
-            _state(config_path),
+            _state(config_path, shadow=shadow),
             workflow=workflow,
             record=record,
             since=since,

@@ -306,6 +306,22 @@ class Config:
         if path is not None and not path.is_file():
             raise ConfigError(f"crm: cannot open {self.crm}: {MISSING_CRM_FILE}")
 
+    def shadow(self) -> Config:
+        """This configuration for a shadow run: the same CRM and workflows, its own state
+        (`shadow_state:`, else shadow.db beside the usual state database)."""
+        url = self.raw.get("shadow_state")
+        if not url:
+            usual = self.state_url
+            if not usual.startswith("sqlite:///"):
+                raise ConfigError(
+                    "run --shadow: the state is not SQLite; name the shadow run's own "
+                    "database with shadow_state: in the configuration"
+                )
+            url = f"sqlite:///{(Path(usual[len('sqlite:///') :]).parent / 'shadow.db').as_posix()}"
+        elif url == self.state_url:
+            raise ConfigError("shadow_state: must not be the state database itself")
+        return replace(self, state=_resolve_url(url, self.base))
+
     @property
     def state_url(self) -> str:
         """crmflow's own database: `state`; else, under systemd with a StateDirectory,

@@ -43,10 +43,11 @@ OUTCOMES = (
     "cancelled",
     "found_late",
     "loop_stopped",
+    "shadow",
 )
 _COOKIE = "crmflow_token"
 # What the record page lists under "Done": what happened to the record, not decisions.
-_DONE = ("done", "failed", "skipped", "cancelled", "retried")
+_DONE = ("done", "failed", "skipped", "cancelled", "retried", "shadow")
 
 
 @dataclass(frozen=True)

@@ -79,7 +79,10 @@ class Daemon:
         log: Log | None = None,
         sleep: Callable[[float], None] | None = None,
         db_clock: Clock | None = None,
+        shadow: bool = False,
     ) -> None:
+        # A shadow run (`run --shadow`): the real CRM read, nothing acted on, its own state.
+        self.shadow = shadow
         self.config = config
         self.clock = clock
         self.log = log or Log()
@@ -102,6 +105,7 @@ class Daemon:
             inline_retries=False,
             paused=lambda: self.paused,
             gate=ChainGuard(config.daemon.chain_depth),
+            shadow=shadow,
         )
         assert self.runtime.crm is not None and self.runtime.state is not None
         assert self.runtime.services is not None and self.runtime.executor is not None
@@ -186,6 +190,12 @@ class Daemon:
 
     def start(self, *, backfill: bool = False) -> dict[str, int]:
         """Recover from a crash, take baselines, and make sure schedules are planned."""
+        if self.shadow and not self._said_how_writes_go:
+            self.log.note(
+                "shadow run: judging every change, acting on nothing (what each action "
+                f"would do is recorded as shadow in {self.config.state_url})"
+            )
+            self._said_how_writes_go = True
         if not self._said_how_writes_go:
             # Asked once, before anything: a right the role lacks is a configuration error.
             rights.require(

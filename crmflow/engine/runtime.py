@@ -77,8 +77,12 @@ def build_runtime(
     seed: int | None = None,
     explain: bool = False,
     gate: Gate | None = None,
+    shadow: bool = False,
 ) -> Runtime:
     """Connect to the CRM (if configured) and, unless `dry_run`, the state and the executor.
+
+    `shadow` (`run --shadow`): the CRM is opened read-only, actions only say what they
+    would do, and the state is the shadow run's own (see crmflow.engine.shadow).
 
     `clock` reaches the CRM, the state and new services (each keeps its own default when
     None); `services` replaces how actions reach the world (its `crm` is set here).
@@ -94,7 +98,7 @@ def build_runtime(
         runtime.crm = CRM(
             config.crm,
             config.model,
-            read_only=dry_run,
+            read_only=dry_run or shadow,
             timestamp_format=config.timestamp_format,
             **timed,
         )
@@ -104,7 +108,12 @@ def build_runtime(
     from crmflow.engine.execute import Executor
     from crmflow.state.store import State
 
-    runtime.state = State(config.state_url, **timed)
+    if shadow:
+        from crmflow.state.shadow import ShadowState
+
+        runtime.state = ShadowState(config.state_url, **timed)
+    else:
+        runtime.state = State(config.state_url, **timed)
     if services is None:
         services = Services(config, runtime.crm, **timed)
     else:
@@ -112,10 +121,16 @@ def build_runtime(
     if sleep is not None:
         services.sleep = sleep
     runtime.services = services
+    effects = None
+    if shadow:
+        from crmflow.engine.shadow import shadow_effects
+
+        effects = shadow_effects()
     runtime.executor = Executor(
         services,
         runtime.state,
         inline_retries=inline_retries,
         paused=paused if paused is not None else lambda: False,
+        effects=effects,
     )
     return runtime

@@ -366,6 +366,11 @@ def config_schema() -> dict[str, Any]:
         "properties": {
             "crm": {"type": "string", "description": "SQLAlchemy URL of the CRM database"},
             "state": {"type": "string", "description": "SQLAlchemy URL of crmflow's state"},
+            "shadow_state": {
+                "type": "string",
+                "description": "SQLAlchemy URL of a shadow run's state (run --shadow; "
+                "default: shadow.db beside a SQLite state)",
+            },
             "rules": {
                 "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
                 "description": "workflow folder(s), relative to this file",
