@@ -44,6 +44,7 @@ SEMANTIC_CODES = {
     "CF224": "template whose constants go over a bound of one rendering",
     "CF225": "business days or hours without a calendar",
     "CF226": "sms without a gateway in the configuration",
+    "CF227": "document template file that cannot be read",
 }
 
 

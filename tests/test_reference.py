@@ -121,6 +121,11 @@ def test_example_is_valid(
     errors = [e.message for e in committed_workflow_schema.iter_errors(data)]
     assert not errors, errors
     (tmp_path / f"{data['id']}.yaml").write_text(text, encoding="utf-8")
+    for action in data["actions"]:
+        if isinstance(action.get("document"), dict):  # the template file beside it
+            template = tmp_path / action["document"]["template"]
+            template.parent.mkdir(parents=True, exist_ok=True)
+            template.write_text("Welcome, {{ contract.name }}.\n", encoding="utf-8")
     findings = check(load_documents([tmp_path]), Config(), full=True)
     assert [f.line() for f in findings] == [], "lint --strict would fail this example"
 

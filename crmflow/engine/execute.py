@@ -44,7 +44,9 @@ def _no_longer_holds(workflow: Workflow, action: Action, facts: Facts) -> str | 
 
 # Action types whose effect is a write to the CRM database or nothing outside crmflow:
 # they never wait on another host.
-IN_DATABASE = frozenset({"create", "update", "set_stage", "delete", "generate_code", "warn"})
+IN_DATABASE = frozenset(
+    {"create", "update", "set_stage", "delete", "generate_code", "warn", "document"}
+)
 
 # How long an effect already made waits for its record while the state database is
 # unavailable, before the tick gives up (and the effect may be repeated, under its key).

@@ -26,6 +26,7 @@ _SHOWN = {
     "delete": (),
     "generate_code": ("length",),
     "warn": ("message",),
+    "document": ("template", "name"),
 }
 
 

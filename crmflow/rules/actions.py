@@ -8,6 +8,7 @@ CRM lives in the executor; this module is the vocabulary both share.
 from __future__ import annotations
 
 import random
+from pathlib import Path
 from typing import Any
 
 from crmflow import durations
@@ -92,6 +93,10 @@ _register(
                 "subject": STRING,
                 "body": {"type": "string", "description": "plain text body"},
                 "html": {"type": "string", "description": "HTML body (values are escaped)"},
+                "attach": {
+                    "description": "documents to attach, e.g. \"{{ steps.doc }}\" (the "
+                    "output of a document action), or a list of them",
+                },
             },
             ["to", "subject"],
         ),
@@ -146,6 +151,64 @@ _register(
         ),
         shorthand="stage",
         changes_records=True,
+    )
+)
+
+DOCUMENT_MAX_BYTES = 1024 * 1024
+
+
+def document_params(params: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """A document's parameters with its template's text: `html` for an .html template
+    (its values are escaped), `markdown` otherwise. ValueError says what is wrong."""
+    name = params.get("template")
+    if not isinstance(name, str):
+        raise ValueError("document: template names a file")
+    base = folder.resolve()
+    path = (base / name).resolve()
+    if not path.is_relative_to(base):
+        raise ValueError(f"document: {name} is outside the workflow's folder")
+    try:
+        if path.stat().st_size > DOCUMENT_MAX_BYTES:
+            raise ValueError(f"document: {name} is larger than 1 MiB")
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ValueError(f"document: cannot read {name}: {reason}") from None
+    html = path.name.endswith((".html", ".htm", ".html.j2", ".htm.j2"))
+    return {**params, ("html" if html else "markdown"): text}
+
+
+def _document_output(params: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+    html = "html" in params
+    return {
+        "name": params.get("name") or Path(str(params.get("template", "document"))).name,
+        "content_type": "text/html" if html else "text/markdown",
+        "content": str(params.get("html" if html else "markdown") or ""),
+    }
+
+
+_register(
+    ActionDef(
+        "document",
+        "a document rendered from a template file beside the workflow (HTML or Markdown), "
+        "kept in the history and usable by later actions (email attach: steps.<id>)",
+        _obj(
+            {
+                "template": {
+                    "type": "string",
+                    "description": "the template file, relative to the workflow file "
+                    "(.html or .html.j2: HTML, values escaped; else Markdown)",
+                },
+                "name": {
+                    "type": "string",
+                    "description": "the document's file name (default: the template's)",
+                },
+            },
+            ["template"],
+        ),
+        dry_output=_document_output,
+        html_keys=frozenset({"html"}),
+        prepare=document_params,
     )
 )
 

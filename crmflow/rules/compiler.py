@@ -9,9 +9,11 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import tzinfo
+from pathlib import Path
 from typing import Any
 
 from crmflow import durations
+from crmflow.errors import ConfigError
 from crmflow.rules.actions import action_type, normalise_params
 from crmflow.rules.conditions import ConditionCompiler
 from crmflow.rules.registry import ACTIONS
@@ -29,6 +31,11 @@ def compile_workflow(doc: Document, tz: tzinfo) -> Workflow:
         kind = action_type(spec)
         definition = ACTIONS[kind]
         params = normalise_params(definition, spec[kind])
+        if definition.prepare is not None:
+            try:
+                params = definition.prepare(params, Path(doc.file).parent)
+            except ValueError as exc:
+                raise ConfigError(str(exc), doc.locate(("actions", index, kind)), "CF227") from None
         extra: dict[str, Any] = {}
         if kind == "wait":
             extra = {

@@ -337,6 +337,21 @@ EXAMPLES: dict[tuple[str, str], str] = {
         actions:
           - set_stage: {stage: qualification, allow_backward: true}
     """),
+    ("action", "document"): _example("""
+        id: contract-welcome-letter
+        entity: contract
+        trigger: {on: updated, fields: [status]}
+        conditions:
+          status: {changed_to: active}
+        actions:
+          - id: letter
+            document: {template: letters/welcome.md, name: "Welcome {{ contract.name }}.md"}
+          - email:
+              to: ["{{ contract.contact.email }}"]
+              subject: "Welcome"
+              body: "Your welcome letter is attached."
+              attach: "{{ steps.letter }}"
+    """),
     ("action", "sms"): _example("""
         id: task-due-tomorrow
         entity: task

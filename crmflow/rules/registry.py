@@ -103,6 +103,9 @@ class ActionDef:
     changes_records: bool = False
     # Keys holding HTML: their templates escape what they insert.
     html_keys: frozenset[str] = frozenset()
+    # Parameters completed from files beside the workflow when it is compiled (a
+    # document's template); gets the parameters and the workflow file's folder.
+    prepare: Callable[[dict[str, Any], Any], dict[str, Any]] | None = None
     # How an action from another package reaches the world (crmflow.rules.plugins); the
     # built-in ones have theirs in crmflow.engine.effects.by_type.
     run: Callable[[Any], Any] | None = None

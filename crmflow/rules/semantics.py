@@ -16,6 +16,7 @@ import json
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jinja2 import TemplateSyntaxError
@@ -455,6 +456,13 @@ class _Checker:
         kind = action_type(spec)
         params = normalise_params(ACTIONS[kind], spec[kind])
         path: YamlPath = ("actions", i, kind)
+        prepare = ACTIONS[kind].prepare
+        if prepare is not None:
+            # A document's template file: read and checked as its other templates are.
+            try:
+                params = prepare(params, Path(self.doc.file).parent)
+            except ValueError as exc:
+                self.add("CF227", str(exc), (*path, "template"))
         if "id" in spec:
             if spec["id"] in ids:
                 self.add(

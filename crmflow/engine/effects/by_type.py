@@ -34,6 +34,7 @@ EFFECTS: dict[str, Effect] = _Effects(
         "notify": messages.notify,
         "email": messages.email,
         "warn": messages.warn,
+        "document": messages.document,
         "create": records.create,
         "update": records.update,
         "set_stage": records.set_stage,

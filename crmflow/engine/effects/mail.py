@@ -7,7 +7,7 @@ import os
 import re
 import smtplib
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import formatdate, getaddresses
 from pathlib import Path
@@ -81,6 +81,13 @@ def _separators_outside_quotes(text: str) -> bool:
     return False
 
 
+@dataclass(frozen=True)
+class Attachment:
+    name: str
+    content: str
+    content_type: str
+
+
 @dataclass
 class Mail:
     sender: str
@@ -93,6 +100,7 @@ class Mail:
     key: str
     reply_to: str | None = None
     original_to: list[str] | None = None
+    attached: list[Attachment] = field(default_factory=list)
 
     def message(self, domain: str) -> EmailMessage:
         msg = EmailMessage()
@@ -111,6 +119,14 @@ class Mail:
         msg.set_content(self.body or "")
         if self.html is not None:
             msg.add_alternative(self.html, subtype="html")
+        for item in self.attached:
+            maintype, _, subtype = item.content_type.partition("/")
+            msg.add_attachment(
+                item.content.encode(),
+                maintype=maintype or "text",
+                subtype=subtype or "plain",
+                filename=item.name,
+            )
         return msg
 
     @property

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from crmflow.engine.effects.base import Job, Outcome, Transient
-from crmflow.engine.effects.mail import Mail, MailError, addresses, check_header
+from crmflow.engine.effects.mail import Attachment, Mail, MailError, addresses, check_header
 from crmflow.errors import ActionError
 
 
@@ -86,6 +86,7 @@ def _send(
     bcc: list[str] | None = None,
     html: str | None = None,
     reply_to: str | None = None,
+    attached: list[Attachment] | None = None,
 ) -> str:
     settings = job.services.config.email
     sender = settings.sender
@@ -106,6 +107,7 @@ def _send(
             job.key,
             reply_to,
             original,
+            attached or [],
         )
         domain = sender.rsplit("@", 1)[-1] if "@" in sender else "crmflow.local"
         return job.services.mailer.send(mail, domain)
@@ -197,8 +199,38 @@ def email(job: Job) -> Outcome:
         bcc=bcc,
         html=None if html is None else str(html),
         reply_to=params.get("reply_to"),
+        attached=attachments(params.get("attach")),
     )
     return Outcome("done", f"e-mail to {', '.join(to + cc + bcc)} ({result}){note}")
+
+
+def document(job: Job) -> Outcome:
+    """The rendered document, kept as the action's output (in the history, for later
+    steps: an e-mail attaches it with `attach: "{{ steps.<id> }}"`)."""
+    from crmflow.rules.actions import DOCUMENT_MAX_BYTES
+
+    output = job.action.definition.dry_output(job.params, job.services.rng)
+    size = len(output["content"].encode())
+    if size > DOCUMENT_MAX_BYTES:
+        raise ActionError(f"document {output['name']} is larger than 1 MiB once rendered")
+    return Outcome("done", f"document {output['name']} ({size} bytes)", output)
+
+
+def attachments(value: Any) -> list[Attachment]:
+    """`attach`: one document (a document action's output) or a list of them."""
+    items = value if isinstance(value, list) else [] if value is None else [value]
+    found = []
+    for item in items:
+        if not isinstance(item, dict) or not {"name", "content"} <= set(item):
+            raise ActionError(
+                f'attach: {str(item)[:80]!r} is not a document (write "{{{{ steps.ID }}}}" '
+                "for the output of a document action)"
+            )
+        name = check_header("attachment name", str(item["name"]))
+        found.append(
+            Attachment(name, str(item["content"]), str(item.get("content_type") or "text/plain"))
+        )
+    return found
 
 
 def warn(job: Job) -> Outcome:
