@@ -196,6 +196,15 @@ def table(r: dict[str, Any]) -> str:
         f"{q['late_p50_s']} / {q['late_p99_s']} / {q['late_max_s']}",
         f"{round(q['late_p99_s'] / (q['poll_interval_s'] + 1), 2)}x of the goal",
     )
+    h = r["daemon"].get("webhooks")
+    if h:
+        add(
+            f"SQLite: {h['actions']} delayed webhooks due at once, receiver answering after "
+            f"{h['receiver_delay_ms']} ms (actions/s)",
+            f"committed code: {h.get('before_actions_per_s', '?')}",
+            f"{h['actions_per_s']} ({h['most_at_once']} requests at once)",
+            f"{h.get('ratio', '-')}x",
+        )
     pg = r.get("postgres")
     if pg:
         rates = pg["actions_per_s"]

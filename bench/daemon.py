@@ -6,6 +6,9 @@
 - Pending (SQLite): a state database holding 100,000 pending actions (1,000 of them due
   in the next minute, the rest weeks away). Measured: start-up time to the first tick,
   peak memory, and how late each due action fires (p50/p99) against the poll interval.
+- Webhooks (SQLite): 600 delayed webhooks fall due together, to a receiver answering
+  each after 50 ms. Measured: actions per second from the first to the last done, and
+  the most requests the receiver held at once; beside the committed code.
 """
 
 from __future__ import annotations
@@ -227,6 +230,69 @@ def pending(total: int = 100_000, due_soon: int = 1_000, window: float = 40.0) -
     }
 
 
+HOOK_RULE = """\
+id: hook
+entity: deal
+trigger: {{on: created}}
+actions:
+  - webhook: {{url: "http://127.0.0.1:{port}/in", body: {{deal: "{{{{ deal.id }}}}"}}}}
+    delay: 5s
+"""
+
+
+def webhooks(actions: int = 600, *, code: Path | None = None) -> dict[str, Any]:
+    """`actions` webhooks due at once, to a receiver answering after 50 ms, on one daemon
+    (SQLite); `code`: run another crmflow package (daemons.committed_code)."""
+    with tempfile.TemporaryDirectory() as tmp, daemons.receiver(0.05) as receiver:
+        folder = Path(tmp)
+        state = folder / "state.db"
+        daemons.project(
+            folder,
+            f"sqlite:///{folder / 'crm.db'}",
+            HOOK_RULE.format(port=receiver.port),
+            state_url=f"sqlite:///{state}",
+            poll_interval=f"{int(POLL)}s",
+            extra=f"webhooks: {{allow: ['http://127.0.0.1:{receiver.port}/*']}}\n",
+        )
+        procs = daemons.start(folder, code=code)
+        engine = create_engine(f"sqlite:///{state}")
+        try:
+            with sqlite3.connect(folder / "crm.db") as conn:
+                conn.executemany(
+                    "INSERT INTO deals (id, name, probability, updated_at) VALUES "
+                    f"(?, 'hook', 5, {NOW_SQL['sqlite']})",
+                    [(700_000 + n,) for n in range(actions)],
+                )
+            done = "SELECT count(*) FROM crmflow_pending WHERE status = 'done'"
+            _wait_for(engine, done, lambda r: r[0] > 0, 120, step=0.01)
+            first = time.monotonic()
+            _wait_for(engine, done, lambda r: r[0] >= actions, 600, step=0.02)
+            took = time.monotonic() - first
+        finally:
+            daemons.stop(procs)
+            engine.dispose()
+    return {
+        "actions": actions,
+        "receiver_delay_ms": 50,
+        "actions_per_s": round(actions / took, 1),
+        "most_at_once": receiver.most,
+        "requests": receiver.count,
+    }
+
+
+def webhooks_before_after(actions: int = 600) -> dict[str, Any]:
+    """`webhooks` with this code, and with the committed code beside it."""
+    after = webhooks(actions)
+    with tempfile.TemporaryDirectory() as tmp:
+        code = daemons.committed_code(Path(tmp))
+        before = webhooks(actions, code=code) if code is not None else None
+    if before is not None:
+        after["before_actions_per_s"] = before["actions_per_s"]
+        after["before_most_at_once"] = before["most_at_once"]
+        after["ratio"] = round(after["actions_per_s"] / before["actions_per_s"], 2)
+    return after
+
+
 def _peak_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -252,10 +318,14 @@ def burst_before_after(
 
 
 def measure() -> dict[str, Any]:
-    return {"burst": burst_before_after(), "pending": pending()}
+    return {
+        "burst": burst_before_after(),
+        "pending": pending(),
+        "webhooks": webhooks_before_after(),
+    }
 
 
 if __name__ == "__main__":
-    parts = {"burst": burst_before_after, "pending": pending}
+    parts = {"burst": burst_before_after, "pending": pending, "webhooks": webhooks_before_after}
     chosen = sys.argv[1:] or list(parts)
     print(json.dumps({name: parts[name]() for name in chosen}, indent=2))

@@ -7,8 +7,13 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 from crmflow.crm.demo import create_demo_crm
 from tests.crmkit import write_rules
@@ -94,3 +99,50 @@ def stop(procs: list[subprocess.Popen[bytes]]) -> None:
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
+
+
+class Receiver:
+    """A webhook receiver on 127.0.0.1 that answers each POST after `delay` seconds and
+    keeps the most requests it held at once."""
+
+    def __init__(self, delay: float = 0.05) -> None:
+        self.delay = delay
+        self.count = 0
+        self.busy = 0
+        self.most = 0
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with receiver._lock:
+                    receiver.count += 1
+                    receiver.busy += 1
+                    receiver.most = max(receiver.most, receiver.busy)
+                time.sleep(receiver.delay)
+                with receiver._lock:
+                    receiver.busy -= 1
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.server.request_queue_size = 128
+        self.port = int(self.server.server_address[1])
+
+
+@contextmanager
+def receiver(delay: float = 0.05) -> Iterator[Receiver]:
+    """A running Receiver, shut down on the way out."""
+    server = Receiver(delay)
+    threading.Thread(target=server.server.serve_forever, daemon=True).start()
+    try:
+        yield server
+    finally:
+        server.server.shutdown()
+        server.server.server_close()

@@ -590,6 +590,8 @@ def status(
             + (f" ({report['lag_seconds']}s ago)" if report["lag_seconds"] is not None else "")
         )
         print(f"paused:       {'yes' if report['paused'] else 'no'}")
+        for workflow, why in report["held"].items():
+            print(f"held:         {workflow}: {why}")
         pending = ", ".join(f"{k} {v}" for k, v in report["pending"].items()) or "none"
         print(f"actions:      {pending}")
         print(f"next due:     {report['next_due'] or '-'}")
@@ -811,29 +813,58 @@ def schedule(
 
 
 @app.command()
-def pause(config_path: ConfigOption = None) -> None:
-    """Hold all actions (changes are still recorded; due actions wait) until resume.
+def pause(
+    workflow: Annotated[
+        str | None,
+        typer.Argument(help="Hold this workflow's actions only.", show_default=False),
+    ] = None,
+    config_path: ConfigOption = None,
+) -> None:
+    """Hold all actions, or one workflow's (changes are still recorded; due actions
+    wait) until resume.
 
     Example: `crmflow pause` before a bulk import, `crmflow resume` after it.
     """
+    from crmflow.engine.caps import held_flag
     from crmflow.state.store import PAUSED
 
     with _guard():
-        _state(config_path).set_flag(PAUSED, "1")
-        print("paused: changes are recorded, actions wait for `crmflow resume`")
+        if workflow is None:
+            _state(config_path).set_flag(PAUSED, "1")
+            print("paused: changes are recorded, actions wait for `crmflow resume`")
+            return
+        _state(config_path).set_flag(held_flag(workflow), "paused by hand")
+        print(f"paused {workflow}: its actions wait for `crmflow resume {workflow}`")
 
 
 @app.command()
-def resume(config_path: ConfigOption = None) -> None:
-    """Release the actions held by pause.
+def resume(
+    workflow: Annotated[
+        str | None,
+        typer.Argument(
+            help="Release this workflow (paused by hand or by its limit:).", show_default=False
+        ),
+    ] = None,
+    config_path: ConfigOption = None,
+) -> None:
+    """Release the actions held by pause, or one workflow's (held by pause WORKFLOW or by
+    its limit: cap); its held actions then run.
 
-    Example: `crmflow resume`
+    Example: `crmflow resume`, or `crmflow resume big-deal-alert`
     """
+    from crmflow.engine.caps import held_flag
     from crmflow.state.store import PAUSED
 
     with _guard():
-        _state(config_path).set_flag(PAUSED, None)
-        print("resumed")
+        state = _state(config_path)
+        if workflow is None:
+            state.set_flag(PAUSED, None)
+            print("resumed")
+            return
+        if state.flag(held_flag(workflow)) is None:
+            raise _fail(f"{workflow} is not held (crmflow status lists what is)", 2)
+        state.set_flag(held_flag(workflow), None)
+        print(f"resumed {workflow}")
 
 
 @app.command()

@@ -102,6 +102,24 @@ class DaemonSettings:
 
 
 @dataclass(frozen=True)
+class ActionSettings:
+    """How many actions that wait on another host the daemon carries out at once
+    (`actions:`): in all, and per host."""
+
+    concurrency: int
+    per_host: int
+
+    @classmethod
+    def read(cls, section: _Section) -> ActionSettings:
+        return cls(
+            # Against a receiver answering in 50 ms, 16 at a time to one host is some 300
+            # actions/s; half the slots, so one host that hangs leaves the other half free.
+            concurrency=int(section.get("concurrency", 32)),
+            per_host=int(section.get("per_host", 16)),
+        )
+
+
+@dataclass(frozen=True)
 class RetrySettings:
     """When a failed action is tried again (`retry:`)."""
 
@@ -261,6 +279,7 @@ class Config:
     email: EmailSettings = field(default_factory=lambda: EmailSettings.read(_Section({})))
     webhooks: WebhookSettings = field(default_factory=lambda: WebhookSettings.read(_Section({})))
     sms: SmsSettings = field(default_factory=lambda: SmsSettings.read(_Section({})))
+    actions: ActionSettings = field(default_factory=lambda: ActionSettings.read(_Section({})))
     # How the CRM writes text timestamps (strftime, UTC); None: ISO 8601 with Z.
     timestamp_format: str | None = None
     # The CRM's user roles, when the file lists them (lint checks role:NAME against them).
@@ -451,6 +470,7 @@ def load_config(path: Path | None = None, *, required: bool = False) -> Config:
         email=EmailSettings.read(top.section("email")),
         webhooks=WebhookSettings.read(top.section("webhooks")),
         sms=SmsSettings.read(top.section("sms")),
+        actions=ActionSettings.read(top.section("actions")),
         timestamp_format=raw.get("timestamp_format"),
         roles=tuple(raw["roles"]) if "roles" in raw else None,
     )

@@ -240,6 +240,7 @@ def test_every_example_workflow_with_a_real_daemon(tmp_path: Path, web: Web) -> 
         f"UPDATE contracts SET signed_by_us = 1, updated_at = {s} WHERE id = 3",
         f"INSERT INTO quotes (id, number, status, owner_id, updated_at) "
         f"VALUES (90, 'Q-90', 'sent', 1, {s})",
+        f"UPDATE quotes SET status = 'sent', updated_at = {s} WHERE status = 'draft'",
         f"UPDATE companies SET vat_id = '', updated_at = {s}, updated_by = 2 WHERE id = 2",
         f"UPDATE companies SET billing_street = 'Ring 1', updated_at = {s} WHERE id = 3",
         f"INSERT INTO cases (id, number, subject, contact_id, owner_id, updated_at) "
@@ -301,6 +302,7 @@ def test_every_example_workflow_with_a_real_daemon(tmp_path: Path, web: Web) -> 
         )
     )
     assert pending["quote-followup"] == 1  # due in 14 days
+    assert pending["quote-nudge"] >= 1  # two business days after a quote is sent
     assert pending["contract-anniversary"] >= 1  # a year after the start date
     # A wait and the call task behind it for the inserted deal, and again for the deal that
     # lead-converted created (a chain: crmflow's own write triggered another workflow).

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from crmflow import durations
+from crmflow.engine.caps import HELD
 from crmflow.errors import ConfigError
 from crmflow.state.store import (
     PAUSED,
@@ -32,6 +33,8 @@ def status(state: State, now: datetime) -> dict[str, Any]:
         "last_poll": last,
         "lag_seconds": None if lag is None else round(lag, 1),
         "paused": state.flag(PAUSED) is not None,
+        # Workflows held by their limit: cap or by hand, and why.
+        "held": {name.removeprefix(HELD): why for name, why in sorted(state.flags(HELD).items())},
         "pending": dict(sorted(counts.items())),
         "next_due": format_utc(next_due) if next_due else None,
         "failures_24h": failures,

@@ -3,22 +3,35 @@
 The one path by which a delayed action fires or is cancelled, a wait times out and a
 schedule occurrence runs, whether the daemon's loop calls it or `crmflow test` rehearses
 a case (crmflow.daemon.rehearsal), so the two cannot disagree.
+
+With workers (the daemon), a row whose action waits on another host is checked and
+rendered here, on the daemon's thread, then tried and recorded by a worker
+(daemon/workers.py) under the row's key, while the tick goes on. Rows are independent
+of each other (a row's `steps` were stored with it), so their order does not matter;
+a host's backlog beyond a few seconds of its work is given back to the table for a
+moment rather than held in memory under a running lease.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from crmflow.daemon.log import Log
 from crmflow.daemon.schedules import Schedules
 from crmflow.daemon.waits import Waits
+from crmflow.daemon.workers import QUEUED_SHARE, Task, Workers, destination
 from crmflow.engine.evaluate import Evaluator
-from crmflow.engine.execute import Executor
+from crmflow.engine.execute import IN_DATABASE, Executor, Ready, Settled
 from crmflow.errors import CrmflowError
 from crmflow.rules.ruleset import RuleSet
+from crmflow.rules.workflow import Workflow
 from crmflow.state.store import PendingAction, PendingStatus, State
+
+# Rows of a host whose queue is full (Workers.has_room) are given back, due again after
+# this many seconds.
+HOST_BUSY_PAUSE = 1.0
 
 
 def finish(
@@ -53,6 +66,10 @@ class DueActions:
     schedules: Schedules
     owner: str
     lease: float
+    # None: every row is tried on the calling thread, in turn (`crmflow test`).
+    workers: Workers | None = None
+    # Rows of busy hosts claimed in this round, given back to the table together.
+    _busy: list[int] = field(default_factory=list, init=False, repr=False)
 
     def run(
         self, now: datetime, rules: RuleSet, evaluator: Evaluator, budget: float | None = None
@@ -74,6 +91,11 @@ class DueActions:
                     self.fire(row, now, rules, evaluator)
                 except CrmflowError as exc:
                     self.finish(row, PendingStatus.FAILED, str(exc))
+            if self._busy:
+                pause = timedelta(seconds=HOST_BUSY_PAUSE)
+                self.executor.give_back(self._busy, self.owner, now + pause)
+                count -= len(self._busy)
+                self._busy.clear()
         return count
 
     def fire(self, row: PendingAction, now: datetime, rules: RuleSet, evaluator: Evaluator) -> None:
@@ -91,9 +113,19 @@ class DueActions:
             return self.finish(
                 row, PendingStatus.CANCELLED, "the workflow changed: this action is gone"
             )
+        if self.executor.held(workflow.id):
+            # Held by its cap or by hand: back to the table (after the same short pause
+            # as a busy host's row), to run once `crmflow resume` releases it.
+            self._busy.append(row.id)
+            return None
         if row.action_type == "wait":
             return self.waits.end(row, workflow, met=False, now=now)
-        note = self.executor.fire_pending(row, workflow, now)
+        if self.workers is not None and row.action_type not in IN_DATABASE:
+            return self._hand_over(row, workflow, now)
+        self._note(row, self.executor.fire_pending(row, workflow, now))
+        return None
+
+    def _note(self, row: PendingAction, note: str | None) -> None:
         if note is not None:
             self.log.action(
                 row.workflow,
@@ -103,7 +135,53 @@ class DueActions:
                 record=row.record_id,
                 key=row.key,
             )
+
+    def _hand_over(self, row: PendingAction, workflow: Workflow, now: datetime) -> None:
+        """Check and render the row here, then leave its try to a worker."""
+        assert self.workers is not None
+        ready = self.executor.prepare_pending(row, workflow, now)
+        if isinstance(ready, Settled):
+            return self._note(row, ready.note)
+        host = destination(row.action_type, ready.params, self.executor.services.config)
+        if not self.workers.has_room(host):
+            # The host is slow or hangs: its row waits in the table, not in memory.
+            self._busy.append(row.id)
+            return None
+        if self.executor.held_back(ready, now):
+            return None
+        self.workers.submit(
+            Task(
+                host,
+                lambda: self._try(ready, now),
+                lambda: self.executor.give_back([row.id], self.owner),
+                time.monotonic() + self.lease * QUEUED_SHARE,
+                row.id,
+            )
+        )
         return None
+
+    def _try(self, ready: Ready, now: datetime) -> None:
+        """On a worker: the try, recorded through the worker's own state connection."""
+        self._note(ready.row, self.executor.try_ready(ready, now))
+
+    def in_hand(self) -> frozenset[int]:
+        """Rows claimed by this daemon and queued or running on its workers."""
+        return frozenset() if self.workers is None else self.workers.in_hand()
+
+    def settle(self, timeout: float | None = None) -> bool:
+        """Wait for the workers' actions to be tried and recorded (True when all were)."""
+        return True if self.workers is None else self.workers.settle(timeout)
+
+    def stop(self, timeout: float) -> None:
+        """On the way out: queued rows go back to the table; running ones get `timeout`."""
+        if self.workers is None:
+            return
+        left = self.workers.stop(timeout)
+        if left:
+            self.log.warn(
+                f"{left} action(s) still waiting on their hosts at stop: they run again, "
+                "under the same keys, when their claims run out"
+            )
 
     def finish(
         self, row: PendingAction, status: PendingStatus, reason: str | None, history: bool = False

@@ -39,6 +39,7 @@ from crmflow.daemon.notify import Notifier
 from crmflow.daemon.schedules import Schedules
 from crmflow.daemon.sweep import Sweep
 from crmflow.daemon.waits import Waits
+from crmflow.daemon.workers import Workers
 from crmflow.engine.evaluate import Evaluator, Plan
 from crmflow.engine.runtime import build_runtime
 from crmflow.errors import ConfigError, CrmflowError
@@ -155,7 +156,21 @@ class Daemon:
         self.host = socket.gethostname()
         self.id = f"{self.host}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.due = DueActions(
-            self.state, self.executor, self.log, self.waits, self.schedules, self.id, self.lease
+            self.state,
+            self.executor,
+            self.log,
+            self.waits,
+            self.schedules,
+            self.id,
+            self.lease,
+            Workers(
+                config.actions.concurrency,
+                config.actions.per_host,
+                on_error=lambda exc: self.log.warn(
+                    f"an action's outcome was not recorded ({exc}): it runs again, under "
+                    "its key, when its claim runs out"
+                ),
+            ),
         )
         self.started = clock().timestamp()
         self.heartbeat_every = HEARTBEAT_EVERY
@@ -301,8 +316,12 @@ class Daemon:
             else:
                 failing = False
 
-    def tick(self) -> TickSummary:
+    def tick(self, *, settle: bool = True) -> TickSummary:
+        """One tick; with `settle`, it returns once the actions it handed to workers are
+        tried and recorded (the loop does not wait: a slow host holds up no poll)."""
         summary = self._tick()
+        if settle:
+            self.due.settle()
         # Only a tick that ran to its end counts: a hung or failing daemon goes stale.
         moment = time.monotonic()
         self.health.last_tick = moment
@@ -322,6 +341,7 @@ class Daemon:
     def _tick(self) -> TickSummary:
         now = self.clock()
         self._paused = None  # `crmflow pause` / `resume` from another process take effect here
+        self.executor.forget_held()
         summary = TickSummary(started=now)
         self.reload_if_changed()
         was_leading = self.leadership.leading
@@ -524,7 +544,7 @@ class Daemon:
                     if reload is not None and reload.is_set():
                         reload.clear()
                         self.reload_if_changed(force=True)
-                    self.tick()
+                    self.tick(settle=False)
                     next_due = self.state.next_due()
                 except Exception as exc:
                     if not is_fault(exc):
@@ -534,7 +554,7 @@ class Daemon:
                     continue
                 if self.faults.current is not None:
                     # Due rows this daemon had claimed when the fault cut its tick short.
-                    self.state.requeue_running(owner=self.id)
+                    self.state.requeue_running(owner=self.id, keep=self.due.in_hand())
                     self.faults.cleared()
                 if next_due is not None:
                     delay = (next_due - self.clock()).total_seconds()
@@ -562,6 +582,10 @@ class Daemon:
             self.close()
 
     def close(self) -> None:
+        # Actions on their way to other hosts get as long as one request may take.
+        config = self.config
+        timeouts = (config.webhooks.timeout, config.email.timeout, config.sms.timeout)
+        self.due.stop(max(t.seconds for t in timeouts) + 5.0)
         self.leadership.release()
         # Closing down: if this fails, the row goes stale on its own.
         with contextlib.suppress(Exception):

@@ -11,11 +11,13 @@ noted so the changes they cause are known as crmflow's own (chains).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from crmflow.engine.caps import HELD, Caps, admins_notice, held_flag
 from crmflow.engine.effects.base import Job, Outcome, Services, Transient
 from crmflow.engine.evaluate import ActionRun, Plan, RulePlan, template_context
 from crmflow.engine.events import Event
@@ -28,6 +30,23 @@ from crmflow.rules.templates import TemplateFailure, render_tree
 from crmflow.rules.workflow import Action, Workflow
 from crmflow.state.store import PendingAction, PendingStatus, State
 from crmflow.timeutil import format_utc
+
+
+@dataclass(frozen=True)
+class Ready:
+    """A due pending row checked and rendered, to be tried."""
+
+    row: PendingAction
+    workflow: Workflow
+    event: Event
+    params: Any
+
+
+@dataclass(frozen=True)
+class Settled:
+    """A due pending row ended without a try; `note` is what the log says, if anything."""
+
+    note: str | None
 
 
 def _failed_for_now(outcome: Outcome) -> bool:
@@ -85,6 +104,9 @@ class Executor:
             shared=state.engine if state is not None else None,
         )
         self.paused = paused
+        # Blast-radius caps (limit:) and workflows paused by hand: need the state.
+        self.caps = Caps(state, services.config) if state is not None else None
+        self._held: tuple[float, dict[str, str]] = (0.0, {})
         self.failed = 0
         # Told of each inline retry before its pause: `eval` says so on stderr, so that a
         # shell waiting on it knows why.
@@ -105,6 +127,8 @@ class Executor:
         later = planned.due is not None and planned.due > run.now
         if run.action.type == "wait" or planned.after_wait or later or self.paused():
             return self._defer(run, key)
+        if self.holds(run, key):
+            return self._defer(run, key)  # held by its cap (or by hand): kept, not dropped
         outcome = self.run_now(run, key) if self.inline_retries else self._run_once(run, key)
         if outcome is None:  # stored to be tried later
             return None
@@ -292,15 +316,29 @@ class Executor:
         The row ends done, failed or cancelled, or is due again later (a retry, a rate
         limit). Returns what the daemon's log should say about it, if anything.
         """
+        ready = self.prepare_pending(row, workflow, now)
+        if isinstance(ready, Settled):
+            return ready.note
+        if self.held_back(ready, now):
+            return None
+        return self.try_ready(ready, now)
+
+    def prepare_pending(
+        self, row: PendingAction, workflow: Workflow, now: datetime
+    ) -> Ready | Settled:
+        """A due row re-checked against its record and its templates rendered: Ready to
+        be tried, or Settled here (cancelled, failed) with what the log should say.
+
+        It reads the CRM, so it runs on the daemon's thread, inside its CRM batch."""
         action = workflow.actions[row.action_index]
         current = self.services.require_crm().get(row.entity, row.record_id)
         if current is None:
             gone = f"{row.entity} {row.record_id} is gone"
-            return self.finish(row, PendingStatus.CANCELLED, gone)
+            return Settled(self.finish(row, PendingStatus.CANCELLED, gone))
         event = Event.from_stored(row.entity, row.context["event"], current)
         facts = self._facts_at_fire_time(row, workflow, event, now)
         if (reason := _no_longer_holds(workflow, action, facts)) is not None:
-            return self.finish(row, PendingStatus.CANCELLED, reason)
+            return Settled(self.finish(row, PendingStatus.CANCELLED, reason))
         context = template_context(
             event, now, facts.tz, facts.related, workflow, row.context.get("steps")
         )
@@ -309,29 +347,95 @@ class Executor:
                 render_tree(action.params, context) if action.definition.templated else action.raw
             )
         except TemplateFailure as exc:
-            return self.finish(row, PendingStatus.FAILED, str(exc), history=True)
-        return self._try_pending(row, workflow, event, params, now)
+            return Settled(self.finish(row, PendingStatus.FAILED, str(exc), history=True))
+        return Ready(row, workflow, event, params)
 
-    def _try_pending(
-        self, row: PendingAction, workflow: Workflow, event: Event, params: Any, now: datetime
-    ) -> str | None:
-        state = self._require_state()
-        if (due := self._held_back(row.action_type, params, now)) is not None:
-            # Held back, not tried: the claim's count of attempts is given back.
-            attempts = max(0, row.attempts - 1)
-            state.update_pending(
-                row.id, status=PendingStatus.PENDING, attempts=attempts, due_at=due
-            )
-            return None
+    def held_back(self, ready: Ready, now: datetime) -> bool:
+        """Whether a rate limit moved the row to later (not tried; the claim's count of
+        attempts given back). Not held back counts as a send."""
+        if (due := self._held_back(ready.row.action_type, ready.params, now)) is None:
+            return False
+        attempts = max(0, ready.row.attempts - 1)
+        self._require_state().update_pending(
+            ready.row.id, status=PendingStatus.PENDING, attempts=attempts, due_at=due
+        )
+        return True
+
+    def try_ready(self, ready: Ready, now: datetime) -> str | None:
+        """One try of a prepared row, its outcome recorded under the row's key.
+
+        It touches the CRM only through an in-database action's own write, so an action
+        that waits on another host may be tried on a worker thread: its state writes go
+        through that thread's own connection."""
+        row, workflow, event = ready.row, ready.workflow, ready.event
         action = workflow.actions[row.action_index]
-        outcome = self.attempt(workflow, action, event, params, row.key, now, attempt=row.attempts)
+        outcome = self.attempt(
+            workflow, action, event, ready.params, row.key, now, attempt=row.attempts
+        )
         if _failed_for_now(outcome):
-            return self._retry_pending(row, outcome, now)
+            return self._durably(lambda: self._retry_pending(row, outcome, now))
         if outcome.status == "failed":
             self._durably(lambda: self.finish(row, PendingStatus.FAILED, outcome.detail))
         else:  # done, or skipped because it was done before: the row's work is done
             self._durably(lambda: self.finish(row, PendingStatus.DONE, None))
         return f"{outcome.status}: {outcome.detail}"
+
+    def held(self, workflow_id: str) -> bool:
+        """Whether the workflow is held (its cap, or `crmflow pause WORKFLOW`). Read at
+        most once a second: `crmflow resume` from another process takes effect then."""
+        if self.caps is None:
+            return False
+        read, flags = self._held
+        if time.monotonic() - read > 1.0:
+            flags = self.caps.state.flags(HELD)
+            self._held = (time.monotonic(), flags)
+        return held_flag(workflow_id) in flags
+
+    def forget_held(self) -> None:
+        """Read the held workflows anew at the next check (each daemon tick)."""
+        self._held = (0.0, {})
+
+    def holds(self, run: ActionRun, key: str) -> bool:
+        """Whether this action of a workflow run waits: its workflow is held, or this run
+        is past the workflow's limit, which holds it from now on and tells the admins."""
+        if self.caps is None:
+            return False
+        workflow = run.workflow
+        if self.held(workflow.id):
+            return True
+        reason = self.caps.over(workflow, run.now)
+        if reason is None:
+            return False
+        self.caps.hold(workflow.id, reason)
+        read, flags = self._held
+        self._held = (read, {**flags, held_flag(workflow.id): reason})
+        self._history("held", workflow.id, run.event, None, None, reason)
+        self._tell_admins(run, key, reason)
+        return True
+
+    def _tell_admins(self, run: ActionRun, key: str, reason: str) -> None:
+        admins = self.services.config.raw.get("admins")
+        if not admins:
+            return
+        from crmflow.engine.effects.messages import notify
+
+        params = {**admins_notice(run.workflow.id, reason), "to": admins}
+        job = Job(
+            self.services, run.workflow, run.action, run.event, params, f"{key}:held", run.now
+        )
+        try:
+            outcome = notify(job)
+        except CrmflowError as exc:  # told or not, the workflow stays held
+            outcome = Outcome("failed", str(exc))
+        self._history(
+            outcome.status, run.workflow.id, run.event, None, None, f"admins: {outcome.detail}"
+        )
+
+    def give_back(self, rows: list[int], owner: str, due: datetime | None = None) -> None:
+        """Rows `owner` claimed and did not try after all: pending again (at `due`, if
+        given), each claim's count of attempts given back."""
+        state = self._require_state()
+        self._durably(lambda: state.release(rows, owner, due))
 
     def _facts_at_fire_time(
         self, row: PendingAction, workflow: Workflow, event: Event, now: datetime

@@ -73,6 +73,11 @@ def compile_workflow(doc: Document, tz: tzinfo) -> Workflow:
         name=data.get("name", ""),
         enabled=data.get("enabled", True),
         cooldown=durations.parse(data["cooldown"]) if "cooldown" in data else None,
+        limit=(
+            (data["limit"]["max"], durations.parse(data["limit"].get("per", "1h")))
+            if "limit" in data
+            else None
+        ),
         run_as=data.get("run_as"),
         raw=data,
         version=digest[:16],

@@ -130,6 +130,7 @@ def workflow_schema() -> dict[str, Any]:
             "conditions": {"$ref": "#/$defs/conditions"},
             "actions": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/action"}},
             "cooldown": _duration("do not fire again for the same record within this span"),
+            "limit": _LIMIT,
             "run_as": {
                 "type": ["integer", "string"],
                 "description": "user id recorded as updated_by of crmflow's writes",
@@ -171,6 +172,22 @@ def workflow_schema() -> dict[str, Any]:
 
 CALENDAR_COUNTRY = "^[A-Z]{2}$"
 CALENDAR_HOURS = "^\\d{2}:\\d{2}-\\d{2}:\\d{2}$"
+# A blast-radius cap: a workflow that fires more often pauses itself (crmflow.engine.caps).
+_LIMIT: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["max"],
+    "description": "at most this many runs within `per`; past it the workflow pauses itself, "
+    "its actions held, until `crmflow resume WORKFLOW`",
+    "properties": {
+        "max": {"type": "integer", "minimum": 1, "description": "runs allowed within per"},
+        "per": {
+            "type": "string",
+            "pattern": durations.DURATION_PATTERN,
+            "description": "the span runs are counted in (default 1h)",
+        },
+    },
+}
 # Working time (crmflow.workdays): in crmflow.yaml, and in a test file for its cases.
 _CALENDAR: dict[str, Any] = {
     "type": "object",
@@ -366,6 +383,16 @@ def config_schema() -> dict[str, Any]:
         "properties": {
             "crm": {"type": "string", "description": "SQLAlchemy URL of the CRM database"},
             "state": {"type": "string", "description": "SQLAlchemy URL of crmflow's state"},
+            "limit": {
+                **_LIMIT,
+                "description": "the cap of every workflow without its own limit:",
+            },
+            "admins": {
+                "type": "array",
+                "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
+                "description": "who is told when a workflow pauses itself: user ids, "
+                "role:NAME or e-mail addresses",
+            },
             "shadow_state": {
                 "type": "string",
                 "description": "SQLAlchemy URL of a shadow run's state (run --shadow; "
@@ -436,6 +463,25 @@ def config_schema() -> dict[str, Any]:
                 "how long a daemon's claim on a due action lasts (default 5m)"
             ),
             "email": email,
+            "actions": {
+                "type": "object",
+                "additionalProperties": False,
+                "description": "how many actions that wait on another host (webhooks, "
+                "e-mail, sms) the daemon carries out at once",
+                "properties": {
+                    "concurrency": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "description": "at most this many at once in all (default 32)",
+                    },
+                    "per_host": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "description": "at most this many at once to one host (default 16); "
+                        "below concurrency, a host that hangs leaves the others slots",
+                    },
+                },
+            },
             "webhooks": {
                 "type": "object",
                 "additionalProperties": False,

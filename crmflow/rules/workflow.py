@@ -54,6 +54,8 @@ class Workflow:
     name: str = ""
     enabled: bool = True
     cooldown: Duration | None = None
+    # At most `max` runs within `per` (its own `limit:`, or None for the configuration's).
+    limit: tuple[int, Duration] | None = None
     run_as: Any = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
     # A hash of the workflow's text, so pending actions know which version made them.

@@ -39,11 +39,18 @@ class ClusterStore(Tables):
 
     # -- control ----------------------------------------------------------------------
     def flag(self, name: str) -> str | None:
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             return conn.execute(select(meta.c.value).where(meta.c.key == name)).scalar()
 
+    def flags(self, prefix: str) -> dict[str, str]:
+        """The flags whose names start with `prefix` (held workflows), by name."""
+        query = select(meta.c.key, meta.c.value).where(meta.c.key.startswith(prefix))
+        # Through the unit of work, if one is open: it may hold the database (SQLite).
+        with self._connect() as conn:
+            return {row.key: row.value for row in conn.execute(query)}
+
     def set_flag(self, name: str, value: str | None) -> None:
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             conn.execute(meta.delete().where(meta.c.key == name))
             if value is not None:
                 conn.execute(insert(meta).values(key=name, value=value))

@@ -222,12 +222,40 @@ class PendingStore(Tables):
             )
             return [_pending(row) for row in rows]
 
-    def requeue_running(self, owner: str | None = None) -> int:
+    def release(self, ids: list[int], owner: str, due: datetime | None = None) -> None:
+        """Rows `owner` claimed and did not try after all: pending again (at `due`, if
+        given), their claims' count of attempts given back; one statement for them all.
+        A row whose claim ran out and was taken by another is left to that one."""
+        if not ids:
+            return
+        moved = {} if due is None else {"due_at": epoch(due)}
+        with self._begin() as conn:
+            conn.execute(
+                update(pending)
+                .where(
+                    pending.c.id.in_(ids),
+                    pending.c.status == PendingStatus.RUNNING,
+                    pending.c.owner == owner,
+                )
+                .values(
+                    status=PendingStatus.PENDING,
+                    **moved,
+                    attempts=func.max(pending.c.attempts - 1, 0)
+                    if conn.dialect.name == "sqlite"
+                    else func.greatest(pending.c.attempts - 1, 0),
+                    updated_at=epoch(self.clock()),
+                )
+            )
+
+    def requeue_running(self, owner: str | None = None, keep: frozenset[int] = frozenset()) -> int:
         """Rows left running (by a crash, or by `owner`'s tick that a fault cut off) go
-        back to pending; their effect may be repeated, under the same key."""
+        back to pending; their effect may be repeated, under the same key. `keep`: rows
+        still in hand (queued or running on the daemon's workers), left alone."""
         query = update(pending).where(pending.c.status == PendingStatus.RUNNING)
         if owner is not None:
             query = query.where(pending.c.owner == owner)
+        if keep:
+            query = query.where(pending.c.id.not_in(sorted(keep)))
         with self._begin() as conn:
             result = conn.execute(query.values(status=PendingStatus.PENDING))
             return int(result.rowcount or 0)
