@@ -79,6 +79,5 @@ def compile_workflow(doc: Document, tz: tzinfo) -> Workflow:
             else None
         ),
         run_as=data.get("run_as"),
-        raw=data,
         version=digest[:16],
     )

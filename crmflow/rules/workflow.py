@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Any
 
@@ -57,7 +57,6 @@ class Workflow:
     # At most `max` runs within `per` (its own `limit:`, or None for the configuration's).
     limit: tuple[int, Duration] | None = None
     run_as: Any = None
-    raw: dict[str, Any] = field(default_factory=dict, repr=False)
     # A hash of the workflow's text, so pending actions know which version made them.
     version: str = ""
 
