@@ -129,6 +129,10 @@ class Web:
             def _answer(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
+                if len(body) < length:
+                    # The sender died mid-request (a daemon killed while sending): no
+                    # receiver acts on half a request, and none is counted here.
+                    return
                 web.hits.append(Hit(self.path, self.command, dict(self.headers), body))
                 if self.path.startswith("/hang"):
                     time.sleep(web.hang)

@@ -61,6 +61,7 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
     rig.close()
 
 
+@pytest.mark.browser
 def test_each_page_shows_its_rows_in_a_browser(rig: Rig, tmp_path: Path) -> None:
     _chromium()
     server, _ = listen(rig)
