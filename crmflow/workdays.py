@@ -125,6 +125,12 @@ class CalendarZone(tzinfo):
     def utcoffset(self, dt: datetime | None) -> timedelta | None:
         return self.zone.utcoffset(dt)
 
+    def fromutc(self, dt: datetime) -> datetime:
+        # tzinfo's own fromutc guesses wrong in the hour a clock changes; the zone's is
+        # exact (and sets fold), so `astimezone` lands where ZoneInfo would.
+        local = self.zone.fromutc(dt.replace(tzinfo=self.zone))
+        return local.replace(tzinfo=self)
+
     def dst(self, dt: datetime | None) -> timedelta | None:
         return self.zone.dst(dt)
 

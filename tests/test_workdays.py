@@ -157,3 +157,26 @@ def test_the_daemon_plans_by_business_days(tmp_path: Path) -> None:
         assert when.astimezone(BERLIN).strftime("%a %Y-%m-%d %H:%M") == "Wed 2026-12-30 09:00"
     finally:
         rig.close()
+
+
+def test_the_calendar_zone_converts_as_its_zone_does_across_clock_changes() -> None:
+    """Every minute around Berlin's spring and autumn changes lands where ZoneInfo puts it
+    (tzinfo's own fromutc would be an hour off in the hour the clock changes)."""
+    from datetime import timedelta
+
+    zone = CalendarZone(BERLIN, calendar_from({"country": "DE"}))
+    for start in (
+        datetime(2031, 3, 30, 0, 0, tzinfo=UTC),
+        datetime(2031, 10, 26, 0, 0, tzinfo=UTC),
+    ):
+        for minutes in range(0, 180, 7):
+            moment = start + timedelta(minutes=minutes)
+            ours, theirs = moment.astimezone(zone), moment.astimezone(BERLIN)
+            assert (ours.replace(tzinfo=None), ours.fold) == (
+                theirs.replace(tzinfo=None),
+                theirs.fold,
+            )
+            assert ours.utcoffset() == theirs.utcoffset()
+    # 14 calendar days from the moment after the spring change: the same wall time.
+    base = datetime(2031, 3, 30, 1, 0, 27, tzinfo=UTC)
+    assert durations.parse("14d").add_to(base, zone) == datetime(2031, 4, 13, 1, 0, 27, tzinfo=UTC)
