@@ -16,7 +16,7 @@ from typing import Any
 
 from crmflow import durations
 from crmflow.durations import Duration
-from crmflow.errors import ConfigError, ConfigErrors, Location
+from crmflow.errors import ConfigError, ConfigErrors, Location, format_path
 from crmflow.rules.entities import EntityModel, builtin_model
 from crmflow.timeutil import zone
 
@@ -367,8 +367,7 @@ def substitute_env(
         def replace(match: re.Match[str]) -> str:
             name = match.group(1)
             if name not in os.environ:
-                where = "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in path)
-                where = where.lstrip(".")
+                where = format_path(path)
                 error = ConfigError(
                     f"{where}: environment variable {name} is not set",
                     locate(path) if locate else None,  # type: ignore[arg-type]

@@ -7,6 +7,7 @@ line naming a file position or a field.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +52,17 @@ def type_name(value: Any, *, json: bool = False) -> str:
         return "a string"
     words = _JSON_CONTAINER_WORDS if json else _CONTAINER_WORDS
     return words.get(type(value), type(value).__name__)
+
+
+def format_path(path: Iterable[Any]) -> str:
+    """Where in a document a value stands, as people write it: `actions[0].notify.to`."""
+    text = ""
+    for part in path:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += ("." if text else "") + str(part)
+    return text
 
 
 class CrmflowError(Exception):

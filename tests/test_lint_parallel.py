@@ -10,16 +10,8 @@ import pytest
 from crmflow.commands import lint
 from crmflow.config import Config
 from crmflow.rules.yamlload import load_text, split_stream
+from tests.test_hostile_yaml import WORKFLOW
 
-WORKFLOW = """\
-id: w{n}
-entity: deal
-trigger: {{on: updated, fields: [stage]}}
-conditions:
-  stage: {{changed_to: won}}
-actions:
-  - notify: {{to: [owner], subject: "Won: {{{{ deal.name }}}}"}}
-"""
 # Mistakes spread over the stream: a field typo, a schema error, a duplicate id far from
 # its first use, and two workflows that update what each other triggers on.
 ODD = {

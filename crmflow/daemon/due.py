@@ -43,7 +43,11 @@ def finish(
     history: bool = False,
 ) -> None:
     """End a pending row; the log says so when the history does."""
-    note = executor.finish(row, status, reason, history=history)
+    log_row(log, row, executor.finish(row, status, reason, history=history))
+
+
+def log_row(log: Log, row: PendingAction, note: str | None) -> None:
+    """What happened to a pending row, in the log (with its record and key)."""
     if note is not None:
         log.action(
             row.workflow,
@@ -126,15 +130,7 @@ class DueActions:
         return None
 
     def _note(self, row: PendingAction, note: str | None) -> None:
-        if note is not None:
-            self.log.action(
-                row.workflow,
-                row.action_type,
-                note,
-                entity=row.entity,
-                record=row.record_id,
-                key=row.key,
-            )
+        log_row(self.log, row, note)
 
     def _hand_over(self, row: PendingAction, workflow: Workflow, now: datetime) -> None:
         """Check and render the row here, then leave its try to a worker."""

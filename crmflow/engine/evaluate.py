@@ -89,6 +89,7 @@ class RulePlan:
     failed: bool = False  # an action failed: the workflow's later actions are skipped
     wait_row: int | None = None  # the pending row of its latest wait, which followers name
     rescheduled: bool = False  # a date trigger's older pending rows were cancelled
+    within_limit: bool = False  # its workflow's limit: was counted for this run: not reached
 
     def to_json(self) -> dict[str, Any]:
         if self.matched:

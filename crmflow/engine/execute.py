@@ -403,8 +403,11 @@ class Executor:
         workflow = run.workflow
         if self.held(workflow.id):
             return True
+        if run.rule.within_limit:
+            return False  # counted for this run's first action already
         reason = self.caps.over(workflow, run.now)
         if reason is None:
+            run.rule.within_limit = True
             return False
         self.caps.hold(workflow.id, reason)
         read, flags = self._held

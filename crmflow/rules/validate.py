@@ -9,11 +9,11 @@ branch the user meant (the one whose type and key fit the value), mapped back to
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from functools import cache, cached_property
 from typing import TYPE_CHECKING, Any, Protocol
 
-from crmflow.errors import type_name
+from crmflow.errors import format_path, type_name
 from crmflow.findings import Finding
 from crmflow.rules.entities import suggest
 from crmflow.rules.fastschema import Check, Unsupported, compile_schema
@@ -112,16 +112,6 @@ def _fits(value: Any, json_type: str | list[str]) -> bool:
         if expected is not None and type(value) is expected:
             return True
     return False
-
-
-def format_path(path: Iterable[Any]) -> str:
-    text = ""
-    for part in path:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        else:
-            text += ("." if text else "") + str(part)
-    return text
 
 
 class _Issue:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Table, insert, select, update
 
 from crmflow.state.tables import Tables, epoch, inflight, snapshots, watermarks, writes
 
@@ -64,12 +64,16 @@ class ChangeStore(Tables):
             )
 
     def drop_snapshots(self, entity: str, ids: list[str]) -> None:
+        self._delete_records(snapshots, entity, ids)
+
+    def _delete_records(self, table: Table, entity: str, ids: list[str]) -> None:
+        """The rows of `table` for these records, 500 ids to a statement."""
         with self._begin() as conn:
             for start in range(0, len(ids), 500):
                 conn.execute(
-                    snapshots.delete().where(
-                        snapshots.c.entity == entity,
-                        snapshots.c.record_id.in_(ids[start : start + 500]),
+                    table.delete().where(
+                        table.c.entity == entity,
+                        table.c.record_id.in_(ids[start : start + 500]),
                     )
                 )
 
@@ -130,14 +134,7 @@ class ChangeStore(Tables):
         self.begin_changes(entity, [(str(record_id), change)])
 
     def end_changes(self, entity: str, ids: list[str]) -> None:
-        with self._begin() as conn:
-            for start in range(0, len(ids), 500):
-                conn.execute(
-                    inflight.delete().where(
-                        inflight.c.entity == entity,
-                        inflight.c.record_id.in_(ids[start : start + 500]),
-                    )
-                )
+        self._delete_records(inflight, entity, ids)
 
     def end_change(self, entity: str, record_id: Any) -> None:
         self.end_changes(entity, [str(record_id)])
