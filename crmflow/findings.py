@@ -45,6 +45,7 @@ SEMANTIC_CODES = {
     "CF225": "business days or hours without a calendar",
     "CF226": "sms without a gateway in the configuration",
     "CF227": "document template file that cannot be read",
+    "CF228": "run mode that cannot apply to the workflow",
 }
 
 

@@ -107,6 +107,7 @@ def pending_rows(state: State, status_filter: str | None = None) -> list[dict[st
             PendingStatus.PENDING,
             PendingStatus.WAITING,
             PendingStatus.RUNNING,
+            PendingStatus.QUEUED,
             PendingStatus.FAILED,
         ):
             continue
@@ -131,9 +132,14 @@ def cancel(state: State, action_id: int) -> str:
     row = state.get_pending(action_id)
     if row is None:
         raise ConfigError(f"no pending action {action_id}")
-    if row.status not in (PendingStatus.PENDING, PendingStatus.WAITING, PendingStatus.FAILED):
+    if row.status not in (
+        PendingStatus.PENDING,
+        PendingStatus.WAITING,
+        PendingStatus.QUEUED,
+        PendingStatus.FAILED,
+    ):
         raise ConfigError(
-            f"action {action_id} is {row.status}; only pending, waiting or "
+            f"action {action_id} is {row.status}; only pending, waiting, queued or "
             "failed actions can be cancelled"
         )
     state.update_pending(action_id, status=PendingStatus.CANCELLED, last_error="cancelled by hand")

@@ -15,15 +15,18 @@ moment rather than held in memory under a running lease.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from crmflow.daemon.log import Log
 from crmflow.daemon.schedules import Schedules
 from crmflow.daemon.waits import Waits
 from crmflow.daemon.workers import QUEUED_SHARE, Task, Workers, destination
 from crmflow.engine.evaluate import Evaluator
+from crmflow.engine.events import Event
 from crmflow.engine.execute import IN_DATABASE, Executor, Ready, Settled
+from crmflow.engine.modes import releasable
 from crmflow.errors import CrmflowError
 from crmflow.rules.ruleset import RuleSet
 from crmflow.rules.workflow import Workflow
@@ -76,18 +79,28 @@ class DueActions:
     _busy: list[int] = field(default_factory=list, init=False, repr=False)
 
     def run(
-        self, now: datetime, rules: RuleSet, evaluator: Evaluator, budget: float | None = None
+        self,
+        now: datetime,
+        rules: RuleSet,
+        evaluator: Evaluator,
+        budget: float | None = None,
+        *,
+        release: bool = True,
     ) -> int:
         """Carry out every row due at `now`, soonest first; how many there were.
 
         With a `budget` (seconds), no more rows are claimed once it is spent: the rest
         waits for the next tick, so a long queue of due actions does not hold up polls
-        and the leadership check (the loop ticks again at once while rows are due)."""
+        and the leadership check (the loop ticks again at once while rows are due).
+        With `release` (the leading daemon), queued runs whose turn has come start first."""
         count = 0
         started = time.monotonic()
         while budget is None or time.monotonic() - started < budget:
             rows = self.state.claim_due(now, self.owner, self.lease, limit=50)
             if not rows:
+                # The rows just carried out may have ended the runs queued runs wait on.
+                if release and self.release_queued(now, rules, evaluator):
+                    continue
                 return count
             for row in rows:
                 count += 1
@@ -101,6 +114,57 @@ class DueActions:
                 count -= len(self._busy)
                 self._busy.clear()
         return count
+
+    def release_queued(self, now: datetime, rules: RuleSet, evaluator: Evaluator) -> int:
+        """Start each queued run (mode: queued) whose record has no earlier run under way.
+
+        The run is planned afresh, as its change would be now: against the record as it
+        is, with its delays counted from now, under the keys its change gives. Its row
+        ends only after that, so a daemon stopped in between plans it again, and the
+        keys make whatever it had begun count once. Returns how many runs it ended."""
+        ended = 0
+        for row in releasable(self.state):
+            workflow = rules.by_id.get(row.workflow)
+            record = self.executor.services.require_crm().get(row.entity, row.record_id)
+            if workflow is None or not workflow.enabled:
+                why = f"workflow {row.workflow} was removed or disabled"
+            elif record is None:
+                why = f"{row.entity} {row.record_id} is gone"
+            else:
+                # Told first: what the run then does reads as following from it.
+                self.state.record_pending("released", row, "its turn: the runs before it ended")
+                self._note(row, "released: the runs before it ended")
+                why = self._start(row, workflow, record, now, evaluator)
+            ended += 1
+            if why is not None:
+                self.finish(row, PendingStatus.CANCELLED, why)
+            else:
+                self.state.take_queued(row.id)
+        return ended
+
+    def _start(
+        self,
+        row: PendingAction,
+        workflow: Workflow,
+        record: dict[str, Any],
+        now: datetime,
+        evaluator: Evaluator,
+    ) -> str | None:
+        """Plan and carry out a released run; why it did not fire, if it did not."""
+        stored = Event.from_stored(row.entity, row.context["event"], record)
+        version = row.context["change"].split(":", 1)[1]
+        event = replace(stored, at=now, version=version)
+        self.executor.releasing = row.key
+        try:
+            plan = evaluator.evaluate(event, now, only={workflow.id})
+        finally:
+            self.executor.releasing = None
+        self.executor.record_plan(plan)
+        fired = next((r for r in plan.rules if r.rule == workflow.id), None)
+        if fired is not None and fired.matched:
+            return None
+        reason = fired.reason if fired is not None else None
+        return f"no longer fires: {reason or 'its trigger does not hold'}"
 
     def fire(self, row: PendingAction, now: datetime, rules: RuleSet, evaluator: Evaluator) -> None:
         if row.action_type == "schedule":

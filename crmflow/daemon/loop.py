@@ -435,7 +435,9 @@ class Daemon:
     def run_due(self, now: datetime) -> int:
         # About one poll interval's worth of due actions per tick: polls keep their pace.
         budget = max(self.poll_interval, DUE_BUDGET)
-        return self.due.run(now, self.rules, self.evaluator, budget)
+        return self.due.run(
+            now, self.rules, self.evaluator, budget, release=self.leadership.leading
+        )
 
     def _finish(
         self, row: PendingAction, status: PendingStatus, reason: str | None, history: bool = False

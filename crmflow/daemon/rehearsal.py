@@ -41,6 +41,8 @@ MAX_DUE_PER_STEP = 1000
 # History outcomes that are decisions about a whole workflow, not about an action: a
 # schedule occurrence's summary says how many records it fired for.
 _DECISIONS = ("fired", "not_fired")
+# What handling a change may do beside planning its own actions: end or set aside runs.
+_SET_ASIDE = ("cancelled", "queued", "dropped", "held")
 
 
 class TooMuchDue(Exception):
@@ -247,7 +249,11 @@ class Rehearsal:
         mark = len(self.state.journal)
         self.waits.check(self.rules, event, self.now)
         happened = self._since(mark)
+        mark = len(self.state.journal)
         plan = self.evaluator.evaluate(event, self.now)
+        self.executor.record_plan(plan)  # as the daemon does: caps count these
+        # What the change did to other runs (a mode's verdict, a cap), not what it planned.
+        happened += [h for h in self._since(mark) if h.outcome in _SET_ASIDE]
         mark = len(self.state.journal)
         self._run_due(self.now)
         return plan, happened + self._since(mark)

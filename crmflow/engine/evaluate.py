@@ -90,6 +90,8 @@ class RulePlan:
     wait_row: int | None = None  # the pending row of its latest wait, which followers name
     rescheduled: bool = False  # a date trigger's older pending rows were cancelled
     within_limit: bool = False  # its workflow's limit: was counted for this run: not reached
+    mode_checked: bool = False  # its workflow's mode was asked about this run (modes.py)
+    set_aside: str | None = None  # why the mode dropped or queued this run
 
     def to_json(self) -> dict[str, Any]:
         if self.matched:

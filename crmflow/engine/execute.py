@@ -22,6 +22,14 @@ from crmflow.engine.effects.base import Job, Outcome, Services, Transient
 from crmflow.engine.evaluate import ActionRun, Plan, RulePlan, template_context
 from crmflow.engine.events import Event
 from crmflow.engine.limits import RateLimits
+from crmflow.engine.modes import (
+    QUEUED_RUN,
+    WHOLE_RUN,
+    cancelled_by_restart,
+    decide,
+    earlier_runs,
+    run_id,
+)
 from crmflow.engine.retry import GiveUp, RetryPolicy
 from crmflow.errors import ActionError, CrmflowError
 from crmflow.keys import action_key, record_version
@@ -51,6 +59,19 @@ class Settled:
 
 def _failed_for_now(outcome: Outcome) -> bool:
     return outcome.transient and outcome.status == "failed"
+
+
+def _change(run: ActionRun) -> str:
+    """The change an action's run answers, as its keys name it."""
+    event = run.event
+    # The same change seen again gives the same key. An event names its moment with
+    # `at`; without it, its content is the change (a tick's moment is always part).
+    moment = event.at or (run.now if event.event == "tick" else None)
+    version = event.version or record_version(
+        event.record, event.event, event.previous, format_utc(moment) if moment else None
+    )
+    # The kind is part of it: a deletion of an unchanged row is another change.
+    return f"{event.event}:{version}"
 
 
 def _no_longer_holds(workflow: Workflow, action: Action, facts: Facts) -> str | None:
@@ -115,6 +136,8 @@ class Executor:
         # pause before the next try) and when it gets through: the daemon's fault log.
         self.on_fault: Callable[[BaseException], float] | None = None
         self.on_recovered: Callable[[], None] | None = None
+        # The queued run being released (its run id): its mode has already had its say.
+        self.releasing: str | None = None
 
     # -- the performer ----------------------------------------------------------------
     def perform(self, run: ActionRun) -> dict[str, Any] | None:
@@ -123,6 +146,13 @@ class Executor:
         if run.rule.failed:
             planned.status, planned.result = "skipped", "an earlier action of this workflow failed"
             self._history("skipped", run.workflow.id, run.event, run.action, key, planned.result)
+            return None
+        if not run.rule.mode_checked:
+            run.rule.mode_checked = True
+            self._apply_mode(run)
+        if run.rule.set_aside is not None:
+            queued = run.rule.set_aside.startswith("mode queued: starts")
+            planned.status, planned.result = ("queued" if queued else "skipped"), run.rule.set_aside
             return None
         later = planned.due is not None and planned.due > run.now
         if run.action.type == "wait" or planned.after_wait or later or self.paused():
@@ -144,15 +174,50 @@ class Executor:
 
     def key(self, run: ActionRun) -> str:
         event = run.event
-        # The same change seen again gives the same key. An event names its moment with
-        # `at`; without it, its content is the change (a tick's moment is always part).
-        moment = event.at or (run.now if event.event == "tick" else None)
-        version = event.version or record_version(
-            event.record, event.event, event.previous, format_utc(moment) if moment else None
-        )
-        # The kind is part of it: a deletion of an unchanged row is another change.
-        return action_key(
-            run.workflow.id, event.entity, event.id, f"{event.event}:{version}", run.action.index
+        return action_key(run.workflow.id, event.entity, event.id, _change(run), run.action.index)
+
+    def run_of(self, run: ActionRun) -> str:
+        """The run this action belongs to: its workflow's firing for this change."""
+        return run_id(run.workflow.id, run.event.entity, run.event.id, _change(run))
+
+    # -- run modes (engine/modes.py) --------------------------------------------------
+    def _apply_mode(self, run: ActionRun) -> None:
+        """Before a run's first action: its workflow's mode on the runs still waiting for
+        the record. It may cancel them (restart), or set this run aside (dropped, queued)."""
+        workflow, event = run.workflow, run.event
+        if (
+            self.state is None
+            or event.id is None
+            or workflow.trigger.kind == "schedule"
+            or (workflow.mode == "parallel" and workflow.max_runs is None)
+        ):
+            return  # nothing to ask: the default mode runs beside whatever waits
+        this = self.run_of(run)
+        if this == self.releasing:
+            return  # a queued run whose turn has come
+        verdict = decide(workflow, earlier_runs(self.state, workflow, event.entity, event.id, this))
+        for row in cancelled_by_restart(verdict.cancel):
+            self.finish(
+                row,
+                PendingStatus.CANCELLED,
+                "restarted: a new run for this record replaces it (mode restart)",
+            )
+        if verdict.go:
+            return
+        run.rule.set_aside = verdict.why
+        if verdict.queue:
+            stored = self._store(run, this, None, PendingStatus.QUEUED, whole_run=True)
+            outcome = "queued" if stored is not None else "skipped"
+        else:
+            outcome = "dropped"
+        self.state.record(
+            outcome,
+            workflow=workflow.id,
+            entity=event.entity,
+            record_id=event.id,
+            action_type=QUEUED_RUN,
+            key=this,
+            detail=verdict.why,
         )
 
     # -- carrying one action out ------------------------------------------------------
@@ -553,23 +618,30 @@ class Executor:
         *,
         attempts: int = 0,
         last_error: str | None = None,
+        whole_run: bool = False,
     ) -> int | None:
+        """Store the action for later; with `whole_run`, the run it begins (a queued run:
+        its row stands for all of its actions, planned afresh when its turn comes)."""
         state = self._require_state()
         event = run.event
         context = {
             "event": event.to_stored(event.at or run.now),
             "kept": {str(k): v for k, v in (run.rule.kept or {}).items()},
             "steps": run.steps,
-            "params": run.params,
+            "params": None if whole_run else run.params,
+            "run": self.run_of(run),
         }
+        if whole_run:
+            # Planned afresh at its turn, it must name its change as now: same keys.
+            context["change"] = _change(run)
         stored = state.schedule(
             key=key,
             workflow=run.workflow.id,
             workflow_version=run.workflow.version,
             entity=event.entity,
             record_id=event.id,
-            action_index=run.action.index,
-            action_type=run.action.type,
+            action_index=WHOLE_RUN if whole_run else run.action.index,
+            action_type=QUEUED_RUN if whole_run else run.action.type,
             due=due,
             context=context,
             status=status,

@@ -79,5 +79,7 @@ def compile_workflow(doc: Document, tz: tzinfo) -> Workflow:
             else None
         ),
         run_as=data.get("run_as"),
+        mode=data.get("mode", "parallel"),
+        max_runs=data.get("max_runs"),
         version=digest[:16],
     )

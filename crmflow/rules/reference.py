@@ -36,6 +36,8 @@ HEADER = (
 DEFAULTS: dict[tuple[str, str, str], str] = {
     ("workflow", "", "enabled"): "`true`",  # rules/workflow.py
     ("workflow", "", "cooldown"): "none",
+    ("workflow", "", "mode"): "`parallel`",  # rules/compiler.py
+    ("workflow", "", "max_runs"): "no limit",  # engine/modes.decide
     ("trigger", "on", "fields"): "every update",  # triggers.CompiledTrigger.reject
     ("trigger", "on", "ignore_actors"): "nobody ignored",
     ("trigger", "schedule", "catch_up"): "`once`",  # triggers._compile_schedule

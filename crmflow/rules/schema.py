@@ -131,6 +131,19 @@ def workflow_schema() -> dict[str, Any]:
             "actions": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/action"}},
             "cooldown": _duration("do not fire again for the same record within this span"),
             "limit": _LIMIT,
+            "mode": {
+                "enum": list(RUN_MODES),
+                "description": "what a new run does while an earlier run for the same record "
+                "still has actions waiting: parallel (default: runs beside it), single (the "
+                "new run is dropped), restart (the earlier run's waiting actions are "
+                "cancelled), queued (the new run starts when the earlier one ends)",
+            },
+            "max_runs": {
+                "type": "integer",
+                "minimum": 1,
+                "description": "queued/parallel: at most this many runs per record, waiting "
+                "or queued; a run past it is dropped (in the history)",
+            },
             "run_as": {
                 "type": ["integer", "string"],
                 "description": "user id recorded as updated_by of crmflow's writes",
@@ -170,6 +183,7 @@ def workflow_schema() -> dict[str, Any]:
     }
 
 
+RUN_MODES = ("parallel", "single", "restart", "queued")
 CALENDAR_COUNTRY = "^[A-Z]{2}$"
 CALENDAR_HOURS = "^\\d{2}:\\d{2}-\\d{2}:\\d{2}$"
 # A blast-radius cap: a workflow that fires more often pauses itself (crmflow.engine.caps).
@@ -555,7 +569,20 @@ _EXPECT_RULE = {
     ],
 }
 # What the daemon did at due time in one step of a case (crmflow.daemon.rehearsal).
-_OUTCOMES = ["fired", "cancelled", "failed", "skipped", "scheduled", "met", "timed_out", "ran"]
+_OUTCOMES = [
+    "fired",
+    "cancelled",
+    "failed",
+    "skipped",
+    "scheduled",
+    "met",
+    "timed_out",
+    "ran",
+    "queued",
+    "dropped",
+    "released",
+    "held",
+]
 _EXPECT_DUE = {
     "type": "array",
     "description": "exactly what fell due in this step, in due order",
@@ -573,7 +600,9 @@ _EXPECT_DUE = {
             "outcome": {
                 "enum": _OUTCOMES,
                 "description": "fired, cancelled, failed, skipped or scheduled (an action), "
-                "met or timed_out (a wait), ran (a schedule occurrence)",
+                "met or timed_out (a wait), ran (a schedule occurrence), queued, dropped or "
+                "released (a run, by its workflow's mode: type `run`), held (a workflow past "
+                "its limit)",
             },
             "reason": {"type": "string", "description": "a part of the daemon's reason"},
             "params": {"description": "a subset of the params it fired with"},

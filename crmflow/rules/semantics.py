@@ -689,6 +689,39 @@ class _Checker:
                     path,
                 )
 
+    def check_mode(self) -> None:
+        """CF228: a run mode where runs cannot wait or are not per record, and max_runs
+        where the mode has no use for it (engine/modes.py)."""
+        mode, most = self.data.get("mode"), self.data.get("max_runs")
+        trigger = self.data.get("trigger") or {}
+        if mode is None and most is None:
+            return
+        where: YamlPath = ("mode",) if mode is not None else ("max_runs",)
+        if "schedule" in trigger or "date" in trigger:
+            kind = "schedule" if "schedule" in trigger else "date"
+            why = (
+                "runs of a schedule are for no record"
+                if kind == "schedule"
+                else "a date trigger keeps one fire time per record already (a change moves it)"
+            )
+            self.add("CF228", f"mode and max_runs do not apply to a {kind} trigger: {why}", where)
+            return
+        if most is not None and mode in ("single", "restart"):
+            self.add(
+                "CF228",
+                f"max_runs does not apply to mode {mode}: at most one run waits",
+                ("max_runs",),
+            )
+        actions = [a for a in self.data.get("actions") or [] if isinstance(a, dict)]
+        if not any("delay" in a or "wait" in a for a in actions):
+            self.add(
+                "CF228",
+                f"mode {mode or 'parallel'} has no effect: no action of this workflow waits "
+                "(a run waits only on a delay or a wait)",
+                where,
+                severity="warning",
+            )
+
     def check_schedule(self) -> None:
         trigger = self.data["trigger"]
         if "schedule" in trigger:
@@ -711,9 +744,11 @@ def document_findings(
             checker.check_fields,
             checker.check_actions,
             checker.check_working_time,
+            checker.check_mode,
         )
         return checker.findings
     checker.check_schedule()
+    checker.check_mode()
     checker.check_operands()
     # Every load, not only lint: `eval` and `run` refuse what they could not schedule.
     checker.check_working_time()

@@ -57,6 +57,10 @@ class Workflow:
     # At most `max` runs within `per` (its own `limit:`, or None for the configuration's).
     limit: tuple[int, Duration] | None = None
     run_as: Any = None
+    # What a new run does while an earlier run for the same record still has actions
+    # waiting (engine/modes.py): parallel (beside it), single, restart, queued.
+    mode: str = "parallel"
+    max_runs: int | None = None  # queued/parallel: runs waiting at most, per record
     # A hash of the workflow's text, so pending actions know which version made them.
     version: str = ""
 

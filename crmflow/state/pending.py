@@ -29,6 +29,7 @@ class PendingStatus(StrEnum):
     DONE = "done"
     FAILED = "failed"  # retryable by hand (`crmflow pending retry`)
     CANCELLED = "cancelled"
+    QUEUED = "queued"  # a whole run behind an earlier one (mode: queued; engine/modes.py)
 
 
 @dataclass
@@ -246,6 +247,16 @@ class PendingStore(Tables):
                     updated_at=epoch(self.clock()),
                 )
             )
+
+    def take_queued(self, action_id: int) -> bool:
+        """End a queued run's row as released; False when it was no longer queued."""
+        with self._begin() as conn:
+            result = conn.execute(
+                update(pending)
+                .where(pending.c.id == action_id, pending.c.status == PendingStatus.QUEUED)
+                .values(status=PendingStatus.DONE, updated_at=epoch(self.clock()))
+            )
+            return bool(result.rowcount)
 
     def requeue_running(self, owner: str | None = None, keep: frozenset[int] = frozenset()) -> int:
         """Rows left running (by a crash, or by `owner`'s tick that a fault cut off) go
