@@ -46,6 +46,7 @@ SEMANTIC_CODES = {
     "CF226": "sms without a gateway in the configuration",
     "CF227": "document template file that cannot be read",
     "CF228": "run mode that cannot apply to the workflow",
+    "CF229": "digest that cannot be collected or sent",
 }
 
 

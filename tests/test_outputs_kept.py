@@ -244,7 +244,7 @@ def test_a_version_3_state_gains_outputs_and_its_old_done_rows_have_none(
         conn.execute("ALTER TABLE crmflow_history DROP COLUMN output")
         conn.execute("UPDATE crmflow_meta SET value = '3' WHERE key = 'schema_version'")
     state = State(f"sqlite:///{path}")
-    assert state.version == SCHEMA_VERSION == 4
+    assert state.version == SCHEMA_VERSION == 5
     key = project.state_sql("SELECT key FROM crmflow_history WHERE action_index = 0")[0][0]
     done = state.done_action(key)
     assert done is not None and done.output is None  # recorded before outputs were kept

@@ -20,13 +20,27 @@ def test_a_version_1_database_is_migrated_on_open(tmp_path: Path) -> None:
         conn.execute("DROP TABLE crmflow_daemons")
         conn.execute("UPDATE crmflow_meta SET value = '1' WHERE key = 'schema_version'")
     state = State(f"sqlite:///{path}")
-    assert state.version == SCHEMA_VERSION == 4
+    assert state.version == SCHEMA_VERSION == 5
     with sqlite3.connect(path) as conn:
         columns = {row[1] for row in conn.execute("PRAGMA table_info(crmflow_pending)")}
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
         registry = {row[1] for row in conn.execute("PRAGMA table_info(crmflow_daemons)")}
     assert {"owner", "lease_until"} <= columns and "crmflow_daemons" in tables
     assert "heartbeat_timeout" in registry  # made whole by create_all, not added twice
+    state.dispose()
+
+
+def test_a_version_4_database_gains_the_digest_items(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    State(f"sqlite:///{path}").dispose()
+    with sqlite3.connect(path) as conn:  # make it look like version 4
+        conn.execute("DROP TABLE crmflow_digest_items")
+        conn.execute("UPDATE crmflow_meta SET value = '4' WHERE key = 'schema_version'")
+    state = State(f"sqlite:///{path}")
+    assert state.version == 5
+    with sqlite3.connect(path) as conn:
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+    assert "crmflow_digest_items" in tables
     state.dispose()
 
 
@@ -41,7 +55,7 @@ def test_a_version_2_database_gains_the_daemons_heartbeat_timeout(tmp_path: Path
         )
         conn.execute("UPDATE crmflow_meta SET value = '2' WHERE key = 'schema_version'")
     state = State(f"sqlite:///{path}")
-    assert state.version == 4
+    assert state.version == SCHEMA_VERSION
     # The old row has no timeout of its own: the default one judges it.
     assert [(d["id"], d["heartbeat_timeout"]) for d in state.daemons()] == [("h:1:a", None)]
     state.dispose()

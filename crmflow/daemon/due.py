@@ -23,6 +23,7 @@ from crmflow.daemon.log import Log
 from crmflow.daemon.schedules import Schedules
 from crmflow.daemon.waits import Waits
 from crmflow.daemon.workers import QUEUED_SHARE, Task, Workers, destination
+from crmflow.engine.digests import DIGEST
 from crmflow.engine.evaluate import Evaluator
 from crmflow.engine.events import Event
 from crmflow.engine.execute import IN_DATABASE, Executor, Ready, Settled
@@ -174,6 +175,8 @@ class DueActions:
             return self.finish(
                 row, PendingStatus.CANCELLED, f"workflow {row.workflow} was removed or disabled"
             )
+        if row.action_type == DIGEST:
+            return self._hand_over(row, workflow, now)
         if (
             row.action_index >= len(workflow.actions)
             or workflow.actions[row.action_index].type != row.action_type
@@ -197,12 +200,21 @@ class DueActions:
         log_row(self.log, row, note)
 
     def _hand_over(self, row: PendingAction, workflow: Workflow, now: datetime) -> None:
-        """Check and render the row here, then leave its try to a worker."""
-        assert self.workers is not None
-        ready = self.executor.prepare_pending(row, workflow, now)
+        """Check and render the row here, then leave its try to a worker (without
+        workers, try it here)."""
+        digest = row.action_type == DIGEST
+        if digest:
+            ready = self.executor.prepare_digest(row, workflow)
+        else:
+            ready = self.executor.prepare_pending(row, workflow, now)
         if isinstance(ready, Settled):
             return self._note(row, ready.note)
-        host = destination(row.action_type, ready.params, self.executor.services.config)
+        if self.workers is None:
+            if not self.executor.held_back(ready, now):
+                self._try(ready, now)
+            return None
+        kind = workflow.actions[row.action_index].type if digest else row.action_type
+        host = destination(kind, ready.params, self.executor.services.config)
         if not self.workers.has_room(host):
             # The host is slow or hangs: its row waits in the table, not in memory.
             self._busy.append(row.id)

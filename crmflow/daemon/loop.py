@@ -494,6 +494,8 @@ class Daemon:
         removed = self.state.prune_history(cutoff)
         if removed:
             self.log.note(f"history: pruned {removed} entries older than {self.retention}")
+        # A digest's items are kept as long as the history of their sending.
+        self.state.prune_digests(cutoff)
         # Rows of daemons gone for over an hour (state.GONE_RETENTION): status has shown
         # them as gone long enough.
         forgotten = self.state.prune_daemons(now)

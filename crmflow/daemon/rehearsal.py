@@ -21,6 +21,7 @@ from crmflow.daemon.due import DueActions, finish
 from crmflow.daemon.log import Log
 from crmflow.daemon.schedules import Schedules
 from crmflow.daemon.waits import Waits
+from crmflow.engine.digests import COLLECTED
 from crmflow.engine.effects.base import Job, Outcome, Services
 from crmflow.engine.evaluate import Evaluator, Plan
 from crmflow.engine.events import Event
@@ -105,6 +106,10 @@ class CaseRecords:
 
     def all(self, entity: str) -> list[dict[str, Any]]:
         return [copy.deepcopy(r) for (e, _), r in self._rows.items() if e == entity]
+
+    def find(self, entity: str, where: dict[str, Any]) -> list[dict[str, Any]]:
+        """Records whose fields equal `where`'s (recipients by role: `role:NAME`)."""
+        return [r for r in self.all(entity) if all(r.get(k) == v for k, v in where.items())]
 
     def related(self) -> None:
         return None
@@ -300,6 +305,8 @@ class Rehearsal:
             outcome = "ran" if outcome == "done" else outcome
         elif kind == "wait" and outcome == "done":
             outcome = "met" if self.waits.met.get(fields.get("key") or "") else "timed_out"
+        elif outcome == "done" and str(reason or "").startswith(COLLECTED):
+            outcome = "collected"  # into a digest: sent with the others at its time
         elif outcome == "done":
             outcome, reason = "fired", None
             params = self.effects.params.get(fields.get("key") or "")

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from crmflow.engine.caps import HELD, Caps, admins_notice, held_flag
+from crmflow.engine.digests import DIGEST
 from crmflow.engine.effects.base import Job, Outcome, Services, Transient
 from crmflow.engine.evaluate import ActionRun, Plan, RulePlan, template_context
 from crmflow.engine.events import Event
@@ -231,8 +232,10 @@ class Executor:
         now: datetime,
         *,
         attempt: int = 1,
+        collect: bool = True,
     ) -> Outcome:
-        """One try of the action; the outcome is recorded (a transient failure as such)."""
+        """One try of the action; the outcome is recorded (a transient failure as such).
+        An action with a digest is collected into it; `collect=False` sends the digest."""
         if self.state is not None and (done := self.state.done_action(key)) is not None:
             # Its output too: the later steps of a change finished after a restart see
             # `steps.<id>` (a created record's id) exactly as the first run did.
@@ -248,6 +251,15 @@ class Executor:
 
             effects = EFFECTS
         job = Job(self.services, workflow, action, event, params, key, now)
+        if action.digest is not None and collect:
+            # Its effect is an item of a digest in the state: no host to wait on.
+            outcome = self._collect(job)
+            self._durably(
+                lambda: self._history(
+                    outcome.status, workflow.id, event, action, key, outcome.detail
+                )
+            )
+            return outcome
         # An effect that waits on another host (a webhook, a mail server) goes with the
         # daemon's unit of work committed before it and its record committed right after:
         # a SQLite state is not held locked while the host answers, and the window in
@@ -278,6 +290,35 @@ class Executor:
         if remote:
             self._durably(self._checkpoint)
         return outcome
+
+    def _collect(self, job: Job) -> Outcome:
+        from crmflow.engine.digests import collect
+
+        assert job.action.digest is not None
+        try:
+            return collect(
+                self._require_state(), job, job.action.digest, self.services.config.timezone
+            )
+        except CrmflowError as exc:
+            return Outcome("failed", str(exc))
+
+    def prepare_digest(self, row: PendingAction, workflow: Workflow) -> Ready | Settled:
+        """A digest's sending row: its items as one message, Ready to be tried (or
+        Settled: nothing was collected, or the workflow no longer has the digest)."""
+        from crmflow.engine.digests import message
+
+        index = row.action_index
+        action = workflow.actions[index] if index < len(workflow.actions) else None
+        if action is None or action.digest is None:
+            gone = "the workflow changed: this action has no digest any more"
+            return Settled(self.finish(row, PendingStatus.CANCELLED, gone))
+        items = self._require_state().digest(row.key)
+        if not items:
+            return Settled(self.finish(row, PendingStatus.DONE, None))
+        tz = self.services.config.timezone
+        params = message(workflow, action, action.digest, row.context, items, tz)
+        # A digest is of many records: its messages name none.
+        return Ready(row, workflow, Event(workflow.entity, "tick", {}), params)
 
     def _checkpoint(self) -> None:
         if self.state is not None:
@@ -345,7 +386,8 @@ class Executor:
 
     def _run_once(self, run: ActionRun, key: str) -> Outcome | None:
         """One try now (the daemon); None when the action was stored to go later."""
-        if (due := self._held_back(run.action.type, run.params, run.now)) is not None:
+        sends = run.action.digest is None  # collecting into a digest sends nothing
+        if sends and (due := self._held_back(run.action.type, run.params, run.now)) is not None:
             self._store(run, key, due, PendingStatus.PENDING)
             run.planned.status, run.planned.result = (
                 "scheduled",
@@ -418,7 +460,11 @@ class Executor:
     def held_back(self, ready: Ready, now: datetime) -> bool:
         """Whether a rate limit moved the row to later (not tried; the claim's count of
         attempts given back). Not held back counts as a send."""
-        if (due := self._held_back(ready.row.action_type, ready.params, now)) is None:
+        row = ready.row
+        action = ready.workflow.actions[row.action_index]
+        if action.digest is not None and row.action_type != DIGEST:
+            return False  # collected, not sent: its digest's sending is what counts
+        if (due := self._held_back(action.type, ready.params, now)) is None:
             return False
         attempts = max(0, ready.row.attempts - 1)
         self._require_state().update_pending(
@@ -435,7 +481,14 @@ class Executor:
         row, workflow, event = ready.row, ready.workflow, ready.event
         action = workflow.actions[row.action_index]
         outcome = self.attempt(
-            workflow, action, event, ready.params, row.key, now, attempt=row.attempts
+            workflow,
+            action,
+            event,
+            ready.params,
+            row.key,
+            now,
+            attempt=row.attempts,
+            collect=row.action_type != DIGEST,
         )
         if _failed_for_now(outcome):
             return self._durably(lambda: self._retry_pending(row, outcome, now))

@@ -94,7 +94,7 @@ _register(
                 "body": {"type": "string", "description": "plain text body"},
                 "html": {"type": "string", "description": "HTML body (values are escaped)"},
                 "attach": {
-                    "description": "documents to attach, e.g. \"{{ steps.doc }}\" (the "
+                    "description": 'documents to attach, e.g. "{{ steps.doc }}" (the '
                     "output of a document action), or a list of them",
                 },
             },
@@ -324,6 +324,31 @@ COMMON_KEYS: dict[str, dict[str, Any]] = {
         "enum": ["business_hours"],
         "description": "move the due time to the next working moment of the configured "
         "calendar (after any delay)",
+    },
+    "digest": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["every"],
+        "description": "notify and email: collect the messages per recipient and send them "
+        "together, one message listing all, once per `every` (at `at`, local time)",
+        "properties": {
+            "every": {
+                "type": "string",
+                "pattern": durations.DURATION_PATTERN,
+                "description": "how often: days or weeks (1d, 1w: weekly on Mondays), or "
+                "minutes to hours within a day (30m, 4h: counted from `at` each day)",
+            },
+            "at": {
+                "type": "string",
+                "pattern": "^[0-2][0-9]:[0-5][0-9]$",
+                "description": "local time of the sending, HH:MM (default 08:00)",
+            },
+            "subject": {
+                "type": "string",
+                "description": "the digest's subject, followed by the count of items "
+                "(default: the workflow's name)",
+            },
+        },
     },
     "description": {"type": "string"},
 }

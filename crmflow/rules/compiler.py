@@ -16,6 +16,7 @@ from crmflow import durations
 from crmflow.errors import ConfigError
 from crmflow.rules.actions import action_type, normalise_params
 from crmflow.rules.conditions import ConditionCompiler
+from crmflow.rules.digest import DigestSpec
 from crmflow.rules.registry import ACTIONS
 from crmflow.rules.templates import compile_tree
 from crmflow.rules.triggers import compile_trigger
@@ -44,6 +45,12 @@ def compile_workflow(doc: Document, tz: tzinfo) -> Workflow:
                 "on_met": params.get("on_met", "continue"),
                 "on_timeout": params.get("on_timeout", "continue"),
             }
+        if "digest" in spec:
+            try:
+                extra["digest"] = DigestSpec.parse(spec["digest"])
+            except ValueError as exc:
+                where = doc.locate(("actions", index, "digest"))
+                raise ConfigError(str(exc), where, "CF229") from None
         actions.append(
             Action(
                 index=index,

@@ -582,6 +582,7 @@ _OUTCOMES = [
     "dropped",
     "released",
     "held",
+    "collected",
 ]
 _EXPECT_DUE = {
     "type": "array",
@@ -602,7 +603,7 @@ _EXPECT_DUE = {
                 "description": "fired, cancelled, failed, skipped or scheduled (an action), "
                 "met or timed_out (a wait), ran (a schedule occurrence), queued, dropped or "
                 "released (a run, by its workflow's mode: type `run`), held (a workflow past "
-                "its limit)",
+                "its limit), collected (into a digest, sent later with the others)",
             },
             "reason": {"type": "string", "description": "a part of the daemon's reason"},
             "params": {"description": "a subset of the params it fired with"},

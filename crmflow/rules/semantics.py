@@ -722,6 +722,30 @@ class _Checker:
                 severity="warning",
             )
 
+    def check_digests(self) -> None:
+        """CF229: `digest:` on an action that sends no message, or with a cadence or time
+        of day it cannot keep (rules/digest.py)."""
+        from crmflow.rules.digest import DIGESTIBLE, DigestSpec
+
+        for i, spec in enumerate(self.data.get("actions") or []):
+            if not isinstance(spec, dict) or not isinstance(spec.get("digest"), dict):
+                continue
+            if self.skips(("actions", i, "digest")):
+                continue
+            kind = next((k for k in spec if k in DIGESTIBLE or k in ACTIONS), None)
+            if kind not in DIGESTIBLE:
+                self.add(
+                    "CF229",
+                    f"digest applies to notify and email, not to {kind}",
+                    ("actions", i, "digest"),
+                    key=True,
+                )
+                continue
+            try:
+                DigestSpec.parse(spec["digest"])
+            except ValueError as exc:
+                self.add("CF229", str(exc), ("actions", i, "digest"))
+
     def check_schedule(self) -> None:
         trigger = self.data["trigger"]
         if "schedule" in trigger:
@@ -745,10 +769,12 @@ def document_findings(
             checker.check_actions,
             checker.check_working_time,
             checker.check_mode,
+            checker.check_digests,
         )
         return checker.findings
     checker.check_schedule()
     checker.check_mode()
+    checker.check_digests()
     checker.check_operands()
     # Every load, not only lint: `eval` and `run` refuse what they could not schedule.
     checker.check_working_time()

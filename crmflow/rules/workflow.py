@@ -10,6 +10,7 @@ from crmflow.durations import Duration
 from crmflow.errors import Location
 from crmflow.rules.actions import ActionDef
 from crmflow.rules.conditions import Condition
+from crmflow.rules.digest import DigestSpec
 from crmflow.rules.triggers import CompiledTrigger
 
 
@@ -31,6 +32,7 @@ class Action:
     on_met: str = "continue"
     on_timeout: str = "continue"
     within: str | None = None  # "business_hours": due at the next working moment
+    digest: DigestSpec | None = None  # notify/email: collected, sent together (digest.py)
 
     def due_from(self, base: datetime, tz: tzinfo) -> datetime:
         """When the action is due for something that happened at `base`: its delay on,

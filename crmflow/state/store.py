@@ -19,6 +19,7 @@ from crmflow.state.cluster import (
     daemon_rows,
     gone_since,
 )
+from crmflow.state.digests import DigestStore
 from crmflow.state.history import HistoryStore, StoredCooldowns
 from crmflow.state.pending import PendingAction, PendingStatus, PendingStore
 from crmflow.state.tables import (
@@ -64,7 +65,7 @@ __all__ = [
 ]
 
 
-class State(PendingStore, HistoryStore, ChangeStore, ClusterStore):
+class State(PendingStore, HistoryStore, ChangeStore, ClusterStore, DigestStore):
     """One state database (SQLite by default, PostgreSQL in production)."""
 
     def __init__(

@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
     event,
     insert,
     inspect,
@@ -35,7 +36,7 @@ from crmflow.errors import ConfigError
 from crmflow.state.units import Units
 from crmflow.timeutil import Clock
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 metadata = MetaData()
 
 meta = Table(
@@ -151,6 +152,22 @@ writes = Table(
     Column("at", Float, nullable=False),
 )
 Index("ix_crmflow_writes_record", writes.c.entity, writes.c.record_id)
+# v5: what a digest (`digest:` on notify/email) has collected for one recipient and one
+# sending; the sending itself is a pending row (action_type "digest") keyed by `bucket`.
+digest_items = Table(
+    "crmflow_digest_items",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("bucket", String(80), nullable=False),  # the digest row's key
+    Column("key", String(80), nullable=False),  # the collected action's key: once each
+    Column("workflow", String(200), nullable=False),
+    Column("entity", String(80), nullable=False),
+    Column("record_id", String(80)),
+    Column("subject", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("at", Float, nullable=False),
+    UniqueConstraint("bucket", "key", name="uq_crmflow_digest_items_bucket_key"),
+)
 
 
 # Columns (table, column, SQL type) that bring a state database from the version before
@@ -164,6 +181,7 @@ MIGRATIONS: dict[int, list[tuple[str, str, str]]] = {
     ],
     3: [("crmflow_daemons", "heartbeat_timeout", "FLOAT")],
     4: [("crmflow_history", "output", "TEXT")],
+    5: [],  # crmflow_digest_items: a new table, made by create_all
 }
 
 
