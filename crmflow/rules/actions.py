@@ -329,8 +329,11 @@ COMMON_KEYS: dict[str, dict[str, Any]] = {
         "type": "object",
         "additionalProperties": False,
         "required": ["every"],
-        "description": "notify and email: collect the messages per recipient and send them "
-        "together, one message listing all, once per `every` (at `at`, local time)",
+        "description": "notify and email only, `{every, at, subject}`: collect the messages "
+        "per recipient and send them together, one message listing all, once per `every` "
+        "(days or weeks, 1w on Mondays; or 1m to 23h, counted from `at` each day) at `at` "
+        "(local HH:MM, default 08:00); `subject` replaces the workflow's name before the "
+        "count of items",
         "properties": {
             "every": {
                 "type": "string",
