@@ -44,7 +44,7 @@ class Counter:
 class Receiver:
     """A webhook receiver that answers after `delay` seconds; records (key, arrival)."""
 
-    def __init__(self, delay: float, overall: Counter) -> None:
+    def __init__(self, delay: float, overall: Counter, status: int = 200) -> None:
         self.delay = delay
         self.own = Counter()
         self.arrivals: list[tuple[str, float]] = []
@@ -62,7 +62,7 @@ class Receiver:
                     counter.enter()
                 try:
                     time.sleep(receiver.delay)
-                    self.send_response(200)
+                    self.send_response(status)
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                 except OSError:  # the daemon gave up waiting (its timeout)
@@ -94,15 +94,21 @@ def receivers() -> Iterator[tuple[Counter, list[Receiver]]]:
             stack.callback(receiver.close)
 
 
-def hook(name: str, url: str, delay: str = "1s") -> str:
-    return textwrap.dedent(f"""\
+def hook(name: str, url: str, delay: str | None = "1s", then: str = "") -> str:
+    """A workflow that calls `url` for each new deal, `delay` after it (None: at once),
+    then does `then` (more actions, as YAML lines)."""
+    later = f"\n    delay: {delay}" if delay else ""
+    return (
+        textwrap.dedent(f"""\
         id: {name}
         entity: deal
         trigger: {{on: created}}
         actions:
-          - webhook: {{url: "{url}/in", body: {{deal: "{{{{ deal.id }}}}"}}}}
-            delay: {delay}
-        """)
+          - webhook: {{url: "{url}/in", body: {{deal: "{{{{ deal.id }}}}"}}}}""")
+        + later
+        + then
+        + "\n"
+    )
 
 
 def daemon(folder: Path, rules: dict[str, str], extra: str) -> DaemonProcess:
@@ -222,3 +228,87 @@ def test_each_key_done_once_across_a_kill_with_actions_in_flight(
         "SELECT key, count(*) FROM crmflow_history WHERE outcome = 'done' GROUP BY key",
     )
     assert len(done) == 40 and all(n == 1 for _, n in done)
+
+
+def test_a_hanging_host_holds_up_no_action_due_the_moment_a_change_is_handled(
+    tmp_path: Path, receivers: tuple[Counter, list[Receiver]]
+) -> None:
+    """Actions without a delay go to the workers too: handling a change never waits on a
+    host, so the fast host's calls and the next poll go on while the other hangs."""
+    overall, made = receivers
+    hanging, fast = Receiver(30.0, overall), Receiver(0.01, overall)
+    made += [hanging, fast]
+    process = daemon(
+        tmp_path,
+        {
+            "hang.yaml": hook("hang", hanging.url, delay=None),
+            "fast.yaml": hook("fast", fast.url, delay=None),
+        },
+        "actions: {concurrency: 4, per_host: 2}\n",
+    )
+    try:
+        add_deals(tmp_path, 1000, 6)
+        wait_until(lambda: len(fast.arrivals) >= 6 and len(hanging.arrivals) >= 2, timeout=30)
+        add_deals(tmp_path, 2000, 1)
+        wait_until(lambda: len(fast.arrivals) >= 7, timeout=30)
+        due = due_at(tmp_path)
+        late = [arrived - due[key] for key, arrived in fast.arrivals]
+        assert len(late) == 7 and max(late) < 1.0, late
+        assert len(hanging.arrivals) == 2
+    finally:
+        assert process.stop() == 0
+
+
+def test_later_actions_wait_for_the_outcome_of_one_handed_to_a_worker(
+    tmp_path: Path, receivers: tuple[Counter, list[Receiver]]
+) -> None:
+    """A run's actions keep their order and their "an earlier action failed": an update
+    after a call is made once the call is done, and not at all when it failed."""
+    overall, made = receivers
+    slow, refusing = Receiver(0.5, overall), Receiver(0.0, overall, status=404)
+    made += [slow, refusing]
+    then = '\n  - update: {values: {name: "{{ deal.name }} after the call"}}'
+    rules = {
+        "ok.yaml": hook("ok", slow.url, delay=None, then=then).replace(
+            "trigger: {on: created}", "trigger: {on: created}\nconditions: {amount: 1}"
+        ),
+        "no.yaml": hook("no", refusing.url, delay=None, then=then).replace(
+            "trigger: {on: created}", "trigger: {on: created}\nconditions: {amount: 2}"
+        ),
+    }
+    process = daemon(tmp_path, rules, "actions: {concurrency: 4, per_host: 2}\n")
+    try:
+        sql(
+            tmp_path,
+            f"INSERT INTO deals (id, name, amount, updated_at) VALUES (901, 'one', 1, {now_sql()})",
+        )
+        sql(
+            tmp_path,
+            f"INSERT INTO deals (id, name, amount, updated_at) VALUES (902, 'two', 2, {now_sql()})",
+        )
+
+        def ended() -> bool:
+            rows = state_sql(
+                tmp_path,
+                "SELECT count(*) FROM crmflow_pending WHERE status IN ('done', 'cancelled')",
+            )
+            return rows[0][0] == 4 - 1  # the refused call ends failed
+
+        wait_until(ended, timeout=30)
+    finally:
+        assert process.stop() == 0
+    names = dict(sql(tmp_path, "SELECT id, name FROM deals WHERE id IN (901, 902)"))
+    assert names == {901: "one after the call", 902: "two"}
+    ok = state_sql(
+        tmp_path,
+        "SELECT action_type, outcome FROM crmflow_history WHERE workflow = 'ok' "
+        "AND outcome = 'done' ORDER BY id",
+    )
+    assert ok == [("webhook", "done"), ("update", "done")]
+    no = state_sql(
+        tmp_path,
+        "SELECT action_type, outcome, detail FROM crmflow_history WHERE workflow = 'no' "
+        "AND outcome IN ('failed', 'cancelled') ORDER BY id",
+    )
+    assert [(t, o) for t, o, _ in no] == [("webhook", "failed"), ("update", "cancelled")]
+    assert no[1][2] == "an earlier action of this workflow failed"

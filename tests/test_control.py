@@ -45,9 +45,10 @@ def test_tick_status_history_pending_schedule(cli: Cli, tmp_path: Path) -> None:
 
     status = json.loads(cli("status", "--format", "json", cwd=folder).out)
     assert status["last_poll"] == format_utc(polled)
-    # The quote's follow-up, the next cron run, and the anniversaries of the two active
-    # demo contracts (planned for existing records on the first start).
-    assert status["pending"] == {"pending": 4}
+    # The quote's follow-up, the next run of each of the two schedules, and the
+    # anniversaries of the two active demo contracts (planned for existing records on
+    # the first start).
+    assert status["pending"] == {"pending": 5}
     assert status["paused"] is False and status["schema_version"] >= 2
     assert status["daemons"] == [] and status["leader"] is None  # tick left, and said so
 
@@ -55,6 +56,7 @@ def test_tick_status_history_pending_schedule(cli: Cli, tmp_path: Path) -> None:
     assert sorted(r["workflow"] for r in rows) == [
         "contract-anniversary",
         "contract-anniversary",
+        "deals-gone-quiet",
         "lead-no-activity",
         "quote-followup",
     ]
@@ -94,11 +96,14 @@ def test_tick_status_history_pending_schedule(cli: Cli, tmp_path: Path) -> None:
     assert cli("pending", "retry", "--failed", cwd=folder).out.strip() == "no failed actions"
     assert cli("pending", "retry", cwd=folder).code == 2  # an id or --failed
 
-    schedule = cli("schedule", "--next", "3", cwd=folder).out.splitlines()
-    assert len(schedule) == 3 and all(line.endswith("lead-no-activity") for line in schedule)
-    day, hour, zone = schedule[0].split()[:3]
-    local = datetime.fromisoformat(f"{day}T{hour}").replace(tzinfo=BERLIN)
-    assert hour == "08:00" and local.weekday() < 5 and zone == local.tzname()
+    schedule = cli("schedule", "--next", "4", cwd=folder).out.splitlines()
+    hours = {"deals-gone-quiet": "07:00", "lead-no-activity": "08:00"}  # weekdays, Berlin
+    assert len(schedule) == 4
+    for line in schedule:
+        day, hour, zone, workflow = line.split()[:4]
+        local = datetime.fromisoformat(f"{day}T{hour}").replace(tzinfo=BERLIN)
+        assert hour == hours[workflow] and local.weekday() < 5 and zone == local.tzname()
+    assert {line.split()[3] for line in schedule} == set(hours)
 
 
 def test_pause_and_resume(cli: Cli, tmp_path: Path) -> None:

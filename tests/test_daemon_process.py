@@ -266,6 +266,7 @@ def test_every_example_workflow_with_a_real_daemon(tmp_path: Path, web: Web) -> 
     expected = {p.removesuffix(".yaml") for p in rules} - {
         "contract-lifecycle",
         "lead-no-activity",
+        "deals-gone-quiet",  # a weekday morning's schedule
     } | {"contract-welcome", "contract-anniversary"}
     wait_until(lambda: fired() >= expected, timeout=30)
     time.sleep(1)
@@ -311,6 +312,10 @@ def test_every_example_workflow_with_a_real_daemon(tmp_path: Path, web: Web) -> 
     # lead-converted created (a chain: crmflow's own write triggered another workflow).
     assert pending["deal-created-followup"] == 4
     assert pending["lead-no-activity"] == 1  # the next weekday 08:00
+    assert pending["deals-gone-quiet"] == 1  # the next weekday 07:00
+    # Deal 3 (in negotiation) changed: its owner hears in three working days, unless it
+    # changes again first (mode: restart).
+    assert pending["deal-negotiation-quiet"] == 1
 
 
 def test_downtime_with_the_clock_moved_forward(tmp_path: Path, web: Web) -> None:

@@ -195,3 +195,43 @@ def test_a_broken_plugin_is_one_line(tmp_path: Path) -> None:
         "crmflow: crmflow.actions entry point 'bad' (broken_mod:NOTHING) cannot be loaded: "
         "RuntimeError: half installed\n"
     )
+
+
+def test_the_daemon_hands_a_plugin_action_to_its_workers_and_its_output_to_the_next(
+    site: Path, tmp_path: Path
+) -> None:
+    """In the daemon an action of a plugin (it may wait on another host) is tried by a
+    worker, not while the change is handled; the action after it waits for its outcome,
+    retries included, and renders its steps.<id>."""
+    import sqlite3
+
+    from crmflow.crm.demo import create_demo_crm
+
+    log = tmp_path / "tickets.log"
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "w.yaml").write_text(WORKFLOW.replace("LOG", str(log)))
+    create_demo_crm(tmp_path / "crm.db")
+    (tmp_path / "crmflow.yaml").write_text(
+        "crm: sqlite:///crm.db\ntimezone: UTC\nretry: {base_delay: 0s, max_attempts: 3}\n"
+        "email: {transport: maildir, path: mail/}\n"
+    )
+    assert run(site, tmp_path, "tick").returncode == 0  # the baseline
+    with sqlite3.connect(tmp_path / "crm.db") as conn:
+        conn.execute(
+            "INSERT INTO deals (id, name, updated_by, updated_at) "
+            "VALUES (77, 'Acme', 2, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))"
+        )
+    for _ in range(3):  # the change; the ticket's retry; the warning behind it
+        assert run(site, tmp_path, "tick").returncode == 0
+    history = json.loads(
+        run(site, tmp_path, "history", "--workflow", "escalate", "--format", "json").stdout
+    )
+    steps = [(h["action_type"], h["outcome"]) for h in history if h.get("action_type")]
+    assert steps == [
+        ("ticket", "retried"),
+        ("ticket", "done"),
+        ("warn", "done"),
+    ], history
+    with sqlite3.connect(tmp_path / "crm.db") as conn:
+        warned = conn.execute("SELECT body FROM notifications WHERE body LIKE 'ticket%'").fetchall()
+    assert warned == [("ticket 7",)]

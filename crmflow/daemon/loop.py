@@ -114,6 +114,9 @@ class Daemon:
         self.state: State = self.runtime.state
         self.services = self.runtime.services
         self.executor = self.runtime.executor
+        # Actions that wait on other hosts go to the workers (daemon/workers.py), never
+        # tried while a change is handled.
+        self.executor.hand_over = True
         settings = config.daemon
         self.poll_interval = settings.poll_interval.seconds
         self.retention = settings.history_retention

@@ -88,6 +88,9 @@ class RulePlan:
     # and dies with the plan, so no later plan can inherit it.
     failed: bool = False  # an action failed: the workflow's later actions are skipped
     wait_row: int | None = None  # the pending row of its latest wait, which followers name
+    # An action of this run went to the daemon's workers (Executor.hand_over): every
+    # later one waits behind it (wait_row names the latest such row) for its outcome.
+    led: bool = False
     rescheduled: bool = False  # a date trigger's older pending rows were cancelled
     within_limit: bool = False  # its workflow's limit: was counted for this run: not reached
     mode_checked: bool = False  # its workflow's mode was asked about this run (modes.py)

@@ -139,6 +139,11 @@ class Executor:
         self.on_recovered: Callable[[], None] | None = None
         # The queued run being released (its run id): its mode has already had its say.
         self.releasing: str | None = None
+        # The daemon: an action that waits on another host is not tried while a change is
+        # handled but stored due at once, for the daemon's workers; the run's later
+        # actions wait behind it for its outcome (and its steps.<id>). A hanging host then
+        # holds up neither the poll nor other hosts' actions.
+        self.hand_over = False
 
     # -- the performer ----------------------------------------------------------------
     def perform(self, run: ActionRun) -> dict[str, Any] | None:
@@ -160,6 +165,8 @@ class Executor:
             return self._defer(run, key)
         if self.holds(run, key):
             return self._defer(run, key)  # held by its cap (or by hand): kept, not dropped
+        if self.hand_over and (run.rule.led or self._waits_on_host(run.action)):
+            return self._to_workers(run, key)
         outcome = self.run_now(run, key) if self.inline_retries else self._run_once(run, key)
         if outcome is None:  # stored to be tried later
             return None
@@ -180,6 +187,71 @@ class Executor:
     def run_of(self, run: ActionRun) -> str:
         """The run this action belongs to: its workflow's firing for this change."""
         return run_id(run.workflow.id, run.event.entity, run.event.id, _change(run))
+
+    # -- actions for the daemon's workers ---------------------------------------------
+    @staticmethod
+    def _waits_on_host(action: Action) -> bool:
+        return action.type not in IN_DATABASE and action.digest is None
+
+    def _to_workers(self, run: ActionRun, key: str) -> None:
+        """Store an action due now instead of trying it: the daemon's workers try it
+        (daemon/due.py). One that waits on a host leads the run's later actions, which
+        are stored waiting behind it; `finish` lets them go, with its output, or cancels
+        them when it fails."""
+        planned = run.planned
+        leads = self._waits_on_host(run.action)
+        status = PendingStatus.WAITING if run.rule.led else PendingStatus.PENDING
+        stored = self._store(run, key, run.now, status, leads=leads, now=True)
+        if stored is None:  # this change was handled before: its rows are there
+            stored = self._require_state().pending_id(key)
+            planned.status, planned.result = "skipped", "already scheduled"
+        else:
+            planned.status = "scheduled"
+            planned.result = "after the action before it" if run.rule.led else "to a worker now"
+        if leads and stored is not None:
+            run.rule.wait_row, run.rule.led = stored, True
+        planned.key = key
+
+    def _after_lead(
+        self, row: PendingAction, status: PendingStatus, reason: str | None, output: Any
+    ) -> None:
+        """The run's actions waiting behind `row` (an action handed to the workers),
+        once it has ended: due when it was done (with its output as steps.<id>);
+        cancelled, every later action of the run, when it failed or was cancelled."""
+        state = self._require_state()
+        run = row.context.get("run")
+        later = [
+            r
+            for r in state.find_pending(
+                workflow=row.workflow,
+                entity=row.entity,
+                record_id=row.record_id,
+                statuses=(PendingStatus.WAITING,),
+            )
+            if r.context.get("run") == run
+        ]
+        if status != PendingStatus.DONE:
+            why = (
+                "an earlier action of this workflow failed"
+                if status == PendingStatus.FAILED
+                else f"an earlier action of this workflow was cancelled: {reason}"
+            )
+            for follower in later:
+                state.update_pending(follower.id, status=PendingStatus.CANCELLED, last_error=why)
+                state.record_pending("cancelled", follower, why)
+            return
+        step = row.context.get("step")
+        for follower in later:
+            values: dict[str, Any] = {}
+            if step:
+                values["context"] = {
+                    **follower.context,
+                    "steps": {**(follower.context.get("steps") or {}), step: output or {}},
+                }
+            if follower.wait_id == row.id:
+                values["status"] = PendingStatus.PENDING
+            if values:
+                state.update_pending(follower.id, **values)
 
     # -- run modes (engine/modes.py) --------------------------------------------------
     def _apply_mode(self, run: ActionRun) -> None:
@@ -438,6 +510,8 @@ class Executor:
 
         It reads the CRM, so it runs on the daemon's thread, inside its CRM batch."""
         action = workflow.actions[row.action_index]
+        if row.context.get("now"):
+            return self._prepare_handed_over(row, workflow, action)
         current = self.services.require_crm().get(row.entity, row.record_id)
         if current is None:
             gone = f"{row.entity} {row.record_id} is gone"
@@ -455,6 +529,32 @@ class Executor:
             )
         except TemplateFailure as exc:
             return Settled(self.finish(row, PendingStatus.FAILED, str(exc), history=True))
+        return Ready(row, workflow, event, params)
+
+    def _prepare_handed_over(
+        self, row: PendingAction, workflow: Workflow, action: Action
+    ) -> Ready | Settled:
+        """A row stored for the workers as its change was handled (Executor._to_workers):
+        judged then, against the record as the change left it (a deleted record too), it
+        is not checked again; its templates are rendered again only for the outputs of the
+        actions it waited behind (steps.<id>)."""
+        stored = row.context["event"]
+        event = Event.from_stored(row.entity, stored, stored["record"])
+        params = row.context.get("params")
+        if action.definition.templated and row.context.get("steps"):
+            assert event.at is not None
+            context = template_context(
+                event,
+                event.at,
+                self.services.config.timezone,
+                self.services.require_crm().related(),
+                workflow,
+                row.context.get("steps"),
+            )
+            try:
+                params = render_tree(action.params, context)
+            except TemplateFailure as exc:
+                return Settled(self.finish(row, PendingStatus.FAILED, str(exc), history=True))
         return Ready(row, workflow, event, params)
 
     def held_back(self, ready: Ready, now: datetime) -> bool:
@@ -495,7 +595,7 @@ class Executor:
         if outcome.status == "failed":
             self._durably(lambda: self.finish(row, PendingStatus.FAILED, outcome.detail))
         else:  # done, or skipped because it was done before: the row's work is done
-            self._durably(lambda: self.finish(row, PendingStatus.DONE, None))
+            self._durably(lambda: self.finish(row, PendingStatus.DONE, None, output=outcome.output))
         return f"{outcome.status}: {outcome.detail}"
 
     def held(self, workflow_id: str) -> bool:
@@ -597,11 +697,17 @@ class Executor:
         reason: str | None,
         *,
         history: bool = False,
+        output: Any = None,
     ) -> str | None:
-        """End a pending row. A cancellation, or any end when `history` is asked, goes to
-        the history; then the daemon's log says so too: the line is returned."""
+        """End a pending row (and, for one the run's later actions wait behind, let them
+        go or cancel them, in the same transaction). A cancellation, or any end when
+        `history` is asked, goes to the history; then the daemon's log says so too: the
+        line is returned."""
         state = self._require_state()
-        state.update_pending(row.id, status=status, last_error=reason)
+        with state.unit():
+            state.update_pending(row.id, status=status, last_error=reason)
+            if row.context.get("leads"):
+                self._after_lead(row, status, reason, output)
         if status != PendingStatus.CANCELLED and not history:
             return None
         state.record_pending(status, row, reason or "")
@@ -638,7 +744,8 @@ class Executor:
             )
         if self.paused() and due is not None and due < run.now:
             due = run.now
-        status = PendingStatus.WAITING if planned.after_wait else PendingStatus.PENDING
+        led = planned.after_wait or run.rule.led
+        status = PendingStatus.WAITING if led else PendingStatus.PENDING
         stored = self._store(run, key, due, status)
         if run.action.type == "wait" and stored is not None:
             run.rule.wait_row = stored
@@ -672,6 +779,8 @@ class Executor:
         attempts: int = 0,
         last_error: str | None = None,
         whole_run: bool = False,
+        leads: bool = False,
+        now: bool = False,
     ) -> int | None:
         """Store the action for later; with `whole_run`, the run it begins (a queued run:
         its row stands for all of its actions, planned afresh when its turn comes)."""
@@ -687,6 +796,12 @@ class Executor:
         if whole_run:
             # Planned afresh at its turn, it must name its change as now: same keys.
             context["change"] = _change(run)
+        if now:
+            context["now"] = True  # judged as its change was handled: not checked again
+        if leads:
+            # Later actions of the run wait behind it (Executor._after_lead).
+            context["leads"] = True
+            context["step"] = run.action.id
         stored = state.schedule(
             key=key,
             workflow=run.workflow.id,

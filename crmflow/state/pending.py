@@ -124,6 +124,12 @@ class PendingStore(Tables):
         except IntegrityError:
             return None
 
+    def pending_id(self, key: str) -> int | None:
+        """The id of the row stored under `key`, if any."""
+        with self._connect() as conn:
+            found = conn.execute(select(pending.c.id).where(pending.c.key == key)).scalar()
+        return None if found is None else int(found)
+
     def pending_actions(self, status: str | None = None) -> list[PendingAction]:
         query = select(pending).order_by(pending.c.due_at, pending.c.id)
         if status is not None:
