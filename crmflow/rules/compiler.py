@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Hashable
 from datetime import tzinfo
 from pathlib import Path
 from typing import Any
@@ -15,18 +16,50 @@ from typing import Any
 from crmflow import durations
 from crmflow.errors import ConfigError
 from crmflow.rules.actions import action_type, normalise_params
-from crmflow.rules.conditions import ConditionCompiler
+from crmflow.rules.conditions import ClauseTable, ConditionCompiler, value_key
 from crmflow.rules.digest import DigestSpec
 from crmflow.rules.registry import ACTIONS
 from crmflow.rules.templates import compile_tree
-from crmflow.rules.triggers import compile_trigger
+from crmflow.rules.triggers import CompiledTrigger, compile_trigger
 from crmflow.rules.workflow import Action, Workflow
 from crmflow.rules.yamlload import Document
 
 
-def compile_workflow(doc: Document, tz: tzinfo) -> Workflow:
+class Shared:
+    """Equal parts of the workflows of one load (one time zone), made once: field
+    clauses and their getters (ClauseTable), and triggers.
+
+    Rule sets repeat themselves (the same trigger, `stage: won`): each repeat would
+    otherwise hold objects of its own for as long as the rules are loaded. Only parts
+    that nothing changes after compiling are shared.
+    """
+
+    __slots__ = ("clauses", "triggers", "tz")
+
+    def __init__(self, tz: tzinfo) -> None:
+        self.tz = tz
+        self.clauses = ClauseTable(tz)
+        self.triggers: dict[Hashable, CompiledTrigger] = {}
+
+    def trigger(self, spec: dict[str, Any]) -> CompiledTrigger:
+        key = value_key(spec)
+        if key is None:
+            return compile_trigger(spec, self.tz)
+        trigger = self.triggers.get(key)
+        if trigger is None:
+            trigger = self.triggers[key] = compile_trigger(spec, self.tz)
+        return trigger
+
+
+def compile_workflow(doc: Document, tz: tzinfo, shared: Shared | None = None) -> Workflow:
+    """The workflow of a valid document; `shared` (one per load) shares equal parts with
+    the other workflows compiled with it."""
+    if shared is None:
+        shared = Shared(tz)
+    elif shared.tz is not tz:
+        raise ValueError("shared parts serve the workflows of one time zone")
     data: dict[str, Any] = doc.data
-    conditions = ConditionCompiler(tz)
+    conditions = ConditionCompiler(tz, shared.clauses)
     actions = []
     for index, spec in enumerate(data["actions"]):
         kind = action_type(spec)
@@ -59,13 +92,11 @@ def compile_workflow(doc: Document, tz: tzinfo) -> Workflow:
                 params=compile_tree(params, definition.html_keys)
                 if definition.templated
                 else params,
-                raw=params,
                 location=doc.locate(("actions", index)),
                 id=spec.get("id"),
                 delay=durations.parse(spec["delay"]) if "delay" in spec else None,
                 within=spec.get("within"),
                 condition=conditions.compile(spec["if"]) if "if" in spec else None,
-                condition_raw=spec.get("if"),
                 **extra,
             )
         )
@@ -73,7 +104,7 @@ def compile_workflow(doc: Document, tz: tzinfo) -> Workflow:
     return Workflow(
         id=data["id"],
         entity=data["entity"],
-        trigger=compile_trigger(data["trigger"], tz),
+        trigger=shared.trigger(data["trigger"]),
         condition=conditions.compile(data.get("conditions")),
         actions=tuple(actions),
         location=doc.locate(),

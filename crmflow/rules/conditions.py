@@ -7,10 +7,9 @@ reasons, `eval --explain` and the history.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
-from functools import cached_property
 from typing import Any, Protocol
 
 from crmflow.rules.operators import OperatorDef
@@ -83,7 +82,14 @@ class Trace:
 
 
 class Condition:
-    """A compiled condition node."""
+    """A compiled condition node.
+
+    Slotted, as are its kinds: a rule set holds thousands of nodes. `__dict__` stays
+    available (made only when something sets an attribute of its own, such as a test's
+    wrapper around `reason`), so that costs one pointer a node.
+    """
+
+    __slots__ = ("__dict__", "check")
 
     check: Callable[[Facts], bool]
 
@@ -129,16 +135,22 @@ def make_getter(path: str) -> Getter:
     return get_path
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class FieldClause(Condition):
+    """One test of one field. Equal clauses of one load are one object (ClauseTable)."""
+
     path: str
     op: str
     operand: Any
     definition: OperatorDef
+    # A change clause's number in its workflow: its result is kept by that number for
+    # delayed actions (Facts.kept, stored with pending actions). 0 for a value clause,
+    # which keeps nothing, so that equal value clauses are equal wherever they stand.
     uid: int
     getter: Getter = field(repr=False)
     test: Any = field(repr=False)
     other: Getter | None = field(default=None, repr=False)  # `{field: ...}` operand
+    _label: str | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         getter, test = self.getter, self.test
@@ -171,11 +183,17 @@ class FieldClause(Condition):
             return f"{self.label}: {seen}"
         return self.explain(facts).text
 
-    @cached_property
+    @property
     def label(self) -> str:
-        if self.other is not None:
-            return f"{self.path} {self.op} {self.operand['field']}"
-        return f"{self.path} {self.op} {display(self.operand)}"
+        # Worded at first use and kept: reasons name it for every event the clause fails.
+        label = self._label
+        if label is None:
+            if self.other is not None:
+                label = f"{self.path} {self.op} {self.operand['field']}"
+            else:
+                label = f"{self.path} {self.op} {display(self.operand)}"
+            self._label = label
+        return label
 
     def explain(self, facts: Facts) -> Trace:
         ok = self.check(facts)
@@ -202,7 +220,7 @@ class FieldClause(Condition):
         return [self] if self.definition.kind == "change" else []
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class AllOf(Condition):
     children: tuple[Condition, ...]
 
@@ -239,7 +257,7 @@ class AllOf(Condition):
         return [c for child in self.children for c in child.change_clauses()]
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class AnyOf(Condition):
     children: tuple[Condition, ...]
 
@@ -262,7 +280,7 @@ class AnyOf(Condition):
         return [c for child in self.children for c in child.change_clauses()]
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Not(Condition):
     child: Condition
 
@@ -281,6 +299,8 @@ class Not(Condition):
 
 
 class Always(Condition):
+    __slots__ = ()
+
     def __init__(self) -> None:
         self.check = lambda facts: True
 
@@ -291,13 +311,40 @@ class Always(Condition):
 ALWAYS = Always()
 
 
-class ConditionCompiler:
-    """Turns condition mappings (already schema-valid) into Condition trees."""
+class ClauseTable:
+    """Getters and field clauses made once for all the workflows of one load.
+
+    Most clauses recur across a rule set (`stage: won`, the same field read by many
+    workflows): each equal clause is one object, with one getter and one compiled test.
+    A clause's parts depend only on its path, operator, operand, time zone and (for a
+    change clause) uid, so sharing it changes no answer. The table lives as long as the
+    load that fills it: what it keeps alive is what the compiled rules hold anyway.
+    """
+
+    __slots__ = ("clauses", "getters", "tz")
 
     def __init__(self, tz: tzinfo) -> None:
         self.tz = tz
+        self.getters: dict[str, Getter] = {}
+        self.clauses: dict[Hashable, FieldClause] = {}
+
+
+class ConditionCompiler:
+    """Turns condition mappings (already schema-valid) into Condition trees.
+
+    One per workflow (the uids of change clauses count within it); a `table` shared by
+    the compilers of one load lets equal clauses of its workflows be one object.
+    """
+
+    def __init__(self, tz: tzinfo, table: ClauseTable | None = None) -> None:
+        if table is None:
+            table = ClauseTable(tz)
+        elif table.tz is not tz:
+            raise ValueError("a clause table serves the compilers of one time zone")
+        self.tz = tz
         self._uid = 0
-        self._getters: dict[str, Getter] = {}
+        self._table = table
+        self._getters = table.getters
 
     def compile(self, spec: Any) -> Condition:
         if spec is None:
@@ -333,16 +380,54 @@ class ConditionCompiler:
 
     def _field(self, path: str, op: str, operand: Any) -> FieldClause:
         definition: OperatorDef = OPERATORS[op]
-        getter = self._getter(path)
+        # Every clause takes a number, as it always has: the uids of change clauses are
+        # stored with pending actions, so they must not move.
         self._uid += 1
+        uid = self._uid if definition.kind == "change" else 0
+        value = value_key(operand)
+        if value is None:
+            return self._make(path, op, operand, definition, uid)
+        key = (path, op, value, uid)
+        clause = self._table.clauses.get(key)
+        if clause is None:
+            clause = self._table.clauses[key] = self._make(path, op, operand, definition, uid)
+        return clause
+
+    def _make(
+        self, path: str, op: str, operand: Any, definition: OperatorDef, uid: int
+    ) -> FieldClause:
+        getter = self._getter(path)
         if is_field_ref(operand) and definition.pair is not None:
             other = self._getter(operand["field"])
             pair, tz = definition.pair, self.tz
             test = lambda value, facts: pair(value, other(facts.record, facts), tz)  # noqa: E731
-            return FieldClause(path, op, operand, definition, self._uid, getter, test, other)
+            return FieldClause(path, op, operand, definition, uid, getter, test, other)
         return FieldClause(
-            path, op, operand, definition, self._uid, getter, definition.build(operand, self.tz)
+            path, op, operand, definition, uid, getter, definition.build(operand, self.tz)
         )
+
+
+def value_key(value: Any) -> Hashable | None:
+    """A key equal for two values exactly when they are the same data; None for a value
+    it cannot vouch for (no sharing then).
+
+    Types are part of it (1, 1.0 and True are equal in Python, not in a workflow), floats
+    go by repr (-0.0 == 0.0, yet `display` tells them apart), and order counts (mappings
+    are worded in their order). A nan has none: inside a list or set, Python finds a nan
+    by identity, so two nans are not interchangeable.
+    """
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return (kind, value)
+    if kind is float:
+        return None if value != value else (kind, repr(value))
+    if kind is list or kind is tuple:
+        items = [value_key(item) for item in value]
+        return None if None in items else (kind, tuple(items))
+    if kind is dict:
+        pairs = [(value_key(k), value_key(v)) for k, v in value.items()]
+        return None if any(None in pair for pair in pairs) else (kind, tuple(pairs))
+    return None
 
 
 def is_field_ref(operand: Any) -> bool:

@@ -134,6 +134,11 @@ class RuleSet:
         # cooldowns): the fast matcher leaves those to the evaluator.
         self.needs_state = any(w.depends_on_state for w in self.workflows)
         self._index: dict[tuple[str, str], tuple[Entry, ...]] = {}
+        # Held as long as the rules: a workflow's one reacting Entry serves every event
+        # its trigger takes, and each static reason is one string for all the workflows
+        # whose triggers word it alike.
+        reacting: dict[int, Entry] = {}
+        reasons: dict[tuple[str, frozenset[str], str], str] = {}
         for entity in {w.entity for w in self.workflows}:
             for kind in EVENT_KINDS:
                 entries = []
@@ -141,16 +146,19 @@ class RuleSet:
                     if w.entity != entity or not w.enabled:
                         continue
                     if kind in w.trigger.events:
-                        entries.append(Entry(w, True))
+                        entry = reacting.get(id(w))
+                        if entry is None:
+                            entry = reacting[id(w)] = Entry(w, True)
+                        entries.append(entry)
                     else:
-                        takes = ", ".join(sorted(w.trigger.events))
-                        entries.append(
-                            Entry(
-                                w,
-                                False,
-                                f"trigger {w.trigger.describe}: reacts to {takes}, not {kind}",
+                        key = (w.trigger.describe, w.trigger.events, kind)
+                        reason = reasons.get(key)
+                        if reason is None:
+                            takes = ", ".join(sorted(w.trigger.events))
+                            reason = reasons[key] = (
+                                f"trigger {w.trigger.describe}: reacts to {takes}, not {kind}"
                             )
-                        )
+                        entries.append(Entry(w, False, reason))
                 self._index[(entity, kind)] = tuple(entries)
 
     def entries(self, entity: str, event: str) -> tuple[Entry, ...]:
@@ -161,9 +169,11 @@ class RuleSet:
 
 
 def compile_documents(documents: Iterable[Document], config: Config) -> RuleSet:
-    from crmflow.rules.compiler import compile_workflow
+    from crmflow.rules.compiler import Shared, compile_workflow
 
-    return RuleSet(compile_workflow(doc, config.timezone) for doc in documents)
+    # One Shared for the load: equal parts of its workflows are one object each.
+    shared = Shared(config.timezone)
+    return RuleSet(compile_workflow(doc, config.timezone, shared) for doc in documents)
 
 
 def load_valid_documents(

@@ -290,21 +290,40 @@ def is_template(text: str) -> bool:
 def compile_tree(value: Any, html_keys: frozenset[str] = frozenset()) -> Any:
     """Action parameters with every template string replaced by a Template.
 
-    Top-level keys in `html_keys` are HTML: their templates escape what they insert.
+    Top-level keys in `html_keys` are HTML: their templates escape what they insert. A
+    part without templates comes back as it is, not copied: compiled actions keep their
+    parameters for as long as the rules are loaded, and most parameters hold none.
     """
-    if html_keys and isinstance(value, dict):
-        return {
+    if isinstance(value, str):
+        return Template(value) if is_template(value) else value
+    if isinstance(value, dict):
+        compiled = {
             k: Template(v, autoescape=True)
             if k in html_keys and isinstance(v, str)
             else compile_tree(v)
             for k, v in value.items()
         }
-    if isinstance(value, str):
-        return Template(value) if is_template(value) else value
-    if isinstance(value, dict):
-        return {k: compile_tree(v) for k, v in value.items()}
+        same = all(compiled[k] is v for k, v in value.items())
+        return value if same else compiled
     if isinstance(value, list):
-        return [compile_tree(v) for v in value]
+        items = [compile_tree(v) for v in value]
+        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
+    return value
+
+
+def source_tree(value: Any) -> Any:
+    """What `compile_tree` compiled, back as written: each Template as its source text.
+
+    A part without templates comes back as it is (compile_tree did not copy it either).
+    """
+    if type(value) is Template:
+        return value.source
+    if type(value) is dict:
+        written = {k: source_tree(v) for k, v in value.items()}
+        return value if all(written[k] is v for k, v in value.items()) else written
+    if type(value) is list:
+        items = [source_tree(v) for v in value]
+        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
     return value
 
 

@@ -11,21 +11,23 @@ from crmflow.errors import Location
 from crmflow.rules.actions import ActionDef
 from crmflow.rules.conditions import Condition
 from crmflow.rules.digest import DigestSpec
+from crmflow.rules.templates import source_tree
 from crmflow.rules.triggers import CompiledTrigger
 
 
-@dataclass(frozen=True, eq=False)
+# Slotted: a rule set of thousands of workflows holds one of each per workflow or action.
+@dataclass(frozen=True, eq=False, slots=True)
 class Action:
     index: int
     type: str
     definition: ActionDef
-    params: Any  # parameters with template strings compiled (see templates.compile_tree)
-    raw: dict[str, Any]  # the action's parameters as written
+    # The parameters with template strings compiled (templates.compile_tree): the very
+    # mapping as written when none is a template, so one copy serves as both.
+    params: Any
     location: Location
     id: str | None = None
     delay: Duration | None = None
     condition: Condition | None = None
-    condition_raw: Any = None
     # wait
     wait_for: Duration | None = None
     until: Condition | None = None
@@ -44,8 +46,19 @@ class Action:
             due = next_working_moment(due, tz)
         return due
 
+    @property
+    def raw(self) -> Any:
+        """The action's parameters as written.
 
-@dataclass(frozen=True, eq=False)
+        Not kept beside `params`: for an action type that renders no templates it is
+        `params` itself; otherwise it is rebuilt from the templates' sources, a rare need.
+        """
+        if not self.definition.templated:
+            return self.params
+        return source_tree(self.params)
+
+
+@dataclass(frozen=True, eq=False, slots=True)
 class Workflow:
     id: str
     entity: str
