@@ -132,6 +132,10 @@ class CRM:
         except (SQLAlchemyError, ValueError, ImportError) as exc:
             raise ConfigError(f"crm: cannot open {_safe_url(url)}: {exc}") from None
         self._tables: dict[str, Table] = {}
+        # Tables are reflected on first use, by whichever thread needs one first (the
+        # daemon's or a worker's): one at a time, or a thread may meet a table another
+        # is still filling in (no columns yet).
+        self._reflecting = threading.RLock()
         self._joins: dict[str, Table] = {}
         self._stage_cache: dict[str, dict[Any, str]] = {}
         self._lookups: dict[str, Any] = {}
@@ -215,7 +219,10 @@ class CRM:
             # MySQL-style declarations in SQLite (INT(11)) reflect with a warning per
             # column; the type is right without its display width.
             warnings.filterwarnings("ignore", message="Could not instantiate type")
-            return Table(name, self._metadata, schema=schema or None, autoload_with=self.engine)
+            with self._reflecting:
+                return Table(
+                    name, self._metadata, schema=schema or None, autoload_with=self.engine
+                )
 
     def has_table(self, name: str) -> bool:
         entity = self.model.get(name)

@@ -170,8 +170,8 @@ class Daemon:
                 config.actions.concurrency,
                 config.actions.per_host,
                 on_error=lambda exc: self.log.warn(
-                    f"an action's outcome was not recorded ({exc}): it runs again, under "
-                    "its key, when its claim runs out"
+                    f"an action's outcome was not recorded ({type(exc).__name__}: {exc}): "
+                    "it runs again, under its key, when its claim runs out"
                 ),
             ),
         )
