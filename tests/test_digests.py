@@ -185,6 +185,21 @@ def test_a_digest_waits_for_its_hour_and_the_next_day_starts_a_new_one(
             '{every: 1d, at: "25:00"}',
             "CF229 d: at: '25:00' is no time of day",
         ),
+        (
+            "notify: {to: [3], subject: s, body: b}",
+            "{every: 100000000w}",
+            "CF229 d: every: 100000000w is over a year",
+        ),
+        (
+            "notify: {to: [3], subject: s, body: b}",
+            "{every: 24h}",
+            "CF229 d: every: 24h is a day or more; say it in days (1d) or weeks (1w)",
+        ),
+        (
+            "notify: {to: [3], subject: s, body: b}",
+            '{every: 1d, subject: "Week of {{ deal.name }}"}',
+            "CF229 d: subject: a digest's subject is plain text",
+        ),
     ],
 )
 def test_lint_refuses_a_digest_it_cannot_keep(
@@ -200,3 +215,24 @@ def test_lint_refuses_a_digest_it_cannot_keep(
     )
     assert done.returncode == 1, done.stdout + done.stderr
     assert expected in done.stdout
+
+
+def test_what_was_collected_goes_even_when_the_digest_was_taken_out_since(
+    tmp_path: Path, mail: tuple[MailHandler, int]
+) -> None:
+    handler, port = mail
+    rig = quiet_rig(tmp_path, port, "[3]")
+    try:
+        rig.tick(hours=21)  # twelve collected for 08:00
+        # The workflow loses its digest: from now on each message goes on its own ...
+        undigested = QUIET.format(to="[3]").replace('    digest: {every: 1d, at: "08:00"}\n', "")
+        assert "digest" not in undigested
+        rig.rules({"quiet.yaml": undigested})
+        rig.start()
+        rig.tick(hours=1, minutes=1)
+        rig.tick(minutes=1)
+        # ... and the twelve it collected before still go, together, at their time.
+        messages = read(handler)
+        assert [m["Subject"] for m in messages] == ["Deals gone quiet (12 items)"]
+    finally:
+        rig.close()

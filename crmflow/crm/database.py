@@ -220,9 +220,7 @@ class CRM:
             # column; the type is right without its display width.
             warnings.filterwarnings("ignore", message="Could not instantiate type")
             with self._reflecting:
-                return Table(
-                    name, self._metadata, schema=schema or None, autoload_with=self.engine
-                )
+                return Table(name, self._metadata, schema=schema or None, autoload_with=self.engine)
 
     def has_table(self, name: str) -> bool:
         entity = self.model.get(name)

@@ -93,7 +93,9 @@ def collect(state: State, job: Job, spec: DigestSpec, tz: tzinfo) -> Outcome:
             context={
                 "recipient": recipient,
                 "sending": format_utc(sending),
+                "type": job.action.type,
                 "via": job.params.get("via"),
+                "reply_to": job.params.get("reply_to"),
             },
         )
     names = ", ".join(r.replace("user:", "user ").removeprefix("email:") for r in found)
@@ -103,16 +105,17 @@ def collect(state: State, job: Job, spec: DigestSpec, tz: tzinfo) -> Outcome:
 def message(
     workflow: Workflow,
     action: Action,
-    spec: DigestSpec,
+    spec: DigestSpec | None,
     context: dict[str, Any],
     items: list[DigestItem],
     tz: tzinfo,
 ) -> dict[str, Any]:
-    """The parameters of the one message that sends a digest's items to its recipient."""
+    """The parameters of the one message that sends a digest's items to its recipient
+    (`spec` None: the action has lost its `digest:` since; what it collected goes)."""
     if not items:
         raise ActionError("the digest has no items")
     count = len(items)
-    title = spec.subject or workflow.title
+    title = (spec.subject if spec is not None else None) or workflow.title
     subject = f"{title} ({count} item{'s' if count != 1 else ''})"
     first, last = (_local(item.at, tz) for item in (items[0], items[-1]))
     span = f"at {first}" if first == last else f"from {first} to {last}"
@@ -124,6 +127,8 @@ def message(
     params: dict[str, Any] = {"subject": subject, "body": "\n".join(lines)}
     if action.type == "email":
         params["to"] = [who]
+        if context.get("reply_to"):
+            params["reply_to"] = context["reply_to"]
     else:
         params["to"] = [int(who) if kind == "user" and who.isdigit() else who]
         params["via"] = context.get("via") or ["inbox"]

@@ -34,6 +34,7 @@ from crmflow.engine.modes import (
 from crmflow.engine.retry import GiveUp, RetryPolicy
 from crmflow.errors import ActionError, CrmflowError
 from crmflow.keys import action_key, record_version
+from crmflow.rules.actions import IN_DATABASE
 from crmflow.rules.conditions import Facts
 from crmflow.rules.templates import TemplateFailure, render_tree
 from crmflow.rules.workflow import Action, Workflow
@@ -82,12 +83,6 @@ def _no_longer_holds(workflow: Workflow, action: Action, facts: Facts) -> str | 
             return f"{label} no longer hold: {condition.reason(facts)}"
     return None
 
-
-# Action types whose effect is a write to the CRM database or nothing outside crmflow:
-# they never wait on another host.
-IN_DATABASE = frozenset(
-    {"create", "update", "set_stage", "delete", "generate_code", "warn", "document"}
-)
 
 # How long an effect already made waits for its record while the state database is
 # unavailable, before the tick gives up (and the effect may be repeated, under its key).
@@ -373,6 +368,8 @@ class Executor:
             )
         except CrmflowError as exc:
             return Outcome("failed", str(exc))
+        except OverflowError:  # a sending past the year 9999
+            return Outcome("failed", "the digest's next sending is out of range")
 
     def prepare_digest(self, row: PendingAction, workflow: Workflow) -> Ready | Settled:
         """A digest's sending row: its items as one message, Ready to be tried (or
@@ -381,13 +378,16 @@ class Executor:
 
         index = row.action_index
         action = workflow.actions[index] if index < len(workflow.actions) else None
-        if action is None or action.digest is None:
-            gone = "the workflow changed: this action has no digest any more"
-            return Settled(self.finish(row, PendingStatus.CANCELLED, gone))
+        kind = row.context.get("type") or (action.type if action is not None else None)
+        if action is None or action.type != kind:
+            # What was collected cannot go as it was meant to: say so, keep the items.
+            gone = f"the workflow changed: the {kind} action that collected this digest is gone"
+            return Settled(self.finish(row, PendingStatus.CANCELLED, gone, history=True))
         items = self._require_state().digest(row.key)
         if not items:
             return Settled(self.finish(row, PendingStatus.DONE, None))
         tz = self.services.config.timezone
+        # An action that has lost its `digest:` since still sends what it collected.
         params = message(workflow, action, action.digest, row.context, items, tz)
         # A digest is of many records: its messages name none.
         return Ready(row, workflow, Event(workflow.entity, "tick", {}), params)

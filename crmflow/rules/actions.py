@@ -308,6 +308,12 @@ _register(
     )
 )
 
+# Action types whose effect is a write to the CRM database or nothing outside crmflow:
+# they never wait on another host (the daemon does them as a change is handled).
+IN_DATABASE = frozenset(
+    {"create", "update", "set_stage", "delete", "generate_code", "warn", "document"}
+)
+
 COMMON_KEYS: dict[str, dict[str, Any]] = {
     "id": {
         "type": "string",

@@ -25,7 +25,7 @@ from crmflow import durations
 from crmflow.cron import CronError, parse_cron
 from crmflow.errors import Location
 from crmflow.findings import Finding
-from crmflow.rules.actions import action_type, normalise_params
+from crmflow.rules.actions import IN_DATABASE, action_type, normalise_params
 from crmflow.rules.conditions import is_field_ref, iter_field_clauses
 from crmflow.rules.entities import TEMPORAL_TYPES, EntityModel, suggest
 from crmflow.rules.operators import PATTERN_MAX_MEM, PatternError, compile_pattern
@@ -713,11 +713,12 @@ class _Checker:
                 ("max_runs",),
             )
         actions = [a for a in self.data.get("actions") or [] if isinstance(a, dict)]
-        if not any("delay" in a or "wait" in a for a in actions):
+        if not any("delay" in a or "wait" in a or not _in_database(a) for a in actions):
             self.add(
                 "CF228",
-                f"mode {mode or 'parallel'} has no effect: no action of this workflow waits "
-                "(a run waits only on a delay or a wait)",
+                f"mode {mode or 'parallel'} has no effect: every action of this workflow "
+                "is done as its change is handled (a run waits only on a delay, a wait, "
+                "or an action that goes to another host)",
                 where,
                 severity="warning",
             )
@@ -730,8 +731,8 @@ class _Checker:
         for i, spec in enumerate(self.data.get("actions") or []):
             if not isinstance(spec, dict) or not isinstance(spec.get("digest"), dict):
                 continue
-            if self.skips(("actions", i, "digest")):
-                continue
+            if self.touches(("actions", i, "digest")):
+                continue  # the schema's finding says it
             kind = next((k for k in spec if k in DIGESTIBLE or k in ACTIONS), None)
             if kind not in DIGESTIBLE:
                 self.add(
@@ -782,6 +783,14 @@ def document_findings(
         checker.check_fields()
         checker.check_actions()
     return checker.findings
+
+
+def _in_database(spec: dict[str, Any]) -> bool:
+    """Whether the daemon does the action as its change is handled (the others go to its
+    workers, and their run waits for them meanwhile)."""
+    if "digest" in spec:
+        return True  # collected into the state
+    return any(key in IN_DATABASE for key in spec)
 
 
 @dataclass(frozen=True, slots=True)
