@@ -149,17 +149,23 @@ def test_a_plugin_action_is_in_the_schema_lint_and_reference(site: Path, tmp_pat
     assert "needs one of" not in missing.stdout
 
 
-def test_a_plugin_action_runs_with_keys_retries_and_steps(site: Path, tmp_path: Path) -> None:
-    log = tmp_path / "tickets.log"
-    (tmp_path / "rules").mkdir()
-    (tmp_path / "rules" / "w.yaml").write_text(WORKFLOW.replace("LOG", str(log)))
+def ticket_project(folder: Path) -> Path:
+    """The demo CRM, the ticket workflow and a crmflow.yaml in `folder`; the tickets' log."""
     from crmflow.crm.demo import create_demo_crm
 
-    create_demo_crm(tmp_path / "crm.db")
-    (tmp_path / "crmflow.yaml").write_text(
+    log = folder / "tickets.log"
+    (folder / "rules").mkdir()
+    (folder / "rules" / "w.yaml").write_text(WORKFLOW.replace("LOG", str(log)))
+    create_demo_crm(folder / "crm.db")
+    (folder / "crmflow.yaml").write_text(
         "crm: sqlite:///crm.db\ntimezone: UTC\nretry: {base_delay: 0s, max_attempts: 3}\n"
         "email: {transport: maildir, path: mail/}\n"
     )
+    return log
+
+
+def test_a_plugin_action_runs_with_keys_retries_and_steps(site: Path, tmp_path: Path) -> None:
+    log = ticket_project(tmp_path)
     event = {"entity": "deal", "event": "created", "record": {"id": 4, "name": "Acme"}}
     dry = run(site, tmp_path, "eval", "--dry-run", "--format", "json", stdin=json.dumps(event))
     assert dry.returncode == 0, dry.stderr
@@ -205,16 +211,7 @@ def test_the_daemon_hands_a_plugin_action_to_its_workers_and_its_output_to_the_n
     retries included, and renders its steps.<id>."""
     import sqlite3
 
-    from crmflow.crm.demo import create_demo_crm
-
-    log = tmp_path / "tickets.log"
-    (tmp_path / "rules").mkdir()
-    (tmp_path / "rules" / "w.yaml").write_text(WORKFLOW.replace("LOG", str(log)))
-    create_demo_crm(tmp_path / "crm.db")
-    (tmp_path / "crmflow.yaml").write_text(
-        "crm: sqlite:///crm.db\ntimezone: UTC\nretry: {base_delay: 0s, max_attempts: 3}\n"
-        "email: {transport: maildir, path: mail/}\n"
-    )
+    ticket_project(tmp_path)
     assert run(site, tmp_path, "tick").returncode == 0  # the baseline
     with sqlite3.connect(tmp_path / "crm.db") as conn:
         conn.execute(

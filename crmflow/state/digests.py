@@ -7,9 +7,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import IntegrityError
 
 from crmflow.state.tables import Tables, digest_items, epoch
 
@@ -51,18 +48,7 @@ class DigestStore(Tables):
             "body": body,
             "at": epoch(at),
         }
-        with self._begin() as conn:
-            if conn.dialect.name in ("sqlite", "postgresql"):
-                # Inside a unit of work a failed insert would end PostgreSQL's transaction.
-                upsert = sqlite_insert if conn.dialect.name == "sqlite" else pg_insert
-                query = upsert(digest_items).values(row).on_conflict_do_nothing()
-                return bool(conn.execute(query).rowcount)
-        try:
-            with self._begin() as conn:
-                conn.execute(digest_items.insert().values(row))
-            return True
-        except IntegrityError:
-            return False
+        return self._insert_new(digest_items, row, digest_items.c.id) is not None
 
     def digest(self, bucket: str) -> list[DigestItem]:
         """A digest's items, in the order they were collected."""

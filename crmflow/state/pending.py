@@ -12,10 +12,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import func, select, update
 
 from crmflow.state.tables import Tables, epoch, pending
 
@@ -109,20 +106,8 @@ class PendingStore(Tables):
             "created_at": now,
             "updated_at": now,
         }
-        with self._begin() as conn:
-            if conn.dialect.name in ("sqlite", "postgresql"):
-                # A key stored before is no error: inside a unit of work a failed insert
-                # would end PostgreSQL's transaction, and with it the unit's other writes.
-                upsert = sqlite_insert if conn.dialect.name == "sqlite" else pg_insert
-                query = upsert(pending).values(row).on_conflict_do_nothing()
-                stored = conn.execute(query.returning(pending.c.id)).scalar()
-                return None if stored is None else int(stored)
-        try:
-            with self._begin() as conn:
-                result = conn.execute(insert(pending).values(row))
-                return int(result.inserted_primary_key[0])
-        except IntegrityError:
-            return None
+        stored = self._insert_new(pending, row, pending.c.id)
+        return None if stored is None else int(stored)
 
     def pending_id(self, key: str) -> int | None:
         """The id of the row stored under `key`, if any."""

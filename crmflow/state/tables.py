@@ -28,8 +28,10 @@ from sqlalchemy import (
     select,
     text,
 )
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from crmflow.drivers import engine_for
 from crmflow.errors import ConfigError
@@ -194,6 +196,25 @@ class Tables(Units):
 
     engine: Engine
     clock: Clock
+
+    def _insert_new(self, table: Table, row: dict[str, Any], returning: Column[Any]) -> Any:
+        """Insert `row` unless a unique key of it is taken: `returning`'s value, or None
+        when the row was there already.
+
+        A key stored before is no error: inside a unit of work a failed insert would end
+        PostgreSQL's transaction, and with it the unit's other writes.
+        """
+        with self._begin() as conn:
+            if conn.dialect.name in ("sqlite", "postgresql"):
+                upsert = sqlite_insert if conn.dialect.name == "sqlite" else pg_insert
+                query = upsert(table).values(row).on_conflict_do_nothing()
+                return conn.execute(query.returning(returning)).scalar()
+        try:
+            with self._begin() as conn:
+                result = conn.execute(insert(table).values(row))
+                return result.inserted_primary_key[0]
+        except IntegrityError:
+            return None
 
 
 def epoch(moment: datetime) -> float:
