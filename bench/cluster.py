@@ -88,6 +88,22 @@ def actions_per_second(admin: str, count: int, actions: int, port: int) -> float
             engine.dispose()
 
 
+def burst(updates: int = 2_000, runs: int = 1) -> list[dict[str, Any]]:
+    """Only the burst (`runs` times, each beside the committed code), on a throw-away
+    server: `python -m bench.cluster burst [UPDATES [RUNS]]`."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests.pgserver import PostgresServer
+
+    server = PostgresServer()
+    admin = server.start()
+    try:
+        return [
+            daemon.burst_before_after(updates, lambda: (_database(admin),) * 2) for _ in range(runs)
+        ]
+    finally:
+        server.stop()
+
+
 def measure(actions: int = 600, updates: int = 10_000) -> dict[str, Any]:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from tests.pgserver import PostgresServer
@@ -114,4 +130,7 @@ def measure(actions: int = 600, updates: int = 10_000) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    print(measure(*(int(a) for a in sys.argv[1:3])))
+    if sys.argv[1:2] == ["burst"]:
+        print(burst(*(int(a) for a in sys.argv[2:4])))
+    else:
+        print(measure(*(int(a) for a in sys.argv[1:3])))

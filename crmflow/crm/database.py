@@ -5,11 +5,16 @@ are checked against the database's own catalogue, and every value is a bound par
 A write made by an action commits in one transaction with its idempotency key in
 `crmflow_applied`, so doing it again is recognised and skipped. Inside a batch
 (`CRM.batch`) the writes of one thread share a transaction, each in a savepoint of its
-own, and are committed together: one commit (one sync of the CRM's file) for many.
+own, and are committed together: one commit (one sync of the CRM's file) for many. A
+batch of keys expected to be new (`new_keys`) spends one statement on a write: no
+savepoint, no look-up of its key, its key inserted with the others before the commit; a
+key applied before or a failing write rolls the batch back (RedoBatch), for its caller
+to make again the careful way.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import uuid
@@ -84,12 +89,26 @@ def plain(value: Any) -> Any:
     return value
 
 
+# Value types a record keeps as the driver gives them (plain() returns them as they are).
+_AS_IS = frozenset({str, int, bool, type(None)})
+
+
 class BatchLost(CrmUnavailable):
     """A batch's transaction failed: every write it held is gone.
 
     Raised by each later write and commit of that batch, so that nothing recording those
     writes as made (the state database's unit of work) can commit after it.
     """
+
+
+class RedoBatch(Exception):
+    """A batch of new keys (`CRM.batch(new_keys=True)`) was rolled back: one of its
+    writes failed, without a savepoint of its own to roll back to, or one of its keys
+    was applied before. Every write it held since its last commit is gone.
+
+    Not an ActionError, so no action takes it for its outcome: it goes up to whoever
+    opened the batch (daemon/batches.py), who makes the writes again in a batch that
+    looks each key up, where a failing write rolls back alone and a repeat is skipped."""
 
 
 @dataclass
@@ -101,12 +120,39 @@ class _Batch:
     writes: int = 0
     # Why its writes were lost, once they were: the batch then refuses to go on.
     lost: BaseException | None = None
+    # Its keys are expected to be new (CRM.batch): a write neither looks its key up nor
+    # inserts it; the keys are inserted together before each commit.
+    new_keys: bool = False
+    # The keys applied in the batch, with their results as `once` gave them: a key
+    # repeated within it is answered from here (its row may not be inserted yet).
+    applied: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # crmflow_applied rows of a batch of new keys not inserted yet.
+    unsaved: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     def refuse_if_lost(self) -> None:
+        if isinstance(self.lost, _Undone):
+            raise RedoBatch(
+                f"the batch's writes were rolled back, to be made again: {self.lost}"
+            ) from self.lost
         if self.lost is not None:
             raise BatchLost(
                 f"CRM unavailable, the batch's writes were rolled back: {short(self.lost)}"
             ) from self.lost
+
+
+class _Undone(Exception):
+    """Why a batch of new keys was rolled back (RedoBatch)."""
+
+
+def _count(batch: _Batch, key: str, ran: bool, result: Any) -> None:
+    """A write made in `batch` (`ran`), or recognised as made before."""
+    batch.writes += ran
+    if ran:
+        # As a repeat would read it from crmflow_applied: JSON's values (a new record's
+        # id, most often) are kept as they are.
+        batch.applied[key] = (
+            result if type(result) in _AS_IS else _loads(json.dumps(result, default=str))
+        )
 
 
 class CRM:
@@ -143,6 +189,10 @@ class CRM:
         self._applied: Table | None = None
         self._batches = threading.local()
         self._inserts: dict[str, Any] = {}
+        # Per entity (and the definition it was made for): fields of a result's columns,
+        # the column of each field written.
+        self._result_fields: dict[tuple[int, tuple[str, ...]], tuple[Entity, tuple[str, ...]]] = {}
+        self._field_columns: dict[tuple[str, str], tuple[Entity, Table, Any]] = {}
         # Whether writes are exactly once (crmflow_applied exists); None while the
         # database could not be asked (locked, unreachable): `ensure_applied` asks again.
         self.exactly_once: bool | None = False
@@ -232,11 +282,16 @@ class CRM:
     def _column(self, entity: str, field: str) -> Any:
         table = self.table(entity)
         definition = self.entity(entity)
+        # Asked for each value of each write: found once for the definition and table.
+        known = self._field_columns.get((entity, field))
+        if known is not None and known[0] is definition and known[1] is table:
+            return known[2]
         if field not in definition.fields and field not in table.c:
             raise ActionError(f"{entity} has no field {field!r}")
         column = definition.column(field)
         if column not in table.c:
             raise ActionError(f"{entity}.{field}: the table {table.name} has no column {column!r}")
+        self._field_columns[(entity, field)] = (definition, table, table.c[column])
         return table.c[column]
 
     # -- batches ----------------------------------------------------------------------
@@ -245,10 +300,17 @@ class CRM:
         return batch
 
     @contextmanager
-    def batch(self) -> Iterator[None]:
+    def batch(self, *, new_keys: bool = False) -> Iterator[None]:
         """This thread's writes (`once`) in one transaction, committed when the block ends
         and at each `commit_batch`; rolled back if the block raises. A batch opened inside
         another joins it.
+
+        `new_keys`: the caller expects its keys to be new (the daemon's first try of
+        changes no daemon began before), and its writes to succeed. A write then takes
+        one statement, its own: no savepoint, its key neither looked up before nor
+        inserted after (the batch's keys are inserted together before each commit). A
+        key applied before, or a write that fails, rolls the batch's writes back
+        (RedoBatch), for the caller to make again in a batch without `new_keys`.
 
         Whoever records the writes as made elsewhere (the daemon's state database) must
         commit the batch first (`commit_batch`), or a record could outlive its write. On
@@ -258,7 +320,7 @@ class CRM:
         if self._open_batch() is not None:
             yield
             return
-        batch = _Batch()
+        batch = _Batch(new_keys=new_keys)
         self._batches.batch = batch
         try:
             yield
@@ -283,6 +345,16 @@ class CRM:
         if conn is None or not conn.in_transaction():
             return
         try:
+            if batch.unsaved:
+                try:
+                    conn.execute(self._record_key, batch.unsaved)
+                except IntegrityError as exc:
+                    # A key of the batch was applied before (by a run whose record of it
+                    # the state no longer has, or by another daemon meanwhile): its
+                    # write was made a second time in this transaction, so all of it goes.
+                    self._lose(batch, _Undone(f"a key was applied before ({short(exc)})"))
+                    batch.refuse_if_lost()
+                batch.unsaved = []
             conn.commit()
         except SQLAlchemyError as exc:
             self._lose(batch, exc)
@@ -294,7 +366,9 @@ class CRM:
         if it held writes, the batch is lost."""
         if batch.writes:
             batch.lost = exc
+            batch.applied.clear()
         batch.writes = 0
+        batch.unsaved = []
         if batch.conn is not None:
             batch.conn.invalidate()
             batch.conn.close()
@@ -331,15 +405,48 @@ class CRM:
 
     # -- reading ----------------------------------------------------------------------
     def _record(self, entity: str, row: Any) -> dict[str, Any]:
+        return self._records(entity, [row], tuple(row._fields))[0]
+
+    def _records(
+        self, entity: str, rows: Iterable[Any], columns: tuple[str, ...]
+    ) -> list[dict[str, Any]]:
+        """The records of result rows whose columns are `columns` (a poll reads every row
+        of its window: the fields of the columns are worked out once)."""
         definition = self.entity(entity)
-        reverse = {column: field for field, column in definition.columns.items()}
-        record = {reverse.get(key, key): plain(value) for key, value in row._mapping.items()}
+        fields = self._fields_of(definition, columns)
         pipeline = definition.pipeline
-        if pipeline is not None and pipeline.lookup is not None:
-            # The stage by name, beside the id the row holds: what workflows speak of.
-            stage_id = record.get(definition.field_of(pipeline.lookup.key))
-            record[pipeline.field] = self._stage_name(entity, stage_id)
-        return record
+        stages = pipeline is not None and pipeline.lookup is not None
+        records = []
+        for row in rows:
+            # Most values are as JSON has them: only the others go through plain().
+            record = {
+                field: value if type(value) in _AS_IS else plain(value)
+                for field, value in zip(fields, row, strict=True)
+            }
+            if stages:
+                self._stage_of(entity, definition, record)
+            records.append(record)
+        return records
+
+    def _stage_of(self, entity: str, definition: Entity, record: dict[str, Any]) -> None:
+        """The stage by name, beside the id the row holds: what workflows speak of."""
+        pipeline = definition.pipeline
+        assert pipeline is not None and pipeline.lookup is not None
+        stage_id = record.get(definition.field_of(pipeline.lookup.key))
+        record[pipeline.field] = self._stage_name(entity, stage_id)
+
+    def _fields_of(self, definition: Entity, columns: tuple[str, ...]) -> tuple[str, ...]:
+        """The fields of a result's columns (a column not mapped is its own field's name),
+        worked out once for each entity and set of columns."""
+        key = (id(definition), columns)
+        found = self._result_fields.get(key)
+        if found is None or found[0] is not definition:
+            reverse = {column: field for field, column in definition.columns.items()}
+            found = self._result_fields[key] = (
+                definition,
+                tuple(reverse.get(c, c) for c in columns),
+            )
+        return found[1]
 
     def _stages(self, entity: str, *, fresh: bool = False) -> dict[Any, str]:
         """Stage id -> name of an entity whose stages are a table (read once, and again
@@ -427,7 +534,8 @@ class CRM:
         if live is not None:
             query = query.where(live)
         with self._reading() as conn:
-            return [self._record(entity, row) for row in conn.execute(query)]
+            result = conn.execute(query)
+            return self._records(entity, result, tuple(result.keys()))
 
     def find(
         self, entity: str, where: dict[str, Any], *, limit: int | None = None
@@ -443,7 +551,8 @@ class CRM:
         if limit is not None:
             query = query.limit(limit)
         with self._reading() as conn:
-            return [self._record(entity, row) for row in conn.execute(query)]
+            result = conn.execute(query)
+            return self._records(entity, result, tuple(result.keys()))
 
     def children(self, relation: Relation, parent: dict[str, Any]) -> list[dict[str, Any]]:
         """Records of a to-many relation of `parent`."""
@@ -574,7 +683,8 @@ class CRM:
         record_id: Any = None,
     ) -> tuple[bool, Any]:
         """Run `work` in one transaction with `key` recorded (inside a batch: in a
-        savepoint of the batch's transaction, so a refused write rolls back alone).
+        savepoint of the batch's transaction, so a refused write rolls back alone; in a
+        batch of new keys, see `batch`).
 
         Returns (True, result) when it ran, (False, earlier result) when this key was
         applied before: a repeat is recognised and skipped. CrmUnavailable when the CRM
@@ -584,14 +694,21 @@ class CRM:
             raise ActionError("the CRM is open read-only (dry run)")
         self.ensure_applied()  # a CRM unreachable at start: its key table comes first
         batch = self._open_batch()
+        if batch is not None and batch.new_keys and self._applied is not None:
+            made = self._once_new(batch, key, work, workflow, entity, record_id)
+            if made is not None:
+                return made
+            # It failed before the batch held a write: made again as in any batch.
         try:
             if batch is None:
                 with self.engine.begin() as conn:
                     return self._apply(conn, key, work, workflow, entity, record_id)
             conn = self._batch_conn(batch)
+            if key in batch.applied:
+                return False, batch.applied[key]
             with _savepoint(conn, "crmflow_write", release=False):
                 ran, result = self._apply(conn, key, work, workflow, entity, record_id)
-            batch.writes += ran
+            _count(batch, key, ran, result)
             return ran, result
         except IntegrityError as exc:
             refused = exc
@@ -605,16 +722,63 @@ class CRM:
             raise ActionError(f"the CRM refused the write: {short(refused)}")
         # Another process may have applied the same key between our check and our insert:
         # then its result (a created record's id) is this action's output too.
+        earlier = self._applied_result(key)
+        if earlier is not None:
+            return False, earlier[0]
+        raise ActionError(f"the CRM refused the write: {short(refused)}")
+
+    def _once_new(
+        self,
+        batch: _Batch,
+        key: str,
+        work: Callable[[Connection], Any],
+        workflow: str,
+        entity: str,
+        record_id: Any,
+    ) -> tuple[bool, Any] | None:
+        """`once` in a batch of new keys: the write alone, its key's row kept for the
+        batch's commit. A write that fails (refused, or its action's own error) after
+        the batch holds writes rolls all of them back (RedoBatch), since it has no
+        savepoint to roll back to; before, there is nothing to lose: None, and the
+        caller makes it the careful way. A failure that may pass (locked, unreachable)
+        loses the batch as in any batch."""
+        conn = self._batch_conn(batch)
+        if key in batch.applied:
+            return False, batch.applied[key]
+        failure: BaseException
+        try:
+            ran, result = self._apply(conn, key, work, workflow, entity, record_id, keep=batch)
+        except IntegrityError as exc:
+            failure = exc
+        except SQLAlchemyError as exc:
+            self._lose(batch, exc)
+            raise write_failed(exc) from None
+        except Exception as exc:  # the action's own (ActionError, a bad value): any kind
+            failure = exc
+        else:
+            _count(batch, key, ran, result)
+            return ran, result
+        if batch.writes:
+            self._lose(batch, _Undone(f"a write failed ({short(failure)})"))
+            batch.refuse_if_lost()
+        try:
+            conn.rollback()  # on PostgreSQL a failed statement ends the transaction
+        except SQLAlchemyError as exc:
+            self._lose(batch, exc)
+        return None
+
+    def _applied_result(self, key: str) -> tuple[Any] | None:
+        """(result,) of an applied key, None if it was not applied."""
+        assert self._applied is not None
+        batch = self._open_batch()
+        if batch is not None and key in batch.applied:
+            return (batch.applied[key],)
         try:
             with self._reading() as conn:
-                earlier = conn.execute(
-                    select(self._applied.c.result).where(self._applied.c.key == key)
-                ).first()
+                earlier = conn.execute(self._seen, {"key": key}).first()
         except SQLAlchemyError as exc:
             raise write_failed(exc) from None
-        if earlier is not None:
-            return False, _loads(earlier[0])
-        raise ActionError(f"the CRM refused the write: {short(refused)}")
+        return None if earlier is None else (_loads(earlier[0]),)
 
     def _apply(
         self,
@@ -624,29 +788,38 @@ class CRM:
         workflow: str,
         entity: str,
         record_id: Any,
+        *,
+        keep: _Batch | None = None,
     ) -> tuple[bool, Any]:
-        if self._applied is not None:
+        """`work` with its key recorded; `keep`: a batch of new keys, which holds the key's
+        row to insert it with the others before its commit, and whose keys are not looked
+        up first."""
+        if self._applied is not None and keep is None:
             seen = conn.execute(self._seen, {"key": key}).first()
             if seen is not None:
                 return False, _loads(seen[0])
         result = work(conn)
         if self._applied is not None:
-            conn.execute(
-                self._record_key,
-                {
-                    "key": key,
-                    "applied_at": iso_utc(self.clock()),
-                    "workflow": workflow,
-                    "entity": entity,
-                    "record_id": None if record_id is None else str(record_id),
-                    "result": json.dumps(result, default=str),
-                },
-            )
+            row = {
+                "key": key,
+                "applied_at": iso_utc(self.clock()),
+                "workflow": workflow,
+                "entity": entity,
+                "record_id": None if record_id is None else str(record_id),
+                "result": json.dumps(result, default=str),
+            }
+            if keep is not None:
+                keep.unsaved.append(row)
+            else:
+                conn.execute(self._record_key, row)
         return True, result
 
     def was_applied(self, key: str) -> bool:
         if self._applied is None:
             return False
+        batch = self._open_batch()
+        if batch is not None and key in batch.applied:
+            return True
         with self._reading() as conn:
             query = select(self._applied.c.key).where(self._applied.c.key == key)
             return conn.execute(query).first() is not None

@@ -18,6 +18,14 @@ again as stored, with its version and therefore its idempotency keys. Actions re
 as done are skipped; CRM writes already applied are recognised by crmflow_applied
 (those of the killed batch's open CRM transaction were rolled back with it); a
 webhook or e-mail whose record was lost goes again under the same key.
+
+A batch of changes no daemon began before goes the quick way: the done actions of its
+records are read in one query (not one per action), and its CRM writes take a
+statement each (`CRM.batch(new_keys=True)`: no savepoint, no look-up of the key, the
+keys inserted together before the commit). Should one of its keys turn out applied
+before, or one of its writes fail, the CRM rolls the batch's writes back (RedoBatch)
+and step 2 is done again the careful way, as for a change a stopped daemon began: the
+order of the commits, and so what a kill leaves, is the same either way.
 """
 
 from __future__ import annotations
@@ -28,13 +36,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from crmflow.crm.database import RedoBatch
 from crmflow.daemon.capture import Capture, Change
 from crmflow.daemon.log import Log
 from crmflow.daemon.sweep import describe_late
 from crmflow.state.store import State
 
 # Changes per batch: the state's commits shrink with it, the work redone after a kill grows.
-BATCH_CHANGES = 200
+# 500 rather than 200: a burst of 10,000 on SQLite ~8% sooner (fewer syncs of the CRM's
+# file); BATCH_SECONDS still bounds how long a batch holds its transactions open.
+BATCH_CHANGES = 500
 # A batch's open unit (and its CRM transaction) is committed after this long: a SQLite
 # state keeps other writers (the heartbeat thread, `crmflow pause`) waiting while a
 # transaction is open, and a SQLite CRM keeps the CRM application's writers waiting.
@@ -58,10 +69,13 @@ class Batches:
             return 0, False
         unfinished = self.state.unfinished(entity, [str(c.record_id) for c in changes])
         recovered = False
+        # Batches of new changes go the quick way (CRM.batch(new_keys=True)) until one has
+        # to be made again: the rest of this poll's go the careful way.
+        quick = True
         for part in self._split(changes):
             batch, moved_on = self._resume(part, unfinished)
             recovered = recovered or moved_on
-            self._run(entity, batch, now)
+            quick = self._run(entity, batch, now, quick=quick)
         return len(changes), recovered
 
     def _split(self, changes: list[Change]) -> list[list[Change]]:
@@ -103,7 +117,10 @@ class Batches:
             batch.append((stored, False))
         return batch, moved_on
 
-    def _run(self, entity: str, batch: list[tuple[Change, bool]], now: datetime) -> None:
+    def _run(
+        self, entity: str, batch: list[tuple[Change, bool]], now: datetime, *, quick: bool
+    ) -> bool:
+        """One batch, both steps; whether the next may go the quick way."""
         fresh = [change for change, new in batch if new]
         with self.state.unit():
             chains = self.state.take_writes(entity, [str(c.record_id) for c in fresh])
@@ -117,14 +134,48 @@ class Batches:
                     )
             self.state.begin_changes(entity, [(str(c.record_id), c.to_stored()) for c in fresh])
         changes = [change for change, _ in batch]
+        fresh_ids = [str(c.record_id) for c in fresh]
+        if not quick or len(fresh) < len(batch):
+            # A change begun by a stopped daemon may have had its writes made already.
+            self._handle(entity, changes, fresh_ids, now, new_keys=False)
+            return quick
+        try:
+            # No daemon began these changes, and the state records none of their actions
+            # as done: their keys are new, but for the rare record back at a version
+            # handled before whose history was pruned, which the CRM finds before its
+            # commit. Their writes are expected to succeed.
+            self._handle(entity, changes, fresh_ids, now, new_keys=True)
+            return True
+        except RedoBatch as exc:
+            # Everything since the unit's last commit was rolled back, both databases;
+            # the changes are still marked: made again, each write in a savepoint of its
+            # own and each key looked up.
+            self.log.note(f"{entity}: handling {len(changes)} changes again: {exc}")
+            self._handle(entity, changes, fresh_ids, now, new_keys=False)
+            return False
+
+    def _handle(
+        self,
+        entity: str,
+        changes: list[Change],
+        fresh_ids: list[str],
+        now: datetime,
+        *,
+        new_keys: bool,
+    ) -> None:
+        """Step 2 of a batch: its changes handled, their snapshots saved, marks removed."""
         crm = self.capture.crm
         # The CRM batch ends (commits) before the unit does, and every checkpoint of the
         # unit commits it first.
-        with self.state.unit(), crm.batch():
+        with self.state.unit(), crm.batch(new_keys=new_keys):
             self.state.commit_first(crm.commit_batch)
+            # The done actions of new changes' records in one query, not one per action;
+            # one begun by a stopped daemon asks for each as before.
+            self.state.know_done(entity, fresh_ids)
             since = time.monotonic()
             for change in changes:
-                self.handle(change, now)
+                with self.state.handling(entity, change.record_id):
+                    self.handle(change, now)
                 if time.monotonic() - since > BATCH_SECONDS:
                     self.state.checkpoint()
                     since = time.monotonic()

@@ -232,9 +232,9 @@ class Capture:
         else:
             query = self._text_window(table, column, lower)
         with self.crm.engine.connect() as conn:
+            result = conn.execute(query)
             rows = {}
-            for row in conn.execute(query):
-                record = self.crm._record(entity, row)
+            for record in self.crm._records(entity, result, tuple(result.keys())):
                 rows.setdefault(str(record["id"]), record)
         return list(rows.values())
 

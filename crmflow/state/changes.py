@@ -10,9 +10,31 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import Connection, Table, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from crmflow.state.tables import Tables, epoch, inflight, snapshots, watermarks, writes
+
+# Upserts of the tables keyed by (entity, record_id), by dialect: built once, compiled once.
+_UPSERTS: dict[tuple[str, str], Any] = {}
+
+
+def _upserts(dialect: str, table: Table) -> Any:
+    """An insert of `table` that updates the row of the same record instead; None for a
+    database without one here."""
+    found = _UPSERTS.get((dialect, table.name))
+    if found is not None or dialect not in ("postgresql", "sqlite"):
+        return found
+    statement = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+    found = _UPSERTS[(dialect, table.name)] = statement.on_conflict_do_update(
+        index_elements=[table.c.entity, table.c.record_id],
+        set_={
+            c.name: statement.excluded[c.name]
+            for c in table.columns
+            if c.name not in ("entity", "record_id")
+        },
+    )
+    return found
 
 
 class ChangeStore(Tables):
@@ -42,16 +64,10 @@ class ChangeStore(Tables):
         if not rows:
             return
         with self._begin() as conn:
-            ids = [r[0] for r in rows]
-            for start in range(0, len(ids), 500):
-                conn.execute(
-                    snapshots.delete().where(
-                        snapshots.c.entity == entity,
-                        snapshots.c.record_id.in_(ids[start : start + 500]),
-                    )
-                )
-            conn.execute(
-                insert(snapshots),
+            self._replace(
+                conn,
+                snapshots,
+                entity,
                 [
                     {
                         "entity": entity,
@@ -62,6 +78,26 @@ class ChangeStore(Tables):
                     for i, v, d in rows
                 ],
             )
+
+    def _replace(
+        self, conn: Connection, table: Table, entity: str, rows: list[dict[str, Any]]
+    ) -> None:
+        """Rows of `table` (keyed by entity and record id) inserted, or in place of those
+        there, in order: the last of a record wins."""
+        upsert = _upserts(conn.dialect.name, table)
+        if upsert is not None:
+            # One statement per row, sent together: a delete of every row first costs as
+            # much again (three times as much on PostgreSQL) and a round trip.
+            conn.execute(upsert, rows)
+            return
+        ids = [row["record_id"] for row in rows]
+        for start in range(0, len(ids), 500):
+            conn.execute(
+                table.delete().where(
+                    table.c.entity == entity, table.c.record_id.in_(ids[start : start + 500])
+                )
+            )
+        conn.execute(insert(table), list({row["record_id"]: row for row in rows}.values()))
 
     def drop_snapshots(self, entity: str, ids: list[str]) -> None:
         self._delete_records(snapshots, entity, ids)
@@ -113,17 +149,11 @@ class ChangeStore(Tables):
         """Mark changes (record id, the change as JSON) as being handled, in one transaction."""
         if not changes:
             return
-        ids = [rid for rid, _ in changes]
         with self._begin() as conn:
-            for start in range(0, len(ids), 500):
-                conn.execute(
-                    inflight.delete().where(
-                        inflight.c.entity == entity,
-                        inflight.c.record_id.in_(ids[start : start + 500]),
-                    )
-                )
-            conn.execute(
-                insert(inflight),
+            self._replace(
+                conn,
+                inflight,
+                entity,
                 [
                     {"entity": entity, "record_id": rid, "change": json.dumps(data, default=str)}
                     for rid, data in changes

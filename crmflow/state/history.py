@@ -94,14 +94,48 @@ class HistoryStore(Tables):
 
     def done_action(self, key: str) -> DoneAction | None:
         """The action with this idempotency key as it was carried out, if it was."""
-        queued = self._queued_done(key)
+        queued, complete = self._queued_done(key)
         if queued is not None:
             return DoneAction(datetime.fromtimestamp(queued["at"], UTC), _output(queued["output"]))
+        if complete:
+            return None
         with self._connect(flush=False) as conn:
             row = conn.execute(_DONE, {"key": key}).first()
         if row is None:
             return None
         return DoneAction(datetime.fromtimestamp(row.at, UTC), _output(row.output))
+
+    def know_done(self, entity: str, ids: list[str]) -> None:
+        """Read the done actions of these records into the open unit (nothing without
+        one), 500 records to a query: while one of them is `handling`, `done_action`
+        answers without a query of its own.
+
+        Complete because an action's key is made from its record, and its history rows
+        carry that record: a key not among these rows was not done for that record.
+        What is recorded elsewhere meanwhile (another daemon, this one's workers) is not
+        seen; the handling thread never asks about an action it handed to the workers,
+        and for the rare key of both (a change handled again while a retry of its action
+        is due) the CRM's keys still make a write once, and a webhook sent twice goes
+        under the same key, as after a kill."""
+        unit = self._open_unit()
+        if unit is None or not ids:
+            return
+        with self._connect() as conn:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                query = (
+                    select(history.c.key, history.c.at, history.c.output)
+                    .where(
+                        history.c.entity == entity,
+                        history.c.record_id.in_(chunk),
+                        history.c.outcome == "done",
+                        history.c.key.is_not(None),
+                    )
+                    .order_by(history.c.id)
+                )
+                for key, at, output in conn.execute(query):
+                    unit.done.setdefault(key, {"at": at, "output": output})
+                unit.known.update((entity, rid) for rid in chunk)
 
     def history(
         self,

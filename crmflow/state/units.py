@@ -13,6 +13,11 @@ were made (otherwise a kill could keep a "done" whose write was lost).
 History and chain rows are the bulk of a batch's writes; inside a unit they are queued
 and inserted together (one statement for many rows) before anything reads those tables
 and when the unit commits.
+
+Whether an action was done (`done_action`, asked before each action) is the bulk of its
+reads: a unit can read the done actions of a batch's records at once (`know_done`) and
+then answer, while one of those records is handled (`handling`), from what it read and
+what it recorded since, without a query each.
 """
 
 from __future__ import annotations
@@ -32,9 +37,14 @@ class _Unit:
     conn: Connection
     # Rows to insert, by table, in the order they were recorded.
     queued: dict[Table, list[dict[str, Any]]] = field(default_factory=dict)
-    # Rows queued for the history with outcome "done", by key: `done_action` must see
-    # an action recorded earlier in the same unit.
+    # History rows with outcome "done", by key: those the unit recorded (`done_action`
+    # must see an action recorded earlier in the same unit, flushed or not) and those
+    # read by `know_done`, the earliest of a key first.
     done: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The records (entity, id) whose done actions were all read into `done`, and the one
+    # being handled: while it is one of them, `done` alone answers.
+    known: set[tuple[str, str]] = field(default_factory=set)
+    current: tuple[str, str] | None = None
     # Called before each commit, in order; one that raises keeps the unit uncommitted.
     before_commit: list[Callable[[], None]] = field(default_factory=list)
 
@@ -110,12 +120,27 @@ class Units:
 
     def _flush(self, unit: _Unit) -> None:
         # Table by table, each dropped from the queue once inserted: a flush cut off by a
-        # fault and tried again inserts no row twice.
+        # fault and tried again inserts no row twice. `done` is kept: what the unit
+        # recorded stays true in its transaction, and `know_done` answers rely on it.
         while unit.queued:
             table = next(iter(unit.queued))
             unit.conn.execute(insert(table), unit.queued[table])
             del unit.queued[table]
-        unit.done.clear()
+
+    @contextmanager
+    def handling(self, entity: str, record_id: Any) -> Iterator[None]:
+        """The open unit's thread is handling a change of this record: every action whose
+        `done_action` is asked meanwhile is one of this record's (the daemon's batches).
+        Nothing without a unit."""
+        unit = self._open_unit()
+        if unit is None:
+            yield
+            return
+        unit.current = (entity, str(record_id))
+        try:
+            yield
+        finally:
+            unit.current = None
 
     def _begin(self) -> AbstractContextManager[Connection]:
         """A connection in a transaction: the unit's, or a new one committed on exit."""
@@ -136,7 +161,12 @@ class Units:
             self._flush(unit)
         return nullcontext(unit.conn)
 
-    def _queued_done(self, key: str) -> dict[str, Any] | None:
-        """A "done" history row of `key` queued in the open unit, if there is one."""
+    def _queued_done(self, key: str) -> tuple[dict[str, Any] | None, bool]:
+        """A "done" history row of `key` the open unit recorded or read, if there is one;
+        and whether that answer is complete (the record being handled had its done
+        actions read by `know_done`), so that no query need follow."""
         unit = self._open_unit()
-        return None if unit is None else unit.done.get(key)
+        if unit is None:
+            return None, False
+        row = unit.done.get(key)
+        return row, row is not None or (unit.current is not None and unit.current in unit.known)
