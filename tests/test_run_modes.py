@@ -104,6 +104,8 @@ def test_single_drops_a_run_while_one_waits(
     run_two_changes(rig)
     assert sent(rig) == ["first 50", "later 50"]
     assert mode_entries(rig) == [("dropped", why)]
+    # The log says it in one line, as the history does.
+    assert f"nudge: run dropped: {why}" in rig.out.getvalue()
     # Once the first run has ended, a new change runs again.
     change(rig, 80)
     rig.tick(minutes=1)

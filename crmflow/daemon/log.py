@@ -24,7 +24,19 @@ from crmflow.values import printable
 
 # The outcomes an action's line may start with ("done: ...", "failed: ...").
 OUTCOMES = frozenset(
-    {"done", "failed", "skipped", "cancelled", "scheduled", "planned", "retried", "waiting"}
+    {
+        "done",
+        "failed",
+        "skipped",
+        "cancelled",
+        "scheduled",
+        "planned",
+        "retried",
+        "waiting",
+        "queued",
+        "dropped",
+        "released",
+    }
 )
 _LEVELS = {"note": "info", "event": "info", "action": "info", "warn": "warning", "fault": "error"}
 # What a JSON line's `event` says: a change judged is a "change".
@@ -157,6 +169,16 @@ class Log:
             matched=[r.rule for r in matched],
         )
         for rule in matched:
+            if rule.set_aside is not None:
+                # Its mode dropped or queued the whole run (engine/modes.py): one line.
+                self.action(
+                    rule.rule,
+                    "run",
+                    f"{rule.set_aside_as}: {rule.set_aside}",
+                    entity=event.entity,
+                    record=event.id,
+                )
+                continue
             for action in rule.actions:
                 status = action.status or "planned"
                 self.action(

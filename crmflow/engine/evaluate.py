@@ -95,6 +95,7 @@ class RulePlan:
     within_limit: bool = False  # its workflow's limit: was counted for this run: not reached
     mode_checked: bool = False  # its workflow's mode was asked about this run (modes.py)
     set_aside: str | None = None  # why the mode dropped or queued this run
+    set_aside_as: str = ""  # "dropped" or "queued"
 
     def to_json(self) -> dict[str, Any]:
         if self.matched:

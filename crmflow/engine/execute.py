@@ -152,7 +152,7 @@ class Executor:
             run.rule.mode_checked = True
             self._apply_mode(run)
         if run.rule.set_aside is not None:
-            queued = run.rule.set_aside.startswith("mode queued: starts")
+            queued = run.rule.set_aside_as == "queued"
             planned.status, planned.result = ("queued" if queued else "skipped"), run.rule.set_aside
             return None
         later = planned.due is not None and planned.due > run.now
@@ -273,6 +273,7 @@ class Executor:
         if verdict.go:
             return
         run.rule.set_aside = verdict.why
+        run.rule.set_aside_as = "queued" if verdict.queue else "dropped"
         if verdict.queue:
             stored = self._store(run, this, None, PendingStatus.QUEUED, whole_run=True)
             outcome = "queued" if stored is not None else "skipped"
