@@ -255,3 +255,50 @@ def test_lint_warns_of_a_mode_without_anything_that_waits(tmp_path: Path) -> Non
         [crmflow_bin(), "lint", "--strict", str(tmp_path)], capture_output=True, text=True
     )
     assert quiet.returncode == 0, quiet.stdout
+
+
+def test_restart_ends_each_waiting_action_once_behind_a_call_being_retried(
+    made: list[Rig], tmp_path: Path
+) -> None:
+    """The earlier run's call failed for now (nobody listens) and waits for its retry;
+    the action behind it waits for the call. A restart ends both, each once."""
+    from tests.servers import free_port
+
+    port = free_port()  # nothing listens there: the call fails for now, and is retried
+    rig = make_rig(tmp_path)
+    made.append(rig)
+    rig.configure(f'webhooks: {{allow: ["http://127.0.0.1:{port}/*"]}}\n')
+    rig.rules(
+        {
+            "call.yaml": f"""
+                id: call
+                entity: deal
+                trigger: {{on: updated, fields: [probability]}}
+                mode: restart
+                actions:
+                  - webhook: {{url: "http://127.0.0.1:{port}/in"}}
+                  - update: {{values: {{name: "called"}}}}
+                """
+        }
+    )
+    settle(rig)
+    rig.start()
+    change(rig, 60)
+    rig.tick(seconds=1)
+    waiting = rig.state(
+        "SELECT action_type, status FROM crmflow_pending WHERE workflow = 'call' ORDER BY id"
+    )
+    assert waiting == [("webhook", "pending"), ("update", "waiting")]
+    rig.tick(seconds=1)
+    change(rig, 70)
+    rig.tick(seconds=1)
+    cancelled = [
+        (t, d)
+        for t, o, d in rig.state(
+            "SELECT action_type, outcome, detail FROM crmflow_history "
+            "WHERE workflow = 'call' AND outcome = 'cancelled' ORDER BY id"
+        )
+    ]
+    assert [t for t, _ in cancelled] == ["update", "webhook"]  # each once
+    assert cancelled[1][1] == "restarted: a new run for this record replaces it (mode restart)"
+    assert cancelled[0][1].startswith("an earlier action of this workflow was cancelled: restarted")

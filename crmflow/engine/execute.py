@@ -24,6 +24,7 @@ from crmflow.engine.evaluate import ActionRun, Plan, RulePlan, template_context
 from crmflow.engine.events import Event
 from crmflow.engine.limits import RateLimits
 from crmflow.engine.modes import (
+    ACTIVE,
     QUEUED_RUN,
     WHOLE_RUN,
     cancelled_by_restart,
@@ -264,9 +265,15 @@ class Executor:
         if this == self.releasing:
             return  # a queued run whose turn has come
         verdict = decide(workflow, earlier_runs(self.state, workflow, event.entity, event.id, this))
+        state = self.state
         for row in cancelled_by_restart(verdict.cancel):
+            # One that waited behind an action handed to the workers may have ended
+            # with it, a moment ago: each is ended once.
+            current = state.get_pending(row.id)
+            if current is None or current.status not in (*ACTIVE, PendingStatus.QUEUED):
+                continue
             self.finish(
-                row,
+                current,
                 PendingStatus.CANCELLED,
                 "restarted: a new run for this record replaces it (mode restart)",
             )
