@@ -211,6 +211,7 @@ class Daemon:
         # The effects (mail, web) are loaded with the first action elsewhere; a daemon will
         # act, and should not pay for the imports inside its first burst of changes.
         import crmflow.engine.effects.by_type  # noqa: F401
+
         if self.shadow and not self._said_how_writes_go:
             self.log.note(
                 "shadow run: judging every change, acting on nothing (what each action "
