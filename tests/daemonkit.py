@@ -139,3 +139,27 @@ def grant_triggers(owner_url: str, app_url: str) -> None:
         f'GRANT CREATE ON SCHEMA public TO "{role}"; '
         f'GRANT TRIGGER ON ALL TABLES IN SCHEMA public TO "{role}"'
     )
+
+
+# A workflow that writes one activity per changed deal, and DEALS deals for it: the
+# batch and burst tests (tests/test_batches.py, tests/test_burst.py) share them.
+ON_DEAL_UPDATE = """
+id: watch
+entity: deal
+trigger: {on: updated, fields: [probability]}
+actions:
+  - create: {entity: activity, values: {kind: comment, subject: "watch {{ deal.id }}",
+             related_entity: note, related_id: "{{ deal.id }}"}}
+"""
+DEALS = 30
+
+
+def watched_deals(folder: Path, crm_url: str | None = None) -> Rig:
+    """A rig with ON_DEAL_UPDATE and DEALS more deals (ids 700 on), not started."""
+    rig = make_rig(folder, crm_url)
+    rig.rules({"w.yaml": ON_DEAL_UPDATE})
+    rig.write(
+        "INSERT INTO deals (id, name, probability, updated_at) VALUES "
+        + ", ".join(f"({700 + n}, 'd{n}', 1, {{stamp}})" for n in range(DEALS))
+    )
+    return rig

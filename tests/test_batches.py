@@ -10,17 +10,8 @@ from typing import Any
 import pytest
 
 from crmflow.daemon.loop import Daemon
-from tests.daemonkit import Rig, make_rig
+from tests.daemonkit import DEALS, ON_DEAL_UPDATE, Rig, watched_deals
 
-ON_DEAL_UPDATE = """
-id: watch
-entity: deal
-trigger: {on: updated, fields: [probability]}
-actions:
-  - create: {entity: activity, values: {kind: comment, subject: "watch {{ deal.id }}",
-             related_entity: note, related_id: "{{ deal.id }}"}}
-"""
-DEALS = 30
 BATCH = 8
 
 
@@ -30,12 +21,7 @@ class Killed(BaseException):
 
 @pytest.fixture
 def rig(tmp_path: Path, database: str) -> Iterator[Rig]:
-    rig = make_rig(tmp_path, database)
-    rig.rules({"w.yaml": ON_DEAL_UPDATE})
-    rig.write(
-        "INSERT INTO deals (id, name, probability, updated_at) VALUES "
-        + ", ".join(f"({700 + n}, 'd{n}', 1, {{stamp}})" for n in range(DEALS))
-    )
+    rig = watched_deals(tmp_path, database)
     yield rig
     rig.close()
 
